@@ -1,0 +1,26 @@
+# Chronicle's make targets. `make test` is what CI runs.
+GO ?= go
+PKGS := ./...
+
+.PHONY: test bench lint services demo build
+
+## test: run every test with the race detector against real PostgreSQL and NATS.
+test:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## bench: measure Chronicle beside raw pgx / nats.go baselines and print one table.
+bench: services
+	$(GO) run ./internal/bench $(BENCHFLAGS)
+
+## lint: gofmt check and go vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## services: start PostgreSQL and NATS locally when they are not answering.
+services:
+	@bash scripts/services.sh
+
+## build: build every package and command.
+build:
+	$(GO) build $(PKGS)

@@ -1,0 +1,41 @@
+// Package eventstore is Chronicle's vocabulary for storing events: the
+// [Event] a caller appends, the [Record] a store returns once the event is
+// committed, the [Position] of a record in the global log, the
+// [ExpectedVersion] that makes appends optimistic, and the [Store] interface
+// that every implementation satisfies.
+//
+// # Streams and versions
+//
+// A stream is an ordered list of events identified by an opaque string ID.
+// The part of the ID before the first '-' is the stream's category, so
+// "account-42" belongs to the category "account" (see [Category]). Each
+// event in a stream has a 1-based stream version with no holes: a stream
+// holding n events has versions 1..n.
+//
+// # Expected versions
+//
+// Every [Store.Append] names the version the caller believes the stream is
+// at. [Any] skips the check, [NoStream] requires that the stream does not
+// exist, [StreamExists] requires that it does, and an exact version (see
+// [Exact]) requires that the stream is at exactly that version. When the
+// check fails, the append writes nothing and returns an error that matches
+// [ErrConcurrencyConflict] with errors.Is and converts to a
+// [*ConflictError] with errors.As.
+//
+// Appending events whose IDs were already appended to the same stream at the
+// same versions (a client retrying after a timeout) succeeds without writing
+// them again.
+//
+// # The global log
+//
+// Every committed record also has a [Position] in the global log. Reading the
+// log with [Store.ReadAll] or following it with [Store.Follow] never skips a
+// committed event, even when transactions commit in another order than they
+// took their positions; see the package eventstore/postgres for how.
+//
+// # Implementations
+//
+// The package eventstore/postgres stores events in PostgreSQL through pgx;
+// eventstore/memory keeps them in memory for unit tests and embedded use.
+// Both pass the conformance suite in eventstore/eventstoretest.
+package eventstore
