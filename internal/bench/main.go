@@ -63,7 +63,7 @@ type section struct {
 func main() {
 	dbURL := flag.String("database", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	natsURL := flag.String("nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
-	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, projection); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection); empty runs all")
 	scale := flag.Float64("scale", 1, "scale event counts (0.1 for a quick run)")
 	flag.Parse()
 
@@ -73,6 +73,7 @@ func main() {
 	sections := []section{
 		{"store", benchStore},
 		{"aggregate", benchAggregate},
+		{"relay", benchRelay},
 		{"projection", benchProjection},
 	}
 	cfg, err := pgxpool.ParseConfig(*dbURL)
