@@ -1,0 +1,268 @@
+package relay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// DefaultSubjectPrefix is the subject prefix of published records unless
+// [WithStream] says otherwise. A record of type "AccountOpened" in stream
+// "account-42" is published on "chronicle.events.account.AccountOpened".
+const DefaultSubjectPrefix = "chronicle.events"
+
+// Header names carried by every published message. Together with the
+// message body (the record's Data) they hold the whole [eventstore.Record];
+// [RecordFromMsg] reads them back.
+//
+// Values are plain text when they are printable ASCII without leading or
+// trailing spaces and do not start with a double quote; any other value
+// (newlines, non-ASCII letters, ...) is sent as a JSON string literal with
+// non-ASCII characters escaped, so that it survives NATS header encoding
+// exactly.
+const (
+	// HeaderMsgID holds the event ID; JetStream drops a message whose ID
+	// it has already stored within the stream's duplicate window.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderStream holds the record's stream ID.
+	HeaderStream = "Chronicle-Stream"
+	// HeaderVersion holds the record's stream version, in decimal.
+	HeaderVersion = "Chronicle-Version"
+	// HeaderPosition holds the record's global position as "TxID/Seq"
+	// (see [eventstore.Position.String]).
+	HeaderPosition = "Chronicle-Position"
+	// HeaderType holds the record's event type.
+	HeaderType = "Chronicle-Type"
+	// HeaderSchemaVersion holds the record's schema version, in decimal.
+	HeaderSchemaVersion = "Chronicle-Schema-Version"
+	// HeaderRecordedAt holds when the store recorded the event, in
+	// RFC 3339 with nanoseconds, in UTC.
+	HeaderRecordedAt = "Chronicle-Recorded-At"
+	// HeaderMetadata holds the record's metadata as a JSON object with
+	// non-ASCII characters escaped. It is omitted when the metadata is
+	// empty.
+	HeaderMetadata = "Chronicle-Metadata"
+)
+
+// EscapeToken makes s a valid single NATS subject token: every byte that
+// may not appear in a token ('.', '*', '>', spaces and other ASCII control
+// or whitespace bytes) is replaced by '_', and an empty s becomes "_".
+// The mapping is lossy; the headers carry the exact values.
+func EscapeToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' {
+			if b == nil {
+				b = []byte(s)
+			}
+			b[i] = '_'
+		}
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+// Subject returns the subject rec is published on: prefix, then the
+// escaped category of its stream, then its escaped type, joined by dots.
+// An empty prefix means [DefaultSubjectPrefix].
+func Subject(prefix string, rec eventstore.Record) string {
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	return prefix + "." + EscapeToken(rec.Category()) + "." + EscapeToken(rec.Type)
+}
+
+// FilterSubject returns a subject filter matching the records of one
+// category and one event type under prefix; an empty category or type
+// matches any ('*'). FilterSubject(prefix, "", "") matches every record.
+// An empty prefix means [DefaultSubjectPrefix].
+func FilterSubject(prefix, category, eventType string) string {
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	c, t := "*", "*"
+	if category != "" {
+		c = EscapeToken(category)
+	}
+	if eventType != "" {
+		t = EscapeToken(eventType)
+	}
+	return prefix + "." + c + "." + t
+}
+
+// NewMsg returns the message that publishes rec: its subject (see
+// [Subject]), its headers (see [HeaderMsgID] and the other header names)
+// and its Data as body. The body shares rec.Data's memory.
+func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
+	h := make(nats.Header, 8)
+	h[HeaderMsgID] = []string{rec.ID.String()}
+	h[HeaderStream] = []string{encodeValue(rec.StreamID)}
+	h[HeaderVersion] = []string{strconv.FormatInt(rec.StreamVersion, 10)}
+	h[HeaderPosition] = []string{rec.Position.String()}
+	h[HeaderType] = []string{encodeValue(rec.Type)}
+	h[HeaderSchemaVersion] = []string{strconv.Itoa(rec.SchemaVersion)}
+	h[HeaderRecordedAt] = []string{rec.RecordedAt.UTC().Format(time.RFC3339Nano)}
+	if len(rec.Metadata) > 0 {
+		b, err := json.Marshal(map[string]string(rec.Metadata))
+		if err == nil { // a map[string]string always marshals
+			h[HeaderMetadata] = []string{asciiJSON(b)}
+		}
+	}
+	return &nats.Msg{Subject: Subject(prefix, rec), Header: h, Data: rec.Data}
+}
+
+// RecordFromMsg rebuilds the record a message published by the relay
+// carries, from its subject, headers and body. It returns an error naming
+// the header that is missing or malformed. Data is the body itself, not a
+// copy. The subject is only used in error messages.
+func RecordFromMsg(subject string, hdr nats.Header, data []byte) (eventstore.Record, error) {
+	var errs []error
+	get := func(name string) string {
+		v := hdr.Get(name)
+		if v == "" {
+			errs = append(errs, fmt.Errorf("missing header %s", name))
+		}
+		return v
+	}
+	var rec eventstore.Record
+	if v := get(HeaderMsgID); v != "" {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: invalid event ID %q: %w", HeaderMsgID, v, err))
+		}
+		rec.ID = id
+	}
+	if v := get(HeaderStream); v != "" {
+		s, err := decodeValue(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderStream, err))
+		}
+		rec.StreamID = s
+	}
+	if v := get(HeaderVersion); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("header %s: invalid stream version %q", HeaderVersion, v))
+		}
+		rec.StreamVersion = n
+	}
+	if v := get(HeaderPosition); v != "" {
+		p, err := eventstore.ParsePosition(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderPosition, err))
+		}
+		rec.Position = p
+	}
+	if v := get(HeaderType); v != "" {
+		s, err := decodeValue(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderType, err))
+		}
+		rec.Type = s
+	}
+	if v := get(HeaderSchemaVersion); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: invalid schema version %q", HeaderSchemaVersion, v))
+		}
+		rec.SchemaVersion = n
+	}
+	if v := get(HeaderRecordedAt); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: invalid time %q: %w", HeaderRecordedAt, v, err))
+		}
+		rec.RecordedAt = t
+	}
+	if v := hdr.Get(HeaderMetadata); v != "" {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			errs = append(errs, fmt.Errorf("header %s: invalid JSON object: %w", HeaderMetadata, err))
+		}
+		if len(m) > 0 {
+			rec.Metadata = eventstore.Metadata(m)
+		}
+	}
+	if len(errs) > 0 {
+		return eventstore.Record{}, fmt.Errorf("relay: message on subject %q is not a Chronicle record: %w", subject, errors.Join(errs...))
+	}
+	rec.Data = data
+	return rec, nil
+}
+
+// encodeValue returns s as is when NATS headers carry it unchanged, and as
+// an ASCII JSON string literal otherwise.
+func encodeValue(s string) string {
+	if plainValue(s) {
+		return s
+	}
+	b, _ := json.Marshal(s) // a string always marshals
+	return asciiJSON(b)
+}
+
+func plainValue(s string) bool {
+	if s == "" || s[0] == '"' || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeValue(v string) (string, error) {
+	if !strings.HasPrefix(v, `"`) {
+		return v, nil
+	}
+	var s string
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return "", fmt.Errorf("invalid JSON string %s: %w", v, err)
+	}
+	return s, nil
+}
+
+// asciiJSON escapes every non-ASCII character and DEL of a JSON text as
+// \uXXXX, so the text is printable ASCII.
+func asciiJSON(b []byte) string {
+	ascii := true
+	for _, c := range b {
+		if c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) + 16)
+	for _, r := range string(b) {
+		switch {
+		case r < 0x7f:
+			sb.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&sb, `\u%04x\u%04x`, r1, r2)
+		default:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		}
+	}
+	return sb.String()
+}
