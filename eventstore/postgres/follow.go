@@ -1,0 +1,153 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Follow reads the global log like [Store.ReadAll], then keeps waiting for
+// new records and yields them as they become readable, until ctx ends; it
+// then yields ctx's error. See [eventstore.Store.Follow].
+//
+// While it waits, Follow holds one connection of the pool listening on the
+// store's notification channel, and reads again when an append notifies it
+// or when the poll interval passes, whichever comes first. If listening
+// fails it logs a warning and polls. A failed read ends the iteration with
+// that error; callers restart from the last position they handled.
+func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter.Seq2[eventstore.Record, error] {
+	if err := opts.Validate(); err != nil {
+		return eventstore.Err(err)
+	}
+	return func(yield func(eventstore.Record, error) bool) {
+		var l *listener
+		defer func() { l.close() }()
+		after := opts.After
+		left := opts.Limit
+		buf := make([]eventstore.Record, 0, opts.Batch())
+		for {
+			if l == nil && s.cfg.notify {
+				l = s.listen(ctx)
+			}
+			// Catch up: read until a batch comes back short.
+			for {
+				var (
+					full bool
+					err  error
+				)
+				buf, full, err = s.readAllBatch(ctx, buf[:0], after, opts, left)
+				if err != nil {
+					if ctx.Err() != nil {
+						err = ctx.Err()
+					}
+					yield(eventstore.Record{}, err)
+					return
+				}
+				for _, r := range buf {
+					if !yield(r, nil) {
+						return
+					}
+				}
+				if len(buf) > 0 {
+					after = buf[len(buf)-1].Position
+				}
+				if left > 0 {
+					left -= len(buf)
+					if left == 0 {
+						return
+					}
+				}
+				if !full {
+					break
+				}
+			}
+			// Wait for a notification or the poll interval.
+			if l != nil {
+				if err := l.wait(ctx, s.cfg.pollInterval); err != nil && ctx.Err() == nil {
+					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; polling",
+						slog.String("schema", s.cfg.schema), slog.Any("error", err))
+					l.close()
+					l = nil
+				}
+			} else {
+				t := time.NewTimer(s.cfg.pollInterval)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			if ctx.Err() != nil {
+				yield(eventstore.Record{}, ctx.Err())
+				return
+			}
+		}
+	}
+}
+
+// listener is a pool connection listening on the store's channel.
+type listener struct {
+	conn *pgxpool.Conn
+	log  *slog.Logger
+}
+
+// listen acquires a connection and listens on the store's channel. It
+// returns nil, after logging why, when it cannot; Follow then polls.
+func (s *Store) listen(ctx context.Context) *listener {
+	conn, err := s.pool.Acquire(ctx)
+	if err == nil {
+		_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize())
+		if err != nil {
+			conn.Release()
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "postgres: follow: cannot listen for notifications; polling",
+				slog.String("channel", s.channel), slog.Any("error", err))
+		}
+		return nil
+	}
+	return &listener{conn: conn, log: s.log}
+}
+
+// wait returns when a notification arrives, d passes or ctx ends; only a
+// broken connection is an error.
+func (l *listener) wait(ctx context.Context, d time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, err := l.conn.Conn().WaitForNotification(wctx)
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) && !l.conn.Conn().IsClosed():
+		return nil
+	}
+	return fmt.Errorf("postgres: wait for notification: %w", err)
+}
+
+// close stops listening and gives the connection back to the pool, or
+// closes it when it cannot be cleaned.
+func (l *listener) close() {
+	if l == nil || l.conn == nil {
+		return
+	}
+	c := l.conn
+	l.conn = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !c.Conn().IsClosed() {
+		if _, err := c.Exec(ctx, "UNLISTEN *"); err != nil {
+			_ = c.Conn().Close(ctx)
+		}
+	}
+	c.Release()
+}

@@ -1,0 +1,53 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+)
+
+// DefaultPollInterval is how often [Store.Follow] polls when no notification
+// wakes it.
+const DefaultPollInterval = 500 * time.Millisecond
+
+// Option configures a [Store].
+type Option func(*config)
+
+type config struct {
+	schema       string
+	logger       *slog.Logger
+	pollInterval time.Duration
+	notify       bool
+}
+
+// WithSchema sets the PostgreSQL schema holding the store's tables; the
+// default is "chronicle". The name must be a plain lower-case identifier.
+func WithSchema(name string) Option { return func(c *config) { c.schema = name } }
+
+// WithLogger sets the logger; nil discards logs (the default).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithPollInterval sets how often [Store.Follow] reads the log when no
+// notification wakes it; the default is [DefaultPollInterval]. It bounds how
+// late a follower sees events when notifications are off or lost.
+func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
+
+// WithNotify turns the pg_notify call of each append on (the default) or
+// off. Notifications wake followers at once; they cost a short global lock
+// at each commit, which matters only under heavy concurrent appends. With
+// them off, followers see new events within the poll interval.
+func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
+
+func (c *config) validate() error {
+	var errs []error
+	if err := pgmigrate.ValidateSchema(c.schema); err != nil {
+		errs = append(errs, fmt.Errorf("postgres: %w", err))
+	}
+	if c.pollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("postgres: poll interval must be positive, got %s", c.pollInterval))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,237 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// ReadStream reads the records of one stream, fetching them in batches of
+// opts.BatchSize. See [eventstore.Store.ReadStream]. A stream that does not
+// exist yields one error matching [eventstore.ErrStreamNotFound].
+//
+// Stream reads see every committed event of the stream at once; they do not
+// wait behind older open transactions the way [Store.ReadAll] does.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error] {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return eventstore.Err(err)
+	}
+	if err := opts.Validate(); err != nil {
+		var ve *eventstore.ValidationError
+		if errors.As(err, &ve) {
+			ve.Stream = streamID
+		}
+		return eventstore.Err(err)
+	}
+	return func(yield func(eventstore.Record, error) bool) {
+		backward := opts.Direction == eventstore.Backward
+		next := opts.From
+		if next == 0 {
+			next = 1
+			if backward {
+				next = math.MaxInt64
+			}
+		}
+		sql := s.q.readStreamFwd
+		if backward {
+			sql = s.q.readStreamBwd
+		}
+		left := opts.Limit
+		batch := opts.Batch()
+		buf := make([]eventstore.Record, 0, batch)
+		for first := true; ; first = false {
+			n := batch
+			if left > 0 && left < n {
+				n = left
+			}
+			var err error
+			buf, err = s.fetch(ctx, buf[:0], sql, streamID, next, n)
+			if err != nil {
+				yield(eventstore.Record{}, s.wrapErr(fmt.Sprintf("read stream %q from version %d", streamID, next), err))
+				return
+			}
+			if first && len(buf) == 0 {
+				info, err := s.streamInfo(ctx, s.pool, streamID)
+				switch {
+				case err != nil:
+					yield(eventstore.Record{}, err)
+				case !info.Exists:
+					yield(eventstore.Record{}, fmt.Errorf("postgres: read stream %q: %w", streamID, eventstore.ErrStreamNotFound))
+				}
+				return
+			}
+			for _, r := range buf {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(buf) < n {
+				return
+			}
+			if left > 0 {
+				left -= len(buf)
+				if left == 0 {
+					return
+				}
+			}
+			last := buf[len(buf)-1].StreamVersion
+			if backward {
+				next = last - 1
+				if next < 1 {
+					return
+				}
+			} else {
+				next = last + 1
+			}
+		}
+	}
+}
+
+// ReadAll reads the global log after opts.After in (transaction id,
+// position) order, fetching opts.BatchSize records at a time. See
+// [eventstore.Store.ReadAll]. It reads only what was written by
+// transactions older than every transaction still running, so it never
+// skips an event that commits later; such events are read by the next read
+// from the last position returned.
+func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) iter.Seq2[eventstore.Record, error] {
+	if err := opts.Validate(); err != nil {
+		return eventstore.Err(err)
+	}
+	return func(yield func(eventstore.Record, error) bool) {
+		after := opts.After
+		left := opts.Limit
+		buf := make([]eventstore.Record, 0, opts.Batch())
+		for {
+			var err error
+			var full bool
+			buf, full, err = s.readAllBatch(ctx, buf[:0], after, opts, left)
+			if err != nil {
+				yield(eventstore.Record{}, err)
+				return
+			}
+			for _, r := range buf {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(buf) > 0 {
+				after = buf[len(buf)-1].Position
+			}
+			if left > 0 {
+				left -= len(buf)
+				if left == 0 {
+					return
+				}
+			}
+			if !full {
+				return
+			}
+		}
+	}
+}
+
+// readAllBatch reads one batch of the log after after; full reports whether
+// the batch was full (more may follow).
+func (s *Store) readAllBatch(ctx context.Context, buf []eventstore.Record, after eventstore.Position, opts eventstore.ReadAllOptions, left int) ([]eventstore.Record, bool, error) {
+	n := opts.Batch()
+	if left > 0 && left < n {
+		n = left
+	}
+	cats := opts.Categories
+	if cats == nil {
+		cats = []string{}
+	}
+	types := opts.Types
+	if types == nil {
+		types = []string{}
+	}
+	if after.TxID > math.MaxInt64 || after.Seq > math.MaxInt64 {
+		return buf, false, &eventstore.ValidationError{Index: -1, Field: "options", Problem: fmt.Sprintf("position %s is out of range", after)}
+	}
+	buf, err := s.fetch(ctx, buf, s.q.readAll, int64(after.TxID), int64(after.Seq), cats, types, n)
+	if err != nil {
+		return buf, false, s.wrapErr(fmt.Sprintf("read the log after %s", after), err)
+	}
+	return buf, len(buf) == n, nil
+}
+
+// fetch runs a record query and appends its rows to buf.
+func (s *Store) fetch(ctx context.Context, buf []eventstore.Record, sql string, args ...any) ([]eventstore.Record, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return buf, err
+	}
+	defer rows.Close()
+	var (
+		r       eventstore.Record
+		pos, tx int64
+		id      pgtype.UUID
+		sv      int32
+		md      []byte
+		at      time.Time
+	)
+	dest := []any{&pos, &tx, &id, &r.StreamID, &r.StreamVersion, &r.Type, &sv, &r.Data, &md, &at}
+	for rows.Next() {
+		r = eventstore.Record{}
+		md = nil
+		if err := rows.Scan(dest...); err != nil {
+			return buf, err
+		}
+		r.ID = id.Bytes
+		r.Position = eventstore.Position{TxID: uint64(tx), Seq: uint64(pos)}
+		r.SchemaVersion = int(sv)
+		r.RecordedAt = at
+		if md != nil {
+			if err := json.Unmarshal(md, &r.Metadata); err != nil {
+				return buf, fmt.Errorf("decode metadata of event %s in stream %q at version %d: %w", r.ID, r.StreamID, r.StreamVersion, err)
+			}
+		}
+		buf = append(buf, r)
+	}
+	return buf, rows.Err()
+}
+
+// StreamInfo returns the stream's current version and whether it exists.
+func (s *Store) StreamInfo(ctx context.Context, streamID string) (eventstore.StreamInfo, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return eventstore.StreamInfo{}, err
+	}
+	return s.streamInfo(ctx, s.pool, streamID)
+}
+
+func (s *Store) streamInfo(ctx context.Context, q querier, streamID string) (eventstore.StreamInfo, error) {
+	info := eventstore.StreamInfo{StreamID: streamID}
+	err := q.QueryRow(ctx, s.q.streamInfo, streamID).Scan(&info.Version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return info, nil
+	case err != nil:
+		return info, s.wrapErr(fmt.Sprintf("read stream %q info", streamID), err)
+	}
+	info.Exists = true
+	return info, nil
+}
+
+// Head returns the position of the last record readers can see now: the
+// last one written by a transaction older than every transaction still
+// running. It is the zero Position when there is none.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	var tx, pos int64
+	err := s.pool.QueryRow(ctx, s.q.head).Scan(&tx, &pos)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return eventstore.Position{}, nil
+	case err != nil:
+		return eventstore.Position{}, s.wrapErr("read the head of the log", err)
+	}
+	return eventstore.Position{TxID: uint64(tx), Seq: uint64(pos)}, nil
+}

@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Component is the name under which the store's migrations are recorded in
+// the schema's chronicle_migrations table.
+const Component = "eventstore"
+
+// Store is the PostgreSQL event store. It implements [eventstore.Store] and
+// is safe for concurrent use. Create it with [New] and create its tables
+// with [Store.Migrate].
+type Store struct {
+	pool    *pgxpool.Pool
+	cfg     config
+	log     *slog.Logger
+	channel string
+	q       queries
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New returns a store that keeps its tables in the schema chosen by
+// [WithSchema] (default "chronicle") of the database behind pool. It checks
+// the options, joining every problem into one error, and does nothing else:
+// no query, no goroutine. Call [Store.Migrate] to create the tables.
+func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	err := cfg.validate()
+	if pool == nil {
+		err = errors.Join(errors.New("postgres: nil pool"), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	channel := cfg.schema + "_events"
+	if len(channel) > 63 {
+		channel = cfg.schema
+	}
+	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema))}, nil
+}
+
+// Schema returns the name of the schema holding the store's tables.
+func (s *Store) Schema() string { return s.cfg.schema }
+
+// Channel returns the name of the LISTEN/NOTIFY channel appends notify.
+func (s *Store) Channel() string { return s.channel }
+
+// Migrate creates or upgrades the store's tables. It is idempotent and
+// holds an advisory lock, so processes starting together do not race.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := pgmigrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := pgmigrate.Apply(ctx, s.pool, s.cfg.schema, Component, ms); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: %w", s.cfg.schema, err)
+	}
+	return nil
+}
+
+type queries struct {
+	append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
+	checkIDs, status, listStreams, listStreamsCat                   string
+}
+
+const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
+
+// horizon is an uncorrelated subquery (evaluated once per statement) giving
+// the oldest transaction id still running: rows written by older
+// transactions can no longer appear behind a reader.
+const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
+
+func newQueries(q string) queries {
+	return queries{
+		append: `SELECT status, version, tx, pos, known FROM ` + q + `.append_events($1, $2, $3, $4, $5, $6, $7, $8)`,
+		readStreamFwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
+			WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`,
+		readStreamBwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
+			WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3`,
+		readAll: `SELECT ` + recordColumns + ` FROM ` + q + `.events
+			WHERE (transaction_id, position) > ($1, $2) AND transaction_id < ` + horizon + `
+			  AND (cardinality($3::text[]) = 0 OR split_part(stream_id, '-', 1) = ANY($3))
+			  AND (cardinality($4::text[]) = 0 OR type = ANY($4))
+			ORDER BY transaction_id, position LIMIT $5`,
+		head: `SELECT transaction_id, position FROM ` + q + `.events
+			WHERE transaction_id < ` + horizon + ` ORDER BY transaction_id DESC, position DESC LIMIT 1`,
+		streamInfo: `SELECT version FROM ` + q + `.streams WHERE stream_id = $1`,
+		checkIDs: `SELECT event_id, stream_id, stream_version, transaction_id, position FROM ` + q + `.events
+			WHERE event_id = ANY($1)`,
+		status: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+			SELECT h.xmin,
+			  (SELECT count(*) FROM ` + q + `.events e WHERE e.transaction_id >= h.xmin),
+			  (SELECT e.transaction_id FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1),
+			  (SELECT e.position FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1)
+			FROM h`,
+		listStreams: `SELECT stream_id, version FROM ` + q + `.streams WHERE stream_id > $1 ORDER BY stream_id LIMIT $2`,
+		listStreamsCat: `SELECT stream_id, version FROM ` + q + `.streams WHERE category = $3 AND stream_id > $1
+			ORDER BY category, stream_id LIMIT $2`,
+	}
+}
