@@ -1,0 +1,280 @@
+package upcast
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/chronicle-go/chronicle/codec"
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/google/uuid"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Chain brings records to the current schema versions of a
+// [codec.Registry]. Build it with [New] after registering every event type:
+// it takes the registry's current versions when it is built. A Chain is
+// immutable and safe for concurrent use. A nil *Chain passes records through
+// unchanged.
+type Chain struct {
+	reg     *codec.Registry
+	current map[string]int
+	ups     map[Key]Upcaster
+}
+
+// New builds and checks a chain of upcasters for the registry reg. It
+// returns an error, joining every problem found, when two upcasters read
+// the same (type, version), an upcaster is malformed or reads a version at
+// or above its type's current one, the upcasters form a cycle, or an output
+// reaches neither the current version of a registered type nor another
+// upcaster. New(reg) with no upcasters is valid and still decodes through
+// [Chain.Decode].
+func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
+	if reg == nil {
+		return nil, errors.New("upcast: nil registry")
+	}
+	c := &Chain{reg: reg, current: map[string]int{}, ups: make(map[Key]Upcaster, len(ups))}
+	for _, n := range reg.Names() {
+		v, _ := reg.CurrentVersion(n)
+		c.current[n] = v
+	}
+	var errs []error
+	for i, u := range ups {
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("upcast: upcaster %d (from %s): %s", i, u.From, fmt.Sprintf(format, args...)))
+		}
+		switch {
+		case u.From.Type == "":
+			bad("empty event type")
+			continue
+		case u.From.Version < 1:
+			bad("version %d, want 1 or more", u.From.Version)
+			continue
+		case u.Fn == nil:
+			bad("nil Fn")
+			continue
+		case len(u.To) == 0:
+			bad("produces nothing (empty To)")
+			continue
+		}
+		if cur, ok := c.current[u.From.Type]; ok && u.From.Version >= cur {
+			bad("reads version %d, but the current version of %q is %d: upcasters read older versions only",
+				u.From.Version, u.From.Type, cur)
+			continue
+		}
+		okTo := true
+		for _, k := range u.To {
+			if k.Type == "" || k.Version < 1 {
+				bad("output %s is not a valid type and version", k)
+				okTo = false
+			}
+		}
+		if !okTo {
+			continue
+		}
+		if _, dup := c.ups[u.From]; dup {
+			bad("a second upcaster reads %s", u.From)
+			continue
+		}
+		c.ups[u.From] = u
+	}
+	// Every path from every upcaster must end at current versions, with no
+	// cycle: a depth-first walk with colours.
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[Key]int{}
+	var walk func(k Key, via Key) error
+	walk = func(k Key, via Key) error {
+		if cur, ok := c.current[k.Type]; ok && cur == k.Version {
+			return nil
+		}
+		u, ok := c.ups[k]
+		if !ok {
+			cur, registered := c.current[k.Type]
+			switch {
+			case !registered:
+				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, goes nowhere: %q is not registered and no upcaster reads it", k, via, k.Type)
+			case k.Version > cur:
+				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, is newer than the current version %d of %q", k, via, cur, k.Type)
+			default:
+				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, goes nowhere: the current version of %q is %d and no upcaster reads version %d (a hole in the chain)",
+					k, via, k.Type, cur, k.Version)
+			}
+		}
+		switch state[k] {
+		case visiting:
+			return fmt.Errorf("upcast: the upcasters form a cycle through %s", k)
+		case done:
+			return nil
+		}
+		state[k] = visiting
+		for _, out := range u.To {
+			if err := walk(out, k); err != nil {
+				return err
+			}
+		}
+		state[k] = done
+		return nil
+	}
+	for k := range c.ups {
+		if state[k] == 0 {
+			if err := walk(k, k); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// Registry returns the chain's registry.
+func (c *Chain) Registry() *codec.Registry {
+	if c == nil {
+		return nil
+	}
+	return c.reg
+}
+
+// Upcast returns rec brought to the current schema versions: rec itself
+// when it is current (or of a type the chain knows nothing about, left to
+// the decoder to report), otherwise the record or records the upcasters
+// produce. A record at a version no upcaster reads fails with an error
+// matching [ErrNoPath] that names its type, version, stream and stream
+// version. A nil *Chain returns rec unchanged.
+func (c *Chain) Upcast(rec eventstore.Record) ([]eventstore.Record, error) {
+	if c == nil {
+		return []eventstore.Record{rec}, nil
+	}
+	if cur, ok := c.current[rec.Type]; ok && cur == rec.SchemaVersion {
+		return []eventstore.Record{rec}, nil
+	}
+	if _, ok := c.ups[Key{rec.Type, rec.SchemaVersion}]; !ok {
+		if _, known := c.current[rec.Type]; !known {
+			return []eventstore.Record{rec}, nil
+		}
+	}
+	return c.upcast(rec, nil, 0)
+}
+
+// NeedsUpcast reports whether rec is not at its type's current version, so
+// that [Chain.Upcast] would do work. Hot read loops use it to skip the
+// slice Upcast returns. A nil *Chain needs nothing.
+func (c *Chain) NeedsUpcast(rec eventstore.Record) bool {
+	if c == nil {
+		return false
+	}
+	cur, ok := c.current[rec.Type]
+	if ok {
+		return cur != rec.SchemaVersion
+	}
+	_, has := c.ups[Key{rec.Type, rec.SchemaVersion}]
+	return has
+}
+
+func (c *Chain) upcast(rec eventstore.Record, out []eventstore.Record, depth int) ([]eventstore.Record, error) {
+	if cur, ok := c.current[rec.Type]; ok && cur == rec.SchemaVersion {
+		return append(out, rec), nil
+	}
+	k := Key{rec.Type, rec.SchemaVersion}
+	u, ok := c.ups[k]
+	if !ok {
+		return nil, c.noPath(rec)
+	}
+	if depth > len(c.ups) {
+		return nil, fmt.Errorf("upcast: event %s at version %d of stream %q: chain too deep", k, rec.StreamVersion, rec.StreamID)
+	}
+	datas, err := u.Fn(rec)
+	if err != nil {
+		return nil, fmt.Errorf("upcast: event %s at version %d of stream %q: %w", k, rec.StreamVersion, rec.StreamID, err)
+	}
+	if len(datas) != len(u.To) {
+		return nil, fmt.Errorf("upcast: event %s at version %d of stream %q: the upcaster returned %d payloads for %d outputs",
+			k, rec.StreamVersion, rec.StreamID, len(datas), len(u.To))
+	}
+	for i, to := range u.To {
+		r := rec
+		r.Type, r.SchemaVersion, r.Data = to.Type, to.Version, datas[i]
+		if i > 0 {
+			r.ID = uuid.NewSHA1(rec.ID, []byte("chronicle/upcast/split/"+strconv.Itoa(i)))
+		}
+		if out, err = c.upcast(r, out, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (c *Chain) noPath(rec eventstore.Record) error {
+	cur, ok := c.current[rec.Type]
+	why := fmt.Sprintf("%q is not registered", rec.Type)
+	if ok {
+		why = fmt.Sprintf("the current version is %d", cur)
+		if rec.SchemaVersion > cur {
+			why += " (the event was written by newer code)"
+		}
+	}
+	return fmt.Errorf("%w: event %q v%d at version %d of stream %q (id %s): %s and no upcaster reads v%d",
+		ErrNoPath, rec.Type, rec.SchemaVersion, rec.StreamVersion, rec.StreamID, rec.ID, why, rec.SchemaVersion)
+}
+
+// Decoded is a record brought to its current version and its decoded
+// value.
+type Decoded struct {
+	Record eventstore.Record
+	Value  any
+}
+
+// Decode upcasts rec and decodes each resulting record with the chain's
+// registry, returning the event values (of the registered value types) in
+// order. It is what projections and tools use to read stored events.
+func (c *Chain) Decode(rec eventstore.Record) ([]any, error) {
+	if c == nil {
+		return nil, errors.New("upcast: Decode on a nil *Chain: build one with upcast.New(registry)")
+	}
+	if !c.NeedsUpcast(rec) {
+		v, err := c.reg.DecodeRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		return []any{v}, nil
+	}
+	recs, err := c.Upcast(rec)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(recs))
+	for i, r := range recs {
+		if out[i], err = c.reg.DecodeRecord(r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// DecodeRecords is like [Chain.Decode] but also returns the upcast records,
+// for callers that need each value's type, ID and metadata.
+func (c *Chain) DecodeRecords(rec eventstore.Record) ([]Decoded, error) {
+	if c == nil {
+		return nil, errors.New("upcast: DecodeRecords on a nil *Chain: build one with upcast.New(registry)")
+	}
+	recs, err := c.Upcast(rec)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Decoded, len(recs))
+	for i, r := range recs {
+		v, err := c.reg.DecodeRecord(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Decoded{Record: r, Value: v}
+	}
+	return out, nil
+}

@@ -1,0 +1,236 @@
+package upcast_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/chronicle-go/chronicle/codec"
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/upcast"
+	"github.com/google/uuid"
+)
+
+// Current shapes.
+type opened struct {
+	Owner    string `json:"owner"`
+	Currency string `json:"currency"`
+}
+type deposited struct {
+	Cents int `json:"cents"`
+}
+type named struct {
+	Name string `json:"name"`
+}
+type emailSet struct {
+	Email string `json:"email"`
+}
+
+func registry(t *testing.T) *codec.Registry {
+	t.Helper()
+	r := codec.NewRegistry()
+	codec.MustRegister[opened](r, "Opened", 3)
+	codec.MustRegister[deposited](r, "FundsDeposited", 2)
+	codec.MustRegister[named](r, "NameSet", 1)
+	codec.MustRegister[emailSet](r, "EmailSet", 1)
+	return r
+}
+
+// upcasters: Opened v1 -> v2 (owner from "name"), v2 -> v3 (bump, currency
+// added later), MoneyDeposited v1 renamed to FundsDeposited v1, FundsDeposited
+// v1 -> v2 (amount in units -> cents), ProfileUpdated v1 split in NameSet +
+// EmailSet.
+func upcasters() []upcast.Upcaster {
+	return []upcast.Upcaster{
+		upcast.Fields("Opened", 1, func(m map[string]any) error {
+			m["owner"] = m["name"]
+			delete(m, "name")
+			return nil
+		}),
+		upcast.Bump("Opened", 2),
+		upcast.Rename("MoneyDeposited", 1, "FundsDeposited", 1),
+		upcast.Transform("FundsDeposited", 1, func(data []byte) ([]byte, error) {
+			return bytes.Replace(bytes.Replace(data, []byte(`"amount"`), []byte(`"cents"`), 1), []byte(`}`), []byte(`00}`), 1), nil
+		}),
+		upcast.Split("ProfileUpdated", 1, []upcast.Key{{Type: "NameSet", Version: 1}, {Type: "EmailSet", Version: 1}},
+			func(data []byte) ([][]byte, error) {
+				var p struct{ Name, Email string }
+				if err := jsonUnmarshal(data, &p); err != nil {
+					return nil, err
+				}
+				return [][]byte{jsonMarshal(named{p.Name}), jsonMarshal(emailSet{p.Email})}, nil
+			}),
+	}
+}
+
+func rec(typ string, v int, data string) eventstore.Record {
+	return eventstore.Record{ID: uuid.New(), StreamID: "account-1", StreamVersion: 4, Type: typ, SchemaVersion: v, Data: []byte(data)}
+}
+
+func TestChainUpcastsEveryKind(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	c, err := upcast.New(reg, upcasters()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   eventstore.Record
+		want []any
+	}{
+		{"current passes", rec("Opened", 3, `{"owner":"a","currency":"EUR"}`), []any{opened{"a", "EUR"}}},
+		{"transform and bump", rec("Opened", 1, `{"name":"ada"}`), []any{opened{Owner: "ada"}}},
+		{"rename then transform", rec("MoneyDeposited", 1, `{"amount":7}`), []any{deposited{700}}},
+		{"split", rec("ProfileUpdated", 1, `{"Name":"n","Email":"e"}`), []any{named{"n"}, emailSet{"e"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := c.Decode(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("value %d = %#v, want %#v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestSplitKeepsVersionAndDerivesIDs(t *testing.T) {
+	t.Parallel()
+	c, err := upcast.New(registry(t), upcasters()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rec("ProfileUpdated", 1, `{"Name":"n","Email":"e"}`)
+	a, err := c.DecodeRecords(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := c.DecodeRecords(in)
+	if len(a) != 2 || a[0].Record.ID != in.ID || a[1].Record.ID == in.ID || a[1].Record.ID != b[1].Record.ID {
+		t.Fatalf("split IDs: in %s, out %s %s, again %s", in.ID, a[0].Record.ID, a[1].Record.ID, b[1].Record.ID)
+	}
+	for _, d := range a {
+		if d.Record.StreamVersion != in.StreamVersion || d.Record.StreamID != in.StreamID {
+			t.Fatalf("split record moved: %+v", d.Record)
+		}
+	}
+	if a[1].Record.Type != "EmailSet" || a[1].Record.SchemaVersion != 1 {
+		t.Fatalf("second record = %s v%d", a[1].Record.Type, a[1].Record.SchemaVersion)
+	}
+}
+
+func TestCurrentRecordPassesUnchanged(t *testing.T) { // not parallel: AllocsPerRun
+	c, err := upcast.New(registry(t), upcasters()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rec("NameSet", 1, `{"name":"x"}`)
+	if c.NeedsUpcast(in) {
+		t.Fatal("NeedsUpcast of a current record")
+	}
+	out, err := c.Upcast(in)
+	if err != nil || len(out) != 1 || &out[0].Data[0] != &in.Data[0] {
+		t.Fatalf("Upcast of current record = %v, %v", out, err)
+	}
+	allocs := testing.AllocsPerRun(100, func() { _, _ = c.Upcast(in) })
+	if allocs > 1 {
+		t.Fatalf("Upcast of a current record allocates %.0f times, want at most 1 (the slice)", allocs)
+	}
+	var nilChain *upcast.Chain
+	if out, err := nilChain.Upcast(in); err != nil || len(out) != 1 {
+		t.Fatalf("nil chain: %v, %v", out, err)
+	}
+}
+
+func TestNoPathNamesEverything(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	c, err := upcast.New(reg) // no upcasters at all
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rec("Opened", 1, `{}`)
+	_, err = c.Upcast(in)
+	if !errors.Is(err, upcast.ErrNoPath) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{`"Opened" v1`, `"account-1"`, "version 4", "current version is 3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %s", err, want)
+		}
+	}
+	_, err = c.Upcast(rec("Opened", 9, `{}`))
+	if !errors.Is(err, upcast.ErrNoPath) || !strings.Contains(err.Error(), "newer code") {
+		t.Fatalf("newer version: err = %v", err)
+	}
+	// A type the chain knows nothing about passes; the decoder reports it.
+	if _, err := c.Upcast(rec("Unknown", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Decode(rec("Unknown", 1, `{}`)); !errors.Is(err, codec.ErrUnknownType) {
+		t.Fatalf("Decode unknown: %v", err)
+	}
+}
+
+func TestFailingUpcasterNamesRecord(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	if _, err := upcast.New(reg, upcast.Bump("NameSet", 0)); err == nil || !strings.Contains(err.Error(), "version 0") {
+		t.Fatalf("version 0: err = %v", err)
+	}
+	c, err := upcast.New(reg, upcast.Transform("Opened", 1, func([]byte) ([]byte, error) { return nil, errors.New("boom") }), upcast.Bump("Opened", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Upcast(rec("Opened", 1, `{}`))
+	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), `"account-1"`) {
+		t.Fatalf("err = %v", err)
+	}
+	bad := upcast.Upcaster{From: upcast.Key{Type: "Opened", Version: 1}, To: []upcast.Key{{Type: "Opened", Version: 3}},
+		Fn: func(eventstore.Record) ([][]byte, error) { return nil, nil }}
+	c, err = upcast.New(reg, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = c.Upcast(rec("Opened", 1, `{}`)); err == nil || !strings.Contains(err.Error(), "0 payloads for 1 outputs") {
+		t.Fatalf("payload count: err = %v", err)
+	}
+}
+
+func TestNewRejectsBadChains(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ups  []upcast.Upcaster
+		want string
+	}{
+		{"hole", []upcast.Upcaster{upcast.Bump("Opened", 1)}, "no upcaster reads version 2 (a hole"},
+		{"duplicate", []upcast.Upcaster{upcast.Bump("Opened", 2), upcast.Bump("Opened", 2)}, "a second upcaster reads"},
+		{"reads current", []upcast.Upcaster{upcast.Bump("Opened", 3)}, "upcasters read older versions only"},
+		{"cycle", []upcast.Upcaster{upcast.Rename("A", 1, "B", 1), upcast.Rename("B", 1, "A", 1)}, "cycle"},
+		{"unregistered end", []upcast.Upcaster{upcast.Rename("A", 1, "Nowhere", 1)}, `"Nowhere" is not registered`},
+		{"beyond current", []upcast.Upcaster{upcast.Rename("A", 1, "NameSet", 2)}, "newer than the current version"},
+		{"nil fn", []upcast.Upcaster{{From: upcast.Key{Type: "A", Version: 1}, To: []upcast.Key{{Type: "NameSet", Version: 1}}}}, "nil Fn"},
+		{"empty to", []upcast.Upcaster{{From: upcast.Key{Type: "A", Version: 1}, Fn: func(eventstore.Record) ([][]byte, error) { return nil, nil }}}, "produces nothing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := upcast.New(registry(t), tc.ups...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := upcast.New(nil); err == nil {
+		t.Fatal("nil registry accepted")
+	}
+}
