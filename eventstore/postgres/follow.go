@@ -33,11 +33,21 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 		after := opts.After
 		left := opts.Limit
 		buf := make([]eventstore.Record, 0, opts.Batch())
+		// A notification means something committed; when the read after
+		// it finds nothing, an older open transaction holds the horizon
+		// back, so read again soon (backing off up to the poll interval)
+		// rather than at the next poll.
+		const minRetry = 5 * time.Millisecond
+		// The first read counts as notified: an empty first read may be
+		// held back too.
+		retry := time.Duration(0)
+		notified := true
 		for {
 			if l == nil && s.cfg.notify {
 				l = s.listen(ctx)
 			}
 			// Catch up: read until a batch comes back short.
+			read := 0
 			for {
 				var (
 					full bool
@@ -56,6 +66,7 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 						return
 					}
 				}
+				read += len(buf)
 				if len(buf) > 0 {
 					after = buf[len(buf)-1].Position
 				}
@@ -69,16 +80,26 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 					break
 				}
 			}
+			wait := s.cfg.pollInterval
+			switch {
+			case read > 0:
+				retry = 0
+			case notified || retry > 0:
+				retry = min(max(2*retry, minRetry), s.cfg.pollInterval)
+				wait = retry
+			}
 			// Wait for a notification or the poll interval.
+			notified = false
 			if l != nil {
-				if err := l.wait(ctx, s.cfg.pollInterval); err != nil && ctx.Err() == nil {
+				var err error
+				if notified, err = l.wait(ctx, wait); err != nil && ctx.Err() == nil {
 					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; polling",
 						slog.String("schema", s.cfg.schema), slog.Any("error", err))
 					l.close()
 					l = nil
 				}
 			} else {
-				t := time.NewTimer(s.cfg.pollInterval)
+				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 				case <-t.C:
@@ -119,19 +140,21 @@ func (s *Store) listen(ctx context.Context) *listener {
 	return &listener{conn: conn, log: s.log}
 }
 
-// wait returns when a notification arrives, d passes or ctx ends; only a
-// broken connection is an error.
-func (l *listener) wait(ctx context.Context, d time.Duration) error {
+// wait returns when a notification arrives (notified), d passes or ctx
+// ends; only a broken connection is an error.
+func (l *listener) wait(ctx context.Context, d time.Duration) (notified bool, err error) {
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	_, err := l.conn.Conn().WaitForNotification(wctx)
+	_, err = l.conn.Conn().WaitForNotification(wctx)
 	switch {
-	case err == nil, ctx.Err() != nil:
-		return nil
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, nil
 	case errors.Is(err, context.DeadlineExceeded) && !l.conn.Conn().IsClosed():
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("postgres: wait for notification: %w", err)
+	return false, fmt.Errorf("postgres: wait for notification: %w", err)
 }
 
 // close stops listening and gives the connection back to the pool, or

@@ -68,3 +68,9 @@ func versions(recs []eventstore.Record) []int64 {
 	}
 	return out
 }
+
+func postgresListOpts(category string) postgres.ListStreamsOptions {
+	return postgres.ListStreamsOptions{Category: category}
+}
+
+func newPool(t *testing.T) (*pgxpool.Pool, string) { return testenv.Postgres(t) }
