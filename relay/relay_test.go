@@ -1,0 +1,275 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+func TestRelayPublishesEveryRecordOnceInOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if err := e.appendEvents(ctx, 300, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := e.relay(e.nc, relay.WithStream(relay.StreamConfig{Name: "EVENTS", SubjectPrefix: "svc.ev"}), relay.WithWindow(16))
+	start(t, r)
+	e.waitCount(ctx, "EVENTS", 300)
+	// Live: records appended while the relay runs.
+	if err := e.appendEvents(ctx, 100, 300); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCount(ctx, "EVENTS", 400)
+	want := e.verify(ctx, "EVENTS", "svc.ev")
+
+	// Consumers can filter by category and type.
+	s, err := e.js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ category, typ string }{{"order", ""}, {"", "Closed v2"}, {"ship.ment", "Closed v2"}} {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(relay.FilterSubject("svc.ev", tc.category, tc.typ)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		var expect uint64
+		for _, rec := range want {
+			if (tc.category == "" || rec.Category() == tc.category) && (tc.typ == "" || rec.Type == tc.typ) {
+				expect++
+			}
+		}
+		if n != expect || expect == 0 {
+			t.Errorf("filter %q/%q: %d messages, want %d", tc.category, tc.typ, n, expect)
+		}
+	}
+
+	// The checkpoint catches up with the last record.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Checkpoint == want[len(want)-1].Position && st.Published == 400 && st.PublishedTotal == 400 {
+			if st.State != relay.StateLeading || st.Name != relay.DefaultName || st.Stream != "EVENTS" {
+				t.Fatalf("status %+v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v, want checkpoint %s and 400 published", st, want[len(want)-1].Position)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRelayRestartHalfway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if err := e.appendBatches(ctx, 3000, 3); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		r := e.relay(e.nc, relay.WithWindow(64))
+		run := start(t, r)
+		e.waitCount(ctx, relay.DefaultStreamName, uint64(500*(round+1)))
+		run.stop(t)
+		if err := e.appendEvents(ctx, 50, round*50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.relay(e.nc).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != relay.StateStopped || st.Checkpoint.IsZero() || st.PublishedTotal < 1500 {
+		t.Fatalf("status after three halves: %+v", st)
+	}
+	start(t, e.relay(e.nc))
+	e.waitCount(ctx, relay.DefaultStreamName, 3150)
+	e.verify(ctx, relay.DefaultStreamName, "")
+}
+
+func TestRelayCatchesUpAfterNATSOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	r := e.relay(e.connect(), relay.WithAckTimeout(500*time.Millisecond))
+	start(t, r)
+	if err := e.appendEvents(ctx, 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCount(ctx, relay.DefaultStreamName, 100)
+
+	// Appends go on while NATS is down, and never wait for it.
+	done := make(chan error, 1)
+	go func() { done <- e.appendBatches(ctx, 1500, 3) }()
+	time.Sleep(30 * time.Millisecond)
+	e.nats.Stop()
+	stopped := time.Now()
+	more := time.Now()
+	if err := e.appendEvents(ctx, 100, 100); err != nil {
+		t.Fatalf("append while NATS is down: %v", err)
+	}
+	if d := time.Since(more); d > 5*time.Second {
+		t.Fatalf("100 appends took %s while NATS was down", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("append while NATS is down: %v", err)
+	}
+	if d := time.Since(stopped); d < time.Second {
+		time.Sleep(time.Second - d)
+	}
+	st, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastError == nil {
+		t.Errorf("status shows no error after NATS went down: %+v", st)
+	}
+	e.nats.Start()
+	e.waitCount(ctx, relay.DefaultStreamName, 1700)
+	e.verify(ctx, relay.DefaultStreamName, "")
+}
+
+func TestTwoRelaysOneLeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if err := e.appendBatches(ctx, 1200, 2); err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := e.relay(e.connect()), e.relay(e.connect())
+	run1 := start(t, r1)
+	run2 := start(t, r2)
+	e.waitCount(ctx, relay.DefaultStreamName, 1200)
+	s1, err := r1.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := r2.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, follower, stopLeader := r1, r2, run1
+	if s2.State == relay.StateLeading {
+		leader, follower, stopLeader = r2, r1, run2
+		s1, s2 = s2, s1
+	}
+	if s1.State != relay.StateLeading || s2.State != relay.StateWaiting || s2.Published != 0 {
+		t.Fatalf("want one leader and one waiting relay; got %+v and %+v", s1, s2)
+	}
+	e.verify(ctx, relay.DefaultStreamName, "")
+
+	stopLeader.stop(t)
+	if err := e.appendEvents(ctx, 200, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCount(ctx, relay.DefaultStreamName, 1400)
+	e.verify(ctx, relay.DefaultStreamName, "")
+	st, err := follower.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != relay.StateLeading || st.Published != 200 {
+		t.Fatalf("the second relay did not take over: %+v", st)
+	}
+	if st, _ := leader.Status(ctx); st.State != relay.StateStopped {
+		t.Fatalf("stopped leader reports %s", st.State)
+	}
+}
+
+// TestRelayLeaderConnectionDies kills the leader's PostgreSQL session: the
+// waiting relay takes over and the stream stays exact.
+func TestRelayLeaderConnectionDies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if err := e.appendEvents(ctx, 200, 0); err != nil {
+		t.Fatal(err)
+	}
+	r1 := e.relay(e.connect(), relay.WithName("blue"))
+	start(t, r1)
+	e.waitCount(ctx, relay.DefaultStreamName, 200)
+	r2 := e.relay(e.connect(), relay.WithName("blue"))
+	start(t, r2)
+	time.Sleep(200 * time.Millisecond)
+	// End every session holding an advisory lock: the leader's.
+	if _, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.appendEvents(ctx, 300, 200); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCount(ctx, relay.DefaultStreamName, 500)
+	e.verify(ctx, relay.DefaultStreamName, "")
+}
+
+func TestRelayWithoutMigrate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r, err := relay.New(e.store, e.nc, e.pool, relay.WithSchema(e.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "Migrate") {
+		t.Fatalf("Run without Migrate: %v, want an error saying to run Migrate", err)
+	}
+	if _, err := r.Status(ctx); err == nil {
+		t.Fatal("Status without Migrate: no error")
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		opts []relay.Option
+		want string
+	}{
+		{"schema", []relay.Option{relay.WithSchema("Bad-Schema")}, "schema"},
+		{"name", []relay.Option{relay.WithName("")}, "relay name"},
+		{"window", []relay.Option{relay.WithWindow(0)}, "window"},
+		{"prefix", []relay.Option{relay.WithStream(relay.StreamConfig{SubjectPrefix: "a.*"})}, "subject prefix"},
+		{"work queue", []relay.Option{relay.WithStream(relay.StreamConfig{Retention: jetstream.WorkQueuePolicy})}, "work-queue"},
+	}
+	for _, tt := range tests {
+		_, err := relay.New(e.store, e.nc, e.pool, tt.opts...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := relay.New(nil, nil, nil); err == nil || !strings.Contains(err.Error(), "nil store") {
+		t.Errorf("New(nil...): %v", err)
+	}
+}
+
+// TestRunTwice checks that a second concurrent Run is refused.
+func TestRunTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.relay(e.nc)
+	start(t, r)
+	time.Sleep(50 * time.Millisecond)
+	if err := r.Run(context.Background()); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("second Run: %v, want a refusal", err)
+	}
+	_ = eventstore.Position{}
+}
