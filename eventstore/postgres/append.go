@@ -45,12 +45,17 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 // AppendTx appends events like [Store.Append], but inside tx, a transaction
 // the caller owns: the events become visible when tx commits, and vanish if
 // it rolls back. It lets a service store events together with its own
-// writes. The expected version is checked and the stream's row stays locked
-// until tx ends, so concurrent appends to that stream wait for it.
+// writes. The expected version is checked and the stream stays locked
+// until tx ends, so concurrent appends to that stream wait for it; keep tx
+// short, since it also holds readers of the global log back while open.
 //
-// When the event IDs are already stored, AppendTx returns a conflict and,
-// if PostgreSQL refused the insert, tx is aborted; it cannot tell an
-// idempotent retry from a conflict the way [Store.Append] does.
+// Call AppendTx before tx writes anything else when you can: if tx already
+// holds a transaction id and another append to the stream committed since,
+// appending would put the stream's events out of order in the global log,
+// so AppendTx refuses with a [*eventstore.ConflictError] (retry in a new
+// transaction). When the event IDs are already stored, AppendTx returns a
+// conflict and, if PostgreSQL refused the insert, tx is aborted; it cannot
+// tell an idempotent retry from a conflict the way [Store.Append] does.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	evs, err := eventstore.PrepareAppend(streamID, expected, events)
 	if err != nil {
@@ -129,6 +134,9 @@ func (s *Store) appendOn(ctx context.Context, q querier, streamID string, expect
 		return eventstore.AppendResult{}, &knownIDError{sentinel: errKnownID, actual: version}
 	case status == "conflict":
 		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: version}
+	case status == "stale":
+		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: version,
+			Reason: "the transaction started writing before the stream's last append committed; appending from it would break the stream's order in the global log, retry in a new transaction"}
 	}
 	return eventstore.AppendResult{}, fmt.Errorf("postgres: append to stream %q: unexpected reply %q from append_events", streamID, status)
 }

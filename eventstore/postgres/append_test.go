@@ -298,4 +298,3 @@ func TestAppendSurvivesManyEvents(t *testing.T) {
 		t.Fatalf("last record = %+v, result %+v", recs, res)
 	}
 }
-

@@ -12,9 +12,12 @@
 //
 // [Store.Append] is one statement, so one round trip and one transaction,
 // whatever the number of events: it calls append_events with the events as
-// arrays. The function locks the stream's row, checks the expected version,
-// inserts every event with one INSERT ... SELECT FROM unnest and moves the
-// stream's version. Of N concurrent appends with the same expected version
+// arrays. The function takes a transaction-scoped advisory lock on the
+// stream, checks the expected version, inserts every event with one
+// INSERT ... SELECT FROM unnest and moves the stream's version. Taking the
+// lock before writing anything means appends to one stream get increasing
+// transaction ids, so each stream's events stay in version order in the
+// global log. Of N concurrent appends with the same expected version
 // exactly one wins; the others get a [*eventstore.ConflictError] with the
 // actual version and write nothing. An append whose event IDs are already
 // stored in that stream at those versions (a retry after a timeout) returns

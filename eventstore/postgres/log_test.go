@@ -357,3 +357,30 @@ func TestUnmigratedSchemaSaysSo(t *testing.T) {
 		t.Fatalf("append to an unmigrated schema: %v", err)
 	}
 }
+
+func TestAppendTxFromAnOlderTransactionIsRefused(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	c := ctx(t)
+	old, err := pool.Begin(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Rollback(context.Background())
+	// The transaction takes its id now, by writing.
+	if _, err := old.Exec(c, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "late-1", eventstore.NoStream, events(1)...)
+	_, err = s.AppendTx(c, old, "late-1", eventstore.Exact(1), events(1)...)
+	var ce *eventstore.ConflictError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "new transaction") {
+		t.Fatalf("AppendTx from an older transaction: %v, want a conflict asking for a new transaction", err)
+	}
+	if err := old.Rollback(c); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := s.StreamInfo(c, "late-1"); info.Version != 1 {
+		t.Fatalf("version %d after the refused append, want 1", info.Version)
+	}
+}

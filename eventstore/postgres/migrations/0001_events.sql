@@ -5,6 +5,9 @@ CREATE TABLE {{schema}}.streams (
     stream_id  text        NOT NULL PRIMARY KEY,
     category   text        NOT NULL,
     version    bigint      NOT NULL CHECK (version > 0),
+    -- the transaction of the stream's last append: a later append must
+    -- come from a newer transaction (see append_events).
+    last_transaction_id bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -39,7 +42,18 @@ CREATE INDEX events_transaction_position_idx ON {{schema}}.events (transaction_i
 --   status 'conflict': version = the stream's actual version (0 when it does
 --                      not exist); nothing was written. known tells whether
 --                      the first event ID is already stored (a retry).
+--   status 'stale':    the caller's transaction took its id before the
+--                      stream's last append committed; appending would put
+--                      the stream's events out of order in the global log.
 -- A non-empty p_channel is notified (pg_notify) on success.
+--
+-- Appends to one stream are serialised by a transaction-scoped advisory
+-- lock taken before the transaction writes anything, so before it is given
+-- a transaction id: the holder of the lock always gets a larger id than
+-- every earlier append to the stream, and ordering the global log by
+-- (transaction_id, position) keeps every stream's versions in order. A row
+-- lock would not: transactions waiting on it already have ids and are
+-- woken in any order.
 CREATE FUNCTION {{schema}}.append_events(
     p_stream          text,
     p_expected        bigint,
@@ -54,42 +68,35 @@ LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
     v_current bigint;
-    v_created boolean := false;
+    v_last_tx bigint;
     v_n       int := cardinality(p_ids);
     v_tx      bigint;
     v_pos     bigint;
 BEGIN
-    LOOP
-        SELECT s.version INTO v_current
-          FROM {{schema}}.streams s
-         WHERE s.stream_id = p_stream
-           FOR UPDATE;
-        EXIT WHEN FOUND;
-        v_current := 0;
-        IF p_expected = -3 OR p_expected > 0 THEN
-            RETURN QUERY SELECT 'conflict'::text, 0::bigint, NULL::bigint, NULL::bigint,
-                EXISTS (SELECT 1 FROM {{schema}}.events e WHERE e.event_id = p_ids[1]);
-            RETURN;
-        END IF;
-        INSERT INTO {{schema}}.streams AS s (stream_id, category, version)
-        VALUES (p_stream, split_part(p_stream, '-', 1), v_n)
-        ON CONFLICT (stream_id) DO NOTHING;
-        IF FOUND THEN
-            v_created := true;
-            EXIT;
-        END IF;
-        -- Another append created the stream meanwhile: lock its row.
-    END LOOP;
+    -- The key mixes in the schema so stores in other schemas do not wait.
+    PERFORM pg_advisory_xact_lock(hashtextextended('{{schema}}.' || p_stream, 7157402093));
 
-    IF NOT v_created AND (
-           (p_expected = -2)
-        OR (p_expected >= 0 AND p_expected <> v_current)) THEN
+    SELECT s.version, s.last_transaction_id INTO v_current, v_last_tx
+      FROM {{schema}}.streams s
+     WHERE s.stream_id = p_stream;
+    IF NOT FOUND THEN
+        v_current := 0;
+    END IF;
+
+    IF (p_expected = -2 AND v_current > 0)
+    OR (p_expected = -3 AND v_current = 0)
+    OR (p_expected >= 0 AND p_expected <> v_current) THEN
         RETURN QUERY SELECT 'conflict'::text, v_current, NULL::bigint, NULL::bigint,
             EXISTS (SELECT 1 FROM {{schema}}.events e WHERE e.event_id = p_ids[1]);
         RETURN;
     END IF;
 
     v_tx := pg_current_xact_id()::text::bigint;
+    IF v_tx < v_last_tx THEN
+        RETURN QUERY SELECT 'stale'::text, v_current, v_tx, v_last_tx, false;
+        RETURN;
+    END IF;
+
     WITH ins AS (
         INSERT INTO {{schema}}.events AS e
             (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
@@ -101,9 +108,12 @@ BEGIN
     )
     SELECT max(ins.position) INTO v_pos FROM ins;
 
-    IF NOT v_created THEN
+    IF v_current = 0 THEN
+        INSERT INTO {{schema}}.streams (stream_id, category, version, last_transaction_id)
+        VALUES (p_stream, split_part(p_stream, '-', 1), v_n, v_tx);
+    ELSE
         UPDATE {{schema}}.streams s
-           SET version = v_current + v_n, updated_at = now()
+           SET version = v_current + v_n, last_transaction_id = v_tx, updated_at = now()
          WHERE s.stream_id = p_stream;
     END IF;
 

@@ -1,0 +1,23 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/eventstoretest"
+	"github.com/chronicle-go/chronicle/eventstore/postgres"
+)
+
+func TestConformance(t *testing.T) {
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		pool, schema := newPool(t)
+		s, err := postgres.New(pool, postgres.WithSchema(schema))
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		if err := s.Migrate(ctx(t)); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		return s
+	})
+}
