@@ -1,0 +1,181 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// ErrDeadLetterNotFound is returned when a dead letter to retry or discard
+// does not exist.
+var ErrDeadLetterNotFound = errors.New("projection: dead letter not found")
+
+// DeadLetters lists a projection's dead letters in log order.
+func (r *Runner) DeadLetters(ctx context.Context, name string) ([]DeadLetter, error) {
+	if _, err := r.worker(name); err != nil {
+		return nil, err
+	}
+	dls, err := r.store.DeadLetters(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("projection %q: list dead letters: %w", name, err)
+	}
+	return dls, nil
+}
+
+func (r *Runner) findDeadLetter(ctx context.Context, name string, eventID uuid.UUID) (*worker, DeadLetter, Build, error) {
+	w, err := r.worker(name)
+	if err != nil {
+		return nil, DeadLetter{}, Build{}, err
+	}
+	dls, err := r.DeadLetters(ctx, name)
+	if err != nil {
+		return nil, DeadLetter{}, Build{}, err
+	}
+	for _, dl := range dls {
+		if dl.EventID == eventID {
+			reg, err := r.store.Registration(ctx, name)
+			if err != nil {
+				return nil, dl, Build{}, fmt.Errorf("projection %q: read registration: %w", name, err)
+			}
+			b := reg.Target
+			if b.IsZero() {
+				b = dl.Build
+			}
+			return w, dl, b, nil
+		}
+	}
+	return nil, DeadLetter{}, Build{}, fmt.Errorf("%w: projection %q, event %s", ErrDeadLetterNotFound, name, eventID)
+}
+
+// blockedOn reports whether the first event p wants after cp is the one
+// with id: the projection is halted on it.
+func (r *Runner) blockedOn(ctx context.Context, p Projection, cp eventstore.Position, id uuid.UUID) (bool, error) {
+	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: cp, Types: p.Types, Categories: p.Categories, Limit: 1, BatchSize: 1}) {
+		if err != nil {
+			return false, err
+		}
+		return rec.ID == id, nil
+	}
+	return false, nil
+}
+
+// RetryDeadLetter applies a dead letter again through the projection's
+// handler and removes it on success. When the projection halted on it, the
+// checkpoint moves past it and the projection resumes (also when it runs in
+// another process, within its halt poll interval). When the projection has
+// not reached the event yet (a rebuild), the dead letter is only removed:
+// the event will be applied in turn. On failure the dead letter stays, with
+// the new error and one more attempt.
+func (r *Runner) RetryDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error {
+	w, dl, b, err := r.findDeadLetter(ctx, name, eventID)
+	if err != nil {
+		return err
+	}
+	rec, err := r.readEvent(ctx, dl)
+	if err != nil {
+		return err
+	}
+	applyErr := func() error {
+		tx, err := r.store.Begin(ctx, b)
+		if err != nil {
+			return fmt.Errorf("projection %q: retry dead letter %s: begin: %w", name, describe(rec), err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		cp := tx.Checkpoint()
+		switch {
+		case !cp.Before(rec.Position):
+			if err := w.handle(ctx, tx, rec); err != nil {
+				return err
+			}
+		default:
+			blocked, err := r.blockedOn(ctx, w.p, cp, rec.ID)
+			if err != nil {
+				return fmt.Errorf("projection %q: retry dead letter %s: %w", name, describe(rec), err)
+			}
+			if blocked {
+				if err := w.handle(ctx, tx, rec); err != nil {
+					return err
+				}
+				if err := tx.SetCheckpoint(ctx, rec.Position, 1); err != nil {
+					return fmt.Errorf("projection %q: retry dead letter %s: checkpoint: %w", name, describe(rec), err)
+				}
+			}
+		}
+		if err := tx.DeleteDeadLetter(ctx, name, eventID); err != nil {
+			return fmt.Errorf("projection %q: retry dead letter %s: delete: %w", name, describe(rec), err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("projection %q: retry dead letter %s: commit: %w", name, describe(rec), err)
+		}
+		return nil
+	}()
+	if applyErr != nil {
+		if ctx.Err() == nil {
+			dl.Attempts++
+			dl.Error = applyErr.Error()
+			dl.FailedAt = time.Now().UTC()
+			if tx, err := r.store.Begin(ctx, b); err == nil {
+				if tx.AddDeadLetter(ctx, dl) == nil {
+					_ = tx.Commit(ctx)
+				}
+				_ = tx.Rollback(ctx)
+			}
+		}
+		return applyErr
+	}
+	w.signal()
+	return nil
+}
+
+// DiscardDeadLetter removes a dead letter without applying it. When the
+// projection halted on it, its checkpoint moves past it and it resumes.
+func (r *Runner) DiscardDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error {
+	w, dl, b, err := r.findDeadLetter(ctx, name, eventID)
+	if err != nil {
+		return err
+	}
+	tx, err := r.store.Begin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: discard dead letter %s: begin: %w", name, eventID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if cp := tx.Checkpoint(); cp.Before(dl.Position) {
+		blocked, err := r.blockedOn(ctx, w.p, cp, dl.EventID)
+		if err != nil {
+			return fmt.Errorf("projection %q: discard dead letter %s: %w", name, eventID, err)
+		}
+		if blocked {
+			if err := tx.SetCheckpoint(ctx, dl.Position, 0); err != nil {
+				return fmt.Errorf("projection %q: discard dead letter %s: checkpoint: %w", name, eventID, err)
+			}
+		}
+	}
+	if err := tx.DeleteDeadLetter(ctx, name, eventID); err != nil {
+		return fmt.Errorf("projection %q: discard dead letter %s: %w", name, eventID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %q: discard dead letter %s: commit: %w", name, eventID, err)
+	}
+	w.signal()
+	return nil
+}
+
+func (r *Runner) readEvent(ctx context.Context, dl DeadLetter) (eventstore.Record, error) {
+	for rec, err := range r.events.ReadStream(ctx, dl.StreamID, eventstore.ReadStreamOptions{From: dl.StreamVersion, Limit: 1}) {
+		if err != nil {
+			return rec, fmt.Errorf("projection %q: read dead-lettered event %s (stream %q version %d): %w",
+				dl.Projection, dl.EventID, dl.StreamID, dl.StreamVersion, err)
+		}
+		if rec.ID != dl.EventID {
+			break
+		}
+		return rec, nil
+	}
+	return eventstore.Record{}, fmt.Errorf("projection %q: dead-lettered event %s not found at stream %q version %d",
+		dl.Projection, dl.EventID, dl.StreamID, dl.StreamVersion)
+}

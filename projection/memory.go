@@ -1,0 +1,212 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// MemoryStore is a [Store] that keeps checkpoints, registrations and dead
+// letters in memory, for unit tests and embedded use with in-memory read
+// models. It is not atomic: a handler's writes to an in-memory read model
+// are not undone by a rollback, so the runner commits after every event.
+// The zero value is not usable; call [NewMemoryStore].
+type MemoryStore struct {
+	mu     sync.Mutex
+	locks  map[Build]chan struct{}
+	cps    map[Build]memCheckpoint
+	regs   map[string]Registration
+	dead   map[string]map[uuid.UUID]DeadLetter
+	tables map[string]string // stable name -> current build table, for inspection
+}
+
+type memCheckpoint struct {
+	pos     eventstore.Position
+	applied int64
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		locks:  map[Build]chan struct{}{},
+		cps:    map[Build]memCheckpoint{},
+		regs:   map[string]Registration{},
+		dead:   map[string]map[uuid.UUID]DeadLetter{},
+		tables: map[string]string{},
+	}
+}
+
+// Atomic reports false: see [MemoryStore].
+func (s *MemoryStore) Atomic() bool { return false }
+
+// Begin opens a unit of work on b, waiting for any other one on b to end.
+func (s *MemoryStore) Begin(ctx context.Context, b Build) (Tx, error) {
+	s.mu.Lock()
+	l, ok := s.locks[b]
+	if !ok {
+		l = make(chan struct{}, 1)
+		s.locks[b] = l
+	}
+	s.mu.Unlock()
+	select {
+	case l <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("projection: begin unit of work for %s: %w", b, ctx.Err())
+	}
+	s.mu.Lock()
+	cp := s.cps[b]
+	s.mu.Unlock()
+	return &memTx{s: s, b: b, lock: l, cp: cp.pos, newCP: cp.pos}, nil
+}
+
+// Checkpoint returns b's checkpoint.
+func (s *MemoryStore) Checkpoint(_ context.Context, b Build) (eventstore.Position, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cps[b].pos, nil
+}
+
+// Registration returns the projection's registration.
+func (s *MemoryStore) Registration(_ context.Context, name string) (Registration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.regs[name]
+	if !ok {
+		r.Name = name
+	}
+	return r, nil
+}
+
+// SetTarget records b as its projection's build under way.
+func (s *MemoryStore) SetTarget(_ context.Context, b Build) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.regs[b.Name]
+	r.Name = b.Name
+	r.Target = b
+	s.regs[b.Name] = r
+	return nil
+}
+
+// DeadLetters lists a projection's dead letters in log order.
+func (s *MemoryStore) DeadLetters(_ context.Context, name string) ([]DeadLetter, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []DeadLetter
+	for _, dl := range s.dead[name] {
+		out = append(out, dl)
+	}
+	slices.SortFunc(out, func(a, b DeadLetter) int { return a.Position.Compare(b.Position) })
+	return out, nil
+}
+
+// DeleteDeadLetter removes a dead letter.
+func (s *MemoryStore) DeleteDeadLetter(_ context.Context, name string, eventID uuid.UUID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.dead[name], eventID)
+	return nil
+}
+
+// CurrentTable returns the build table a stable table name points at, or ""
+// when none does; useful in tests of the switch.
+func (s *MemoryStore) CurrentTable(base string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tables[base]
+}
+
+type memTx struct {
+	s        *MemoryStore
+	b        Build
+	lock     chan struct{}
+	cp       eventstore.Position
+	newCP    eventstore.Position
+	applied  int
+	adds     []DeadLetter
+	dels     []uuid.UUID
+	activate []string
+	active   bool
+	done     bool
+}
+
+func (t *memTx) Build() Build                         { return t.b }
+func (t *memTx) Table(base string) string             { return base + "_" + t.b.Suffix() }
+func (t *memTx) Checkpoint() eventstore.Position      { return t.cp }
+func (t *memTx) SetCheckpoint(_ context.Context, pos eventstore.Position, applied int) error {
+	t.newCP = pos
+	t.applied += applied
+	return nil
+}
+func (t *memTx) AddDeadLetter(_ context.Context, dl DeadLetter) error {
+	t.adds = append(t.adds, dl)
+	return nil
+}
+func (t *memTx) DeleteDeadLetter(_ context.Context, name string, id uuid.UUID) error {
+	if name != t.b.Name {
+		return fmt.Errorf("projection: delete dead letter of %q in a unit of work of %s", name, t.b)
+	}
+	t.dels = append(t.dels, id)
+	return nil
+}
+func (t *memTx) Activate(_ context.Context, tables []string) error {
+	t.active = true
+	t.activate = tables
+	return nil
+}
+
+func (t *memTx) Commit(context.Context) error {
+	if t.done {
+		return errors.New("projection: unit of work already ended")
+	}
+	t.done = true
+	s := t.s
+	s.mu.Lock()
+	cp := s.cps[t.b]
+	cp.pos = t.newCP
+	cp.applied += int64(t.applied)
+	s.cps[t.b] = cp
+	for _, dl := range t.adds {
+		m := s.dead[dl.Projection]
+		if m == nil {
+			m = map[uuid.UUID]DeadLetter{}
+			s.dead[dl.Projection] = m
+		}
+		m[dl.EventID] = dl
+	}
+	for _, id := range t.dels {
+		delete(s.dead[t.b.Name], id)
+	}
+	if t.active {
+		r := s.regs[t.b.Name]
+		r.Name = t.b.Name
+		r.Current = t.b
+		if r.Target.IsZero() {
+			r.Target = t.b
+		}
+		r.SwitchedAt = time.Now()
+		s.regs[t.b.Name] = r
+		for _, base := range t.activate {
+			s.tables[base] = t.Table(base)
+		}
+	}
+	s.mu.Unlock()
+	<-t.lock
+	return nil
+}
+
+func (t *memTx) Rollback(context.Context) error {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	<-t.lock
+	return nil
+}

@@ -1,0 +1,122 @@
+package projection
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Decoder turns a stored record into the events a handler sees: upcast to
+// the current schema and decoded into Go values. An upcaster that splits one
+// event into several returns several values. The combined codec and upcast
+// helpers satisfy it through [DecoderFunc].
+type Decoder interface {
+	Decode(rec eventstore.Record) ([]any, error)
+}
+
+// DecoderFunc adapts a function to a [Decoder].
+type DecoderFunc func(rec eventstore.Record) ([]any, error)
+
+// Decode calls f.
+func (f DecoderFunc) Decode(rec eventstore.Record) ([]any, error) { return f(rec) }
+
+// SingleDecoder adapts a function that decodes a record into one value,
+// such as a codec registry's DecodeRecord, to a [Decoder].
+func SingleDecoder(f func(rec eventstore.Record) (any, error)) Decoder {
+	return DecoderFunc(func(rec eventstore.Record) ([]any, error) {
+		v, err := f(rec)
+		if err != nil {
+			return nil, err
+		}
+		return []any{v}, nil
+	})
+}
+
+// DeadLetterPublisher announces dead letters beyond the store, for example
+// on a NATS subject (projection/jetstream). Failing to publish is logged and
+// does not stop the projection.
+type DeadLetterPublisher interface {
+	PublishDeadLetter(dl DeadLetter) error
+}
+
+// Progress reports how far a catch-up or rebuild has come. Done and Total
+// are measured in global log sequence numbers since the start of the
+// catch-up, so they are an estimate when the projection filters events.
+type Progress struct {
+	// Build is the build being caught up.
+	Build Build
+	// Rebuild is true when the build is not the current one yet.
+	Rebuild bool
+	// Done and Total are the progress so far and the expected end.
+	Done, Total int64
+	// Applied is the number of events handled so far.
+	Applied int64
+	// Rate is in events handled per second.
+	Rate float64
+	// ETA estimates the time left.
+	ETA time.Duration
+	// Finished is set on the last report, when the catch-up reached the end
+	// of the log.
+	Finished bool
+}
+
+// Option configures a [Runner].
+type Option func(*options)
+
+type options struct {
+	source       Source
+	decoder      Decoder
+	logger       *slog.Logger
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	publisher    DeadLetterPublisher
+	progress     func(Progress)
+	catchUpBatch int
+	haltPoll     time.Duration
+	logStatus    LogStatusFunc
+}
+
+func defaultOptions() options {
+	return options{
+		backoffMin:   50 * time.Millisecond,
+		backoffMax:   5 * time.Second,
+		catchUpBatch: 1000,
+		haltPoll:     time.Second,
+	}
+}
+
+// WithSource sets where live records come from; the default follows the
+// event store ([StoreSource]).
+func WithSource(s Source) Option { return func(o *options) { o.source = s } }
+
+// WithDecoder sets how records are decoded (and upcast) before handlers see
+// them. Without one, Event.Data is nil and handlers read Record.Data.
+func WithDecoder(d Decoder) Option { return func(o *options) { o.decoder = d } }
+
+// WithLogger sets the logger; nil (the default) discards.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBackoff sets the first and the longest wait between attempts of a
+// failing event (default 50ms, doubling up to 5s).
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+}
+
+// WithDeadLetterPublisher announces dead letters through p.
+func WithDeadLetterPublisher(p DeadLetterPublisher) Option {
+	return func(o *options) { o.publisher = p }
+}
+
+// WithProgress calls f with the progress of catch-ups and rebuilds, at most
+// a few times a second and once more when one finishes. f must not block.
+func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
+
+// WithCatchUpBatchSize sets how many events a unit of work applies while
+// catching up or rebuilding from the event store (default 1000, and never
+// fewer than the projection's BatchSize).
+func WithCatchUpBatchSize(n int) Option { return func(o *options) { o.catchUpBatch = n } }
+
+// WithHaltPoll sets how often a halted projection looks for its dead letter
+// being retried or discarded by another process (default 1s).
+func WithHaltPoll(d time.Duration) Option { return func(o *options) { o.haltPoll = d } }

@@ -1,0 +1,132 @@
+package projection
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Source delivers a projection's records live, in global order. The runner
+// always catches up from the event store first; a Source is what it reads
+// afterwards. [StoreSource] follows the event store itself; the JetStream
+// source in projection/jetstream reads a durable consumer.
+type Source interface {
+	// Open starts delivering the records of req's projection after
+	// req.After, until ctx ends or Close is called.
+	Open(ctx context.Context, req SourceRequest) (Feed, error)
+}
+
+// SourceRequest says what a [Source] must deliver.
+type SourceRequest struct {
+	// Build is the build being fed; Build.Name is the projection's name.
+	Build Build
+	// Types and Categories are the projection's filters (a source may
+	// deliver more; the runner filters again).
+	Types      []string
+	Categories []string
+	// After is the build's checkpoint: records at or before it may be
+	// delivered, and are acknowledged and skipped.
+	After eventstore.Position
+}
+
+// Feed is an open delivery of records.
+type Feed interface {
+	// Deliveries yields deliveries in order. It is closed when the feed
+	// ends; Err then says why.
+	Deliveries() <-chan Delivery
+	// Err is the reason the feed ended; nil before it has.
+	Err() error
+	// Close stops the feed and waits for its goroutines; safe to call
+	// twice.
+	Close() error
+}
+
+// Delivery is one record delivered by a feed and a way to settle it.
+type Delivery struct {
+	// Record is the delivered record.
+	Record eventstore.Record
+	// Acker settles the delivery with the source; nil when there is nothing
+	// to settle (the store source).
+	Acker Acker
+}
+
+// Acker settles a delivery. The runner acks after its unit of work
+// committed, reports progress while it retries in place, terminates an
+// event it dead-lettered, and naks one it could not handle because it is
+// halting or stopping.
+type Acker interface {
+	Ack() error
+	Nak(delay time.Duration) error
+	Term(reason string) error
+	InProgress() error
+}
+
+// StoreSource is a [Source] that follows an event store with
+// [eventstore.Store.Follow]: no NATS, for single-process services and
+// tests.
+type StoreSource struct {
+	store  eventstore.Store
+	buffer int
+}
+
+// NewStoreSource returns a source following store.
+func NewStoreSource(store eventstore.Store) *StoreSource {
+	return &StoreSource{store: store, buffer: 1024}
+}
+
+// Open follows the store after req.After with req's filters.
+func (s *StoreSource) Open(ctx context.Context, req SourceRequest) (Feed, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &storeFeed{ch: make(chan Delivery, s.buffer), cancel: cancel, done: make(chan struct{})}
+	opts := eventstore.ReadAllOptions{After: req.After, Types: req.Types, Categories: req.Categories}
+	go func() {
+		defer close(f.done)
+		defer close(f.ch)
+		for rec, err := range s.store.Follow(ctx, opts) {
+			if err != nil {
+				f.setErr(err)
+				return
+			}
+			select {
+			case f.ch <- Delivery{Record: rec}:
+			case <-ctx.Done():
+				f.setErr(ctx.Err())
+				return
+			}
+		}
+		f.setErr(ctx.Err())
+	}()
+	return f, nil
+}
+
+type storeFeed struct {
+	ch     chan Delivery
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+func (f *storeFeed) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *storeFeed) Deliveries() <-chan Delivery { return f.ch }
+
+func (f *storeFeed) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *storeFeed) Close() error {
+	f.cancel()
+	<-f.done
+	return nil
+}

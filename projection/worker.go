@@ -1,0 +1,590 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// State is what a projection is doing.
+type State string
+
+// States of a projection.
+const (
+	// Stopped: not running in this runner.
+	Stopped State = "stopped"
+	// Starting: setting up or catching up its current build.
+	Starting State = "starting"
+	// Running: applying live records.
+	Running State = "running"
+	// Rebuilding: building a new build beside the current one.
+	Rebuilding State = "rebuilding"
+	// Halted: stopped on a dead letter, by its Halt policy.
+	Halted State = "halted"
+	// Failing: its last attempt to run failed on an infrastructure error;
+	// it retries with backoff.
+	Failing State = "failing"
+	// Idle: the store's registration is ahead of this runner's version of
+	// the projection (newer code runs elsewhere), so it does nothing.
+	Idle State = "idle"
+)
+
+var (
+	errRestart = errors.New("projection: restart requested")
+	errFatal   = errors.New("projection: fatal")
+)
+
+type worker struct {
+	r *Runner
+	p Projection
+
+	restart chan struct{}
+
+	mu        sync.Mutex
+	state     State
+	build     Build
+	current   bool // build is the current one
+	applied   eventstore.Position
+	changed   chan struct{}
+	haltedOn  uuid.UUID
+	lastErr   error
+	runningIn bool
+}
+
+func newWorker(r *Runner, p Projection) *worker {
+	return &worker{r: r, p: p, restart: make(chan struct{}, 1), state: Stopped, changed: make(chan struct{})}
+}
+
+// update changes the worker's state under its lock and wakes waiters.
+func (w *worker) update(f func()) {
+	w.mu.Lock()
+	f()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func (w *worker) setState(s State) { w.update(func() { w.state = s }) }
+
+func (w *worker) setApplied(pos eventstore.Position) {
+	w.update(func() {
+		if w.applied.Before(pos) {
+			w.applied = pos
+		}
+	})
+}
+
+func (w *worker) signal() {
+	select {
+	case w.restart <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	w.update(func() { w.runningIn = true })
+	defer w.update(func() { w.runningIn = false; w.state = Stopped })
+	failures := 0
+	for {
+		err := w.runOnce(ctx, false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case errors.Is(err, errRestart):
+			failures = 0
+			continue
+		case errors.Is(err, ErrHalted):
+			failures = 0
+			w.setState(Halted)
+			w.r.log.Error("projection halted on a dead letter", "projection", w.p.Name, "err", err)
+			if err := w.waitResume(ctx); err != nil {
+				return nil
+			}
+			continue
+		case errors.Is(err, errFatal):
+			return err
+		case err == nil:
+			continue
+		}
+		failures++
+		w.update(func() { w.state = Failing; w.lastErr = err })
+		d := backoff(w.r.opts.backoffMin*4, w.r.opts.backoffMax*6, failures)
+		w.r.log.Warn("projection failed; restarting", "projection", w.p.Name, "err", err, "in", d)
+		if sleep(ctx, d, w.restart) != nil {
+			return nil
+		}
+	}
+}
+
+// resolveBuild decides which build this runner works on.
+func (w *worker) resolveBuild(ctx context.Context) (Build, Registration, error) {
+	st := w.r.store
+	reg, err := st.Registration(ctx, w.p.Name)
+	if err != nil {
+		return Build{}, reg, fmt.Errorf("projection %q: read registration: %w", w.p.Name, err)
+	}
+	v := w.p.version()
+	switch {
+	case reg.Target.IsZero() || reg.Target.Version < v:
+		b := Build{Name: w.p.Name, Version: v}
+		if err := st.SetTarget(ctx, b); err != nil {
+			return Build{}, reg, fmt.Errorf("projection %q: register build %s: %w", w.p.Name, b, err)
+		}
+		reg.Target = b
+		return b, reg, nil
+	case reg.Target.Version == v:
+		return reg.Target, reg, nil
+	case reg.Current.Version == v:
+		// Newer code is rebuilding elsewhere; keep the current build fresh
+		// until it switches.
+		return reg.Current, reg, nil
+	}
+	return Build{}, reg, nil
+}
+
+// runOnce runs the projection's build: setup, catch-up from the event
+// store, switch when it is a rebuild, then live records from the source
+// (unless rebuildOnly). It returns errRestart when asked to start over.
+func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
+	b, reg, err := w.resolveBuild(ctx)
+	if err != nil {
+		return err
+	}
+	if b.IsZero() {
+		w.update(func() { w.state = Idle })
+		w.r.log.Warn("projection version is older than the registered one; idling",
+			"projection", w.p.Name, "version", w.p.version(), "target", reg.Target.String())
+		_ = sleep(ctx, w.r.opts.haltPoll*10, w.restart)
+		return ctx.Err()
+	}
+	fresh := reg.Current.IsZero()
+	current := reg.Current == b || fresh
+	st := Starting
+	if !current {
+		st = Rebuilding
+	}
+	cp, err := w.r.store.Checkpoint(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: read checkpoint of %s: %w", w.p.Name, b, err)
+	}
+	w.update(func() {
+		w.build, w.current, w.state, w.applied, w.lastErr = b, current, st, cp, nil
+	})
+	if err := w.setup(ctx, b, fresh); err != nil {
+		return err
+	}
+	cp, err = w.catchUp(ctx, b, cp, !current)
+	if err != nil {
+		return err
+	}
+	if !current {
+		if err := w.activate(ctx, b); err != nil {
+			return err
+		}
+		w.update(func() { w.current = true })
+		w.r.log.Info("projection build switched", "projection", w.p.Name, "build", b.String())
+	}
+	if rebuildOnly {
+		return nil
+	}
+	w.setState(Running)
+	return w.live(ctx, b, cp)
+}
+
+func (w *worker) setup(ctx context.Context, b Build, activate bool) error {
+	if w.p.Setup == nil && !activate {
+		return nil
+	}
+	tx, err := w.r.store.Begin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin setup of %s: %w", w.p.Name, b, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if w.p.Setup != nil {
+		if err := w.p.Setup(ctx, tx); err != nil {
+			return fmt.Errorf("%w: projection %q: setup of %s: %w", errFatal, w.p.Name, b, err)
+		}
+	}
+	if activate {
+		if err := tx.Activate(ctx, w.p.Tables); err != nil {
+			return fmt.Errorf("projection %q: activate %s: %w", w.p.Name, b, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		if w.p.Setup != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: projection %q: commit setup of %s: %w", errFatal, w.p.Name, b, err)
+		}
+		return fmt.Errorf("projection %q: commit setup of %s: %w", w.p.Name, b, err)
+	}
+	return nil
+}
+
+func (w *worker) activate(ctx context.Context, b Build) error {
+	tx, err := w.r.store.Begin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin switch to %s: %w", w.p.Name, b, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := tx.Activate(ctx, w.p.Tables); err != nil {
+		return fmt.Errorf("projection %q: switch to %s: %w", w.p.Name, b, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %q: commit switch to %s: %w", w.p.Name, b, err)
+	}
+	return nil
+}
+
+// catchUp applies the history after cp straight from the event store, in
+// batches, until a pass finds little left. It reports progress.
+func (w *worker) catchUp(ctx context.Context, b Build, cp eventstore.Position, rebuild bool) (eventstore.Position, error) {
+	bs := max(w.r.opts.catchUpBatch, w.p.batchSize())
+	head, err := w.r.events.Head(ctx)
+	if err != nil {
+		return cp, fmt.Errorf("projection %q: read head of the log: %w", w.p.Name, err)
+	}
+	start, began := cp, time.Now()
+	var applied int64
+	lastReport := time.Time{}
+	report := func(pos eventstore.Position, finished bool) {
+		if w.r.opts.progress == nil || (!finished && time.Since(lastReport) < 200*time.Millisecond) {
+			return
+		}
+		lastReport = time.Now()
+		total := int64(head.Seq) - int64(start.Seq)
+		done := int64(pos.Seq) - int64(start.Seq)
+		total = max(total, done, 0)
+		done = max(done, 0)
+		el := time.Since(began).Seconds()
+		pr := Progress{Build: b, Rebuild: rebuild, Done: done, Total: total, Applied: applied, Finished: finished}
+		if el > 0 {
+			pr.Rate = float64(applied) / el
+			if done > 0 {
+				pr.ETA = time.Duration(float64(total-done) * el / float64(done) * float64(time.Second))
+			}
+		}
+		w.r.opts.progress(pr)
+	}
+	for pass := 0; ; pass++ {
+		n := 0
+		batch := make([]Delivery, 0, bs)
+		opts := eventstore.ReadAllOptions{After: cp, Types: w.p.Types, Categories: w.p.Categories, BatchSize: bs}
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			if err := w.apply(ctx, b, batch); err != nil {
+				return err
+			}
+			cp = batch[len(batch)-1].Record.Position
+			applied += int64(len(batch))
+			batch = batch[:0]
+			report(cp, false)
+			return nil
+		}
+		for rec, err := range w.r.events.ReadAll(ctx, opts) {
+			if err != nil {
+				return cp, fmt.Errorf("projection %q: read the log after %s: %w", w.p.Name, cp, err)
+			}
+			n++
+			batch = append(batch, Delivery{Record: rec})
+			if len(batch) == bs {
+				if err := flush(); err != nil {
+					return cp, err
+				}
+			}
+			select {
+			case <-w.restart:
+				return cp, errRestart
+			default:
+			}
+		}
+		if err := flush(); err != nil {
+			return cp, err
+		}
+		if n < bs || pass >= 20 {
+			break
+		}
+		if h, err := w.r.events.Head(ctx); err == nil && head.Before(h) {
+			head = h
+		}
+	}
+	report(cp, true)
+	return cp, nil
+}
+
+// live applies records from the source until ctx ends or a restart.
+func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position) error {
+	feed, err := w.r.opts.source.Open(ctx, SourceRequest{Build: b, Types: w.p.Types, Categories: w.p.Categories, After: cp})
+	if err != nil {
+		return fmt.Errorf("projection %q: open source: %w", w.p.Name, err)
+	}
+	defer feed.Close()
+	ch := feed.Deliveries()
+	bs := w.p.batchSize()
+	batch := make([]Delivery, 0, bs)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.restart:
+			return errRestart
+		case d, ok := <-ch:
+			if !ok {
+				if err := feed.Err(); err != nil && ctx.Err() == nil {
+					return fmt.Errorf("projection %q: source ended: %w", w.p.Name, err)
+				}
+				return ctx.Err()
+			}
+			batch = append(batch, d)
+		}
+	drain:
+		for len(batch) < bs {
+			select {
+			case d, ok := <-ch:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		if err := w.apply(ctx, b, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// apply applies deliveries in order: as one unit of work when the store is
+// atomic, else (or when that fails) one by one with retries. It settles each
+// delivery.
+func (w *worker) apply(ctx context.Context, b Build, ds []Delivery) error {
+	if w.r.store.Atomic() && len(ds) > 1 {
+		err := w.tryTx(ctx, b, ds)
+		if err == nil {
+			for _, d := range ds {
+				ack(d)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			nakAll(ds, 0)
+			return ctx.Err()
+		}
+		w.r.log.Debug("batch failed; applying its events one by one", "projection", w.p.Name, "err", err)
+	}
+	for i, d := range ds {
+		if err := w.applyOne(ctx, b, d); err != nil {
+			nakAll(ds[i+1:], w.r.opts.backoffMin)
+			return err
+		}
+	}
+	return nil
+}
+
+func ack(d Delivery) {
+	if d.Acker != nil {
+		_ = d.Acker.Ack()
+	}
+}
+
+func nakAll(ds []Delivery, delay time.Duration) {
+	for _, d := range ds {
+		if d.Acker != nil {
+			_ = d.Acker.Nak(delay)
+		}
+	}
+}
+
+// applyOne applies one delivery, retrying with backoff, and dead-letters it
+// after MaxAttempts.
+func (w *worker) applyOne(ctx context.Context, b Build, d Delivery) error {
+	maxAttempts := w.p.maxAttempts()
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = w.tryTx(ctx, b, []Delivery{d})
+		if err == nil {
+			ack(d)
+			return nil
+		}
+		if ctx.Err() != nil {
+			nakAll([]Delivery{d}, 0)
+			return ctx.Err()
+		}
+		if attempt >= maxAttempts {
+			break
+		}
+		w.r.log.Warn("event failed; retrying", "projection", w.p.Name, "stream", d.Record.StreamID,
+			"version", d.Record.StreamVersion, "type", d.Record.Type, "attempt", attempt, "err", err)
+		if d.Acker != nil {
+			_ = d.Acker.InProgress()
+		}
+		if err := sleep(ctx, backoff(w.r.opts.backoffMin, w.r.opts.backoffMax, attempt), nil); err != nil {
+			nakAll([]Delivery{d}, 0)
+			return err
+		}
+	}
+	return w.deadLetter(ctx, b, d, err, maxAttempts)
+}
+
+func (w *worker) deadLetter(ctx context.Context, b Build, d Delivery, cause error, attempts int) error {
+	rec := d.Record
+	dl := deadLetterOf(b, rec, cause, attempts, time.Now().UTC())
+	tx, err := w.r.store.Begin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin dead letter of %s: %w", w.p.Name, describe(rec), err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := tx.AddDeadLetter(ctx, dl); err != nil {
+		return fmt.Errorf("projection %q: record dead letter of %s: %w", w.p.Name, describe(rec), err)
+	}
+	skip := w.p.OnFailure == Skip
+	if skip && tx.Checkpoint().Before(rec.Position) {
+		if err := tx.SetCheckpoint(ctx, rec.Position, 0); err != nil {
+			return fmt.Errorf("projection %q: checkpoint past dead letter %s: %w", w.p.Name, describe(rec), err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %q: commit dead letter of %s: %w", w.p.Name, describe(rec), err)
+	}
+	w.r.log.Error("event dead-lettered", "projection", w.p.Name, "stream", rec.StreamID, "version", rec.StreamVersion,
+		"type", rec.Type, "position", rec.Position.String(), "attempts", attempts, "policy", w.p.OnFailure.String(), "err", cause)
+	if pub := w.r.opts.publisher; pub != nil {
+		if err := pub.PublishDeadLetter(dl); err != nil {
+			w.r.log.Warn("publish dead letter", "projection", w.p.Name, "err", err)
+		}
+	}
+	if skip {
+		if d.Acker != nil {
+			_ = d.Acker.Term("dead-lettered: " + cause.Error())
+		}
+		w.setApplied(rec.Position)
+		return nil
+	}
+	if d.Acker != nil {
+		_ = d.Acker.Nak(w.r.opts.haltPoll)
+	}
+	w.update(func() { w.haltedOn = rec.ID; w.lastErr = cause })
+	return fmt.Errorf("%w: projection %q at %s after %d attempts: %w", ErrHalted, w.p.Name, describe(rec), attempts, cause)
+}
+
+// waitResume waits until the dead letter the projection halted on is gone.
+func (w *worker) waitResume(ctx context.Context) error {
+	w.mu.Lock()
+	id := w.haltedOn
+	w.mu.Unlock()
+	for {
+		dls, err := w.r.store.DeadLetters(ctx, w.p.Name)
+		if err == nil && !containsDL(dls, id) {
+			w.update(func() { w.haltedOn = uuid.Nil })
+			return nil
+		}
+		if err := sleep(ctx, w.r.opts.haltPoll, w.restart); err != nil {
+			return err
+		}
+	}
+}
+
+func containsDL(dls []DeadLetter, id uuid.UUID) bool {
+	for _, dl := range dls {
+		if dl.EventID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// tryTx applies deliveries in one unit of work, skipping those at or before
+// the checkpoint, and commits with the new checkpoint.
+func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
+	tx, err := w.r.store.Begin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin unit of work on %s: %w", w.p.Name, b, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	cp := tx.Checkpoint()
+	last, applied := cp, 0
+	for _, d := range ds {
+		rec := d.Record
+		if !cp.Before(rec.Position) {
+			continue
+		}
+		if w.p.Wants(rec) {
+			if err := w.handle(ctx, tx, rec); err != nil {
+				return err
+			}
+			applied++
+		}
+		last = rec.Position
+	}
+	if last == cp {
+		return nil
+	}
+	if err := tx.SetCheckpoint(ctx, last, applied); err != nil {
+		return fmt.Errorf("projection %q: store checkpoint %s: %w", w.p.Name, last, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %q: commit %d events up to %s: %w", w.p.Name, applied, last, err)
+	}
+	w.setApplied(last)
+	return nil
+}
+
+// handle decodes rec and runs the handler on each resulting event,
+// turning a panic into an error.
+func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("projection %q: handler panicked on %s: %v\n%s", w.p.Name, describe(rec), v, debug.Stack())
+		}
+	}()
+	evs := []any{nil}
+	if dec := w.r.opts.decoder; dec != nil {
+		evs, err = dec.Decode(rec)
+		if err != nil {
+			return fmt.Errorf("projection %q: decode %s: %w", w.p.Name, describe(rec), err)
+		}
+	}
+	for _, data := range evs {
+		if err := w.p.Handler.Handle(ctx, tx, Event{Data: data, Record: rec}); err != nil {
+			return fmt.Errorf("projection %q: handle %s: %w", w.p.Name, describe(rec), err)
+		}
+	}
+	return nil
+}
+
+func describe(rec eventstore.Record) string {
+	return fmt.Sprintf("event %s (%s, stream %q version %d, position %s)", rec.ID, rec.Type, rec.StreamID, rec.StreamVersion, rec.Position)
+}
+
+func backoff(first, longest time.Duration, attempt int) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < longest; i++ {
+		d *= 2
+	}
+	return min(d, longest)
+}
+
+// sleep waits d, or until ctx ends (returning its error), or until wake
+// receives (returning nil early).
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	case <-wake:
+		return nil
+	}
+}
