@@ -137,9 +137,9 @@ type memTx struct {
 	done     bool
 }
 
-func (t *memTx) Build() Build                         { return t.b }
-func (t *memTx) Table(base string) string             { return base + "_" + t.b.Suffix() }
-func (t *memTx) Checkpoint() eventstore.Position      { return t.cp }
+func (t *memTx) Build() Build                    { return t.b }
+func (t *memTx) Table(base string) string        { return base + "_" + t.b.Suffix() }
+func (t *memTx) Checkpoint() eventstore.Position { return t.cp }
 func (t *memTx) SetCheckpoint(_ context.Context, pos eventstore.Position, applied int) error {
 	t.newCP = pos
 	t.applied += applied
