@@ -107,3 +107,48 @@ func ExampleStore_ReadAll() {
 	// account-1 AccountOpened
 	// account-2 AccountOpened
 }
+
+// Follow reads what is already stored, then waits for new records. Here the
+// consumer appends from inside its own loop, which the store allows.
+func ExampleStore_Follow() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := memory.New()
+	_, _ = store.Append(ctx, "order-1", eventstore.NoStream, eventstore.Event{Type: "OrderPlaced"})
+
+	for r, err := range store.Follow(ctx, eventstore.ReadAllOptions{}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(r.StreamID, r.StreamVersion, r.Type)
+		switch r.Type {
+		case "OrderPlaced":
+			_, _ = store.Append(ctx, "shipment-1", eventstore.NoStream, eventstore.Event{Type: "ShipmentRequested"})
+		case "ShipmentRequested":
+			cancel()
+		}
+	}
+	// Output:
+	// order-1 1 OrderPlaced
+	// shipment-1 1 ShipmentRequested
+	// memory: follow: context canceled
+}
+
+func ExampleStore_ListStreams() {
+	ctx := context.Background()
+	store := memory.New()
+	for _, id := range []string{"order-2", "account-1", "order-1"} {
+		_, _ = store.Append(ctx, id, eventstore.Any, eventstore.Event{Type: "Created"})
+	}
+	for info, err := range store.ListStreams(ctx, memory.ListStreamsOptions{Category: "order"}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(info.StreamID, info.Version)
+	}
+	// Output:
+	// order-1 1
+	// order-2 1
+}
