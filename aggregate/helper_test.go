@@ -1,0 +1,172 @@
+package aggregate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/aggregate"
+	"github.com/chronicle-go/chronicle/codec"
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/memory"
+	pgstore "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/snapshot"
+	pgsnap "github.com/chronicle-go/chronicle/snapshot/postgres"
+)
+
+type Opened struct {
+	Owner string `json:"owner"`
+}
+
+type Deposited struct {
+	Amount int `json:"amount"`
+}
+
+type Withdrawn struct {
+	Amount int `json:"amount"`
+}
+
+var errInsufficient = errors.New("insufficient funds")
+
+type Account struct {
+	aggregate.Root
+	Owner    string `json:"owner"`
+	Balance  int    `json:"balance"`
+	Deposits int    `json:"deposits"`
+	revision int
+}
+
+func newAccount(string) *Account { return &Account{revision: 1} }
+
+func (a *Account) SnapshotRevision() int { return a.revision }
+
+func (a *Account) Apply(event any) {
+	switch e := event.(type) {
+	case Opened:
+		a.Owner = e.Owner
+	case Deposited:
+		a.Balance += e.Amount
+		a.Deposits++
+	case Withdrawn:
+		a.Balance -= e.Amount
+	}
+}
+
+func (a *Account) Open(owner string) error {
+	aggregate.Raise(a, Opened{Owner: owner})
+	return nil
+}
+
+func (a *Account) Deposit(n int) error {
+	aggregate.Raise(a, Deposited{Amount: n})
+	return nil
+}
+
+func (a *Account) Withdraw(n int) error {
+	if n > a.Balance {
+		return errInsufficient
+	}
+	aggregate.Raise(a, Withdrawn{Amount: n})
+	return nil
+}
+
+func registry(t testing.TB) *codec.Registry {
+	t.Helper()
+	r := codec.NewRegistry()
+	codec.MustRegister[Opened](r, "Opened", 1)
+	codec.MustRegister[Deposited](r, "Deposited", 2)
+	codec.MustRegister[Withdrawn](r, "Withdrawn", 1)
+	return r
+}
+
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// backend is an event store and a snapshot store of one kind.
+type backend struct {
+	name   string
+	events eventstore.Store
+	snaps  snapshot.Store
+}
+
+// backends returns a memory backend and a PostgreSQL one (each in a fresh
+// schema) for table tests.
+func backends(t *testing.T) []func(t *testing.T) backend {
+	return []func(t *testing.T) backend{
+		func(*testing.T) backend {
+			return backend{"memory", memory.New(), snapshot.NewMemoryStore()}
+		},
+		pgBackend,
+	}
+}
+
+func pgBackend(t *testing.T) backend {
+	t.Helper()
+	pool, schema := testenv.Postgres(t)
+	es, err := pgstore.New(pool, pgstore.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := pgsnap.New(pool, pgsnap.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := es.Migrate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Migrate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	return backend{"postgres", es, ss}
+}
+
+// eachBackend runs f against memory and PostgreSQL.
+func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
+	t.Helper()
+	for i, mk := range backends(t) {
+		name := []string{"memory", "postgres"}[i]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f(t, mk(t))
+		})
+	}
+}
+
+// logBuffer is a concurrency-safe buffer for a text slog handler.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newLogger() (*slog.Logger, *logBuffer) {
+	buf := &logBuffer{}
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+// failingSnapshots fails every Save.
+type failingSnapshots struct{ snapshot.Store }
+
+func (failingSnapshots) Save(context.Context, snapshot.Snapshot) error {
+	return errors.New("disk on fire")
+}

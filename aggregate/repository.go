@@ -1,0 +1,435 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chronicle-go/chronicle/codec"
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/snapshot"
+)
+
+// EventStore is what a [Repository] needs from an event store: appending to
+// a stream and reading one. Every eventstore.Store satisfies it.
+type EventStore interface {
+	Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error)
+	ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error]
+}
+
+// Repository loads and saves aggregates of type T (a pointer type such as
+// *Account) as streams of events. It is safe for concurrent use; the
+// aggregates it returns are not (load one per command).
+type Repository[T Aggregate] struct {
+	store EventStore
+	reg   *codec.Registry
+	newT  func(id string) T
+	cfg   config
+	log   *slog.Logger
+
+	sem    chan struct{} // one token per background snapshot write
+	mu     sync.Mutex
+	closed bool
+	stats  stats
+}
+
+type stats struct {
+	retries, conflicts, taken, failed, skipped, ignored atomic.Int64
+}
+
+// Stats counts what a repository did since it was made.
+type Stats struct {
+	// Retries is the number of times Update ran a command again after a
+	// conflict; Conflicts the number of conflicts Update or Save met.
+	Retries, Conflicts int64
+	// SnapshotsTaken counts snapshots stored, SnapshotsFailed those that
+	// could not be encoded or stored, SnapshotsSkipped those due while the
+	// background writers were busy, SnapshotsIgnored those found at load
+	// but not used (other revision, undecodable, ahead of the stream).
+	SnapshotsTaken, SnapshotsFailed, SnapshotsSkipped, SnapshotsIgnored int64
+}
+
+// NewRepository returns a repository of aggregates of type T, stored in
+// store and encoded with reg. newT returns a new, empty aggregate (a
+// non-nil pointer) for an ID; the repository sets the ID on it. It has no
+// side effects: no goroutine starts until an asynchronous snapshot is due.
+func NewRepository[T Aggregate](store EventStore, reg *codec.Registry, newT func(id string) T, opts ...Option) *Repository[T] {
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Repository[T]{store: store, reg: reg, newT: newT, cfg: cfg, log: log,
+		sem: make(chan struct{}, cfg.maxInFlight)}
+}
+
+// StreamID returns the stream ID of the aggregate id: category + "-" + id
+// with [WithCategory], id otherwise.
+func (r *Repository[T]) StreamID(id string) string {
+	if r.cfg.category == "" {
+		return id
+	}
+	return r.cfg.category + "-" + id
+}
+
+// Stats returns the repository's counters.
+func (r *Repository[T]) Stats() Stats {
+	return Stats{Retries: r.stats.retries.Load(), Conflicts: r.stats.conflicts.Load(),
+		SnapshotsTaken: r.stats.taken.Load(), SnapshotsFailed: r.stats.failed.Load(),
+		SnapshotsSkipped: r.stats.skipped.Load(), SnapshotsIgnored: r.stats.ignored.Load()}
+}
+
+// Load returns the aggregate id at its latest version: from the latest
+// usable snapshot and the events after it, or from all its events. A
+// missing stream fails with an error matching [ErrNotFound] (and
+// eventstore.ErrStreamNotFound).
+func (r *Repository[T]) Load(ctx context.Context, id string) (T, error) {
+	return r.load(ctx, id, 0)
+}
+
+// LoadAt returns the aggregate id as it was at stream version version: the
+// state after its first version events. A version the stream has not
+// reached fails with [ErrVersionNotFound]. Saving the result conflicts
+// unless the stream is still at that version.
+func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T, error) {
+	if version < 1 {
+		var zero T
+		return zero, fmt.Errorf("aggregate: load %q at version %d: want a version of 1 or more", r.StreamID(id), version)
+	}
+	return r.load(ctx, id, version)
+}
+
+func (r *Repository[T]) fresh(id string) T {
+	a := r.newT(id)
+	SetID(a, id)
+	return a
+}
+
+func (r *Repository[T]) load(ctx context.Context, id string, at int64) (T, error) {
+	var zero T
+	stream := r.StreamID(id)
+	if a, ok := r.fromSnapshot(ctx, stream, id, at); ok {
+		v := a.root().version
+		got, err := r.replay(ctx, stream, a, v, at)
+		switch {
+		case err == nil:
+			return got, nil
+		case !errors.Is(err, errSnapshotAhead):
+			return zero, err
+		}
+		r.stats.ignored.Add(1)
+		r.log.Warn("aggregate: snapshot is ahead of its stream; replaying the stream", "stream", stream, "snapshot_version", v)
+	}
+	return r.replay(ctx, stream, r.fresh(id), 0, at)
+}
+
+var errSnapshotAhead = errors.New("snapshot ahead of stream")
+
+// replay applies the events of stream after version from (0: all) to a, up
+// to version at (0: the end). With from > 0, a is at version from (from a
+// snapshot) and the read starts at from itself to check the stream has it.
+func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at int64) (T, error) {
+	var zero T
+	root := a.root()
+	opts := eventstore.ReadStreamOptions{From: max(from, 1), BatchSize: r.cfg.readBatch}
+	if at > 0 {
+		opts.Limit = int(at - opts.From + 1)
+	}
+	checkFirst := from > 0
+	for rec, err := range r.store.ReadStream(ctx, stream, opts) {
+		if err != nil {
+			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				return zero, fmt.Errorf("aggregate: load %q: %w", stream, ErrNotFound)
+			}
+			return zero, fmt.Errorf("aggregate: load %q after version %d: %w", stream, root.version, err)
+		}
+		if checkFirst {
+			checkFirst = false
+			if rec.StreamVersion != from {
+				return zero, errSnapshotAhead
+			}
+			continue
+		}
+		if rec.StreamVersion != root.version+1 {
+			return zero, fmt.Errorf("aggregate: load %q: read version %d after version %d", stream, rec.StreamVersion, root.version)
+		}
+		if err := r.apply(a, rec); err != nil {
+			return zero, fmt.Errorf("aggregate: load %q: %w", stream, err)
+		}
+		root.version = rec.StreamVersion
+	}
+	if checkFirst {
+		return zero, errSnapshotAhead
+	}
+	if at > 0 && root.version < at {
+		return zero, fmt.Errorf("aggregate: load %q at version %d: the stream is at version %d: %w",
+			stream, at, root.version, ErrVersionNotFound)
+	}
+	return a, nil
+}
+
+// apply upcasts, decodes and applies one record.
+func (r *Repository[T]) apply(a T, rec eventstore.Record) error {
+	if !r.cfg.chain.NeedsUpcast(rec) {
+		v, err := r.reg.DecodeRecord(rec)
+		if err != nil {
+			return err
+		}
+		a.Apply(v)
+		return nil
+	}
+	recs, err := r.cfg.chain.Upcast(rec)
+	if err != nil {
+		return err
+	}
+	for _, u := range recs {
+		v, err := r.reg.DecodeRecord(u)
+		if err != nil {
+			return err
+		}
+		a.Apply(v)
+	}
+	return nil
+}
+
+func (r *Repository[T]) revision(a T) int {
+	if rv, ok := any(a).(Revisioner); ok {
+		return rv.SnapshotRevision()
+	}
+	return 1
+}
+
+// fromSnapshot returns the aggregate decoded from the stream's latest
+// snapshot when there is a usable one.
+func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at int64) (T, bool) {
+	var zero T
+	if r.cfg.snapshots == nil {
+		return zero, false
+	}
+	s, err := r.cfg.snapshots.Load(ctx, stream)
+	if err != nil {
+		if !errors.Is(err, snapshot.ErrNotFound) && ctx.Err() == nil {
+			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "error", err)
+		}
+		return zero, false
+	}
+	if s.Version < 1 || (at > 0 && s.Version > at) {
+		return zero, false
+	}
+	a := r.fresh(id)
+	if rev := r.revision(a); s.Revision != rev {
+		r.stats.ignored.Add(1)
+		r.log.Warn("aggregate: snapshot of another revision ignored; replaying the stream",
+			"stream", stream, "snapshot_version", s.Version, "snapshot_revision", s.Revision, "revision", rev)
+		return zero, false
+	}
+	if err := json.Unmarshal(s.Data, a); err != nil {
+		r.stats.ignored.Add(1)
+		r.log.Warn("aggregate: cannot decode snapshot; replaying the stream",
+			"stream", stream, "snapshot_version", s.Version, "error", err)
+		return zero, false
+	}
+	root := a.root()
+	root.id, root.version, root.uncommitted = id, s.Version, nil
+	return a, true
+}
+
+// Save appends a's uncommitted events to its stream, stamped with the
+// metadata ctx carries, expecting the stream at the version a was loaded at
+// (no stream at all for an aggregate never saved). On success it clears the
+// uncommitted events, advances a's version and takes a snapshot when the
+// policy says so. An aggregate with nothing uncommitted is not written.
+//
+// When another writer got there first, the error matches
+// eventstore.ErrConcurrencyConflict and a is stale: load it again (or use
+// [Repository.Update], which does).
+func (r *Repository[T]) Save(ctx context.Context, a T) (eventstore.AppendResult, error) {
+	root := a.root()
+	if len(root.uncommitted) == 0 {
+		return eventstore.AppendResult{Version: root.version}, nil
+	}
+	if root.id == "" {
+		return eventstore.AppendResult{}, errors.New("aggregate: save: the aggregate has no ID; get it from the repository (Load, Create, Update) or call aggregate.SetID")
+	}
+	stream := r.StreamID(root.id)
+	expected := eventstore.NoStream
+	if root.version > 0 {
+		expected = eventstore.Exact(root.version)
+	}
+	md := eventstore.MetadataFrom(ctx)
+	events := make([]eventstore.Event, len(root.uncommitted))
+	for i, e := range root.uncommitted {
+		name, v, data, err := r.reg.Encode(e)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("aggregate: save %q: event %d (%T): %w", stream, i, e, err)
+		}
+		events[i] = eventstore.Event{Type: name, SchemaVersion: v, Data: data, Metadata: md}
+	}
+	res, err := r.store.Append(ctx, stream, expected, events...)
+	if err != nil {
+		if errors.Is(err, eventstore.ErrConcurrencyConflict) {
+			r.stats.conflicts.Add(1)
+		}
+		return res, fmt.Errorf("aggregate: save %q at version %d: %w", stream, root.version, err)
+	}
+	before := root.version
+	root.version, root.uncommitted = res.Version, nil
+	if r.cfg.snapshots != nil && r.cfg.policy != nil && r.cfg.policy.Due(before, res.Version) {
+		r.snapshot(ctx, stream, a, res.Version)
+	}
+	return res, nil
+}
+
+// snapshot stores a's state at version; failures are logged, never
+// returned.
+func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, version int64) {
+	data, err := json.Marshal(a)
+	if err != nil {
+		r.stats.failed.Add(1)
+		r.log.Warn("aggregate: cannot encode snapshot", "stream", stream, "version", version, "error", err)
+		return
+	}
+	s := snapshot.Snapshot{StreamID: stream, Version: version, Revision: r.revision(a), Data: data, TakenAt: time.Now().UTC()}
+	r.mu.Lock()
+	async := r.cfg.async && !r.closed
+	r.mu.Unlock()
+	if !async {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.snapTimeout)
+		defer cancel()
+		r.storeSnapshot(wctx, s)
+		return
+	}
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		r.stats.skipped.Add(1)
+		r.log.Debug("aggregate: snapshot skipped, background writers busy", "stream", stream, "version", version)
+		return
+	}
+	go func() {
+		defer func() { <-r.sem }()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.snapTimeout)
+		defer cancel()
+		r.storeSnapshot(wctx, s)
+	}()
+}
+
+func (r *Repository[T]) storeSnapshot(ctx context.Context, s snapshot.Snapshot) {
+	if err := r.cfg.snapshots.Save(ctx, s); err != nil {
+		r.stats.failed.Add(1)
+		r.log.Warn("aggregate: cannot store snapshot", "stream", s.StreamID, "version", s.Version, "error", err)
+		return
+	}
+	r.stats.taken.Add(1)
+}
+
+// Flush waits until the background snapshot writes started so far have
+// finished, or ctx ends. Without [WithAsyncSnapshots] it returns at once.
+func (r *Repository[T]) Flush(ctx context.Context) error {
+	n := 0
+	defer func() {
+		for ; n > 0; n-- {
+			<-r.sem
+		}
+	}()
+	for range cap(r.sem) {
+		select {
+		case r.sem <- struct{}{}:
+			n++
+		case <-ctx.Done():
+			return fmt.Errorf("aggregate: flush snapshots: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Close waits for background snapshot writes like [Repository.Flush];
+// afterwards the repository still works but writes snapshots during Save.
+// It is safe to call more than once.
+func (r *Repository[T]) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return r.Flush(ctx)
+}
+
+// Update loads the aggregate id, runs cmd on it and saves the events cmd
+// raised. When the save meets a concurrency conflict, it waits a jittered,
+// growing delay, loads the aggregate again and runs cmd again, up to the
+// number of retries set by [WithRetries]; then it returns the conflict. cmd
+// may therefore run more than once and must have no side effects beyond
+// the aggregate. An error from cmd is returned as it is, with nothing
+// saved; a missing aggregate fails with [ErrNotFound] (use
+// [Repository.Create] for new ones).
+func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
+	for attempt := 0; ; attempt++ {
+		a, err := r.Load(ctx, id)
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		if err := cmd(a); err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		res, err := r.Save(ctx, a)
+		if err == nil || !eventstore.IsRetryable(err) {
+			return res, err
+		}
+		if attempt >= r.cfg.retries {
+			return res, fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", r.StreamID(id), attempt+1, err)
+		}
+		r.stats.retries.Add(1)
+		r.log.Debug("aggregate: update conflicted; retrying", "stream", r.StreamID(id), "attempt", attempt+1, "error", err)
+		if err := sleep(ctx, r.backoff(attempt)); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("aggregate: update %q: %w while waiting to retry after a conflict", r.StreamID(id), err)
+		}
+	}
+}
+
+// Create runs cmd on a new aggregate id and saves the events it raised,
+// expecting no stream. When the stream already exists it fails with an
+// error matching [ErrAlreadyExists] (and eventstore.ErrConcurrencyConflict);
+// it never retries. A command that raises nothing is an error, since
+// nothing would be created.
+func (r *Repository[T]) Create(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
+	a := r.fresh(id)
+	if err := cmd(a); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if len(a.root().uncommitted) == 0 {
+		return eventstore.AppendResult{}, fmt.Errorf("aggregate: create %q: the command raised no events", r.StreamID(id))
+	}
+	res, err := r.Save(ctx, a)
+	if errors.Is(err, eventstore.ErrConcurrencyConflict) {
+		return res, fmt.Errorf("aggregate: create %q: %w: %w", r.StreamID(id), ErrAlreadyExists, err)
+	}
+	return res, err
+}
+
+func (r *Repository[T]) backoff(attempt int) time.Duration {
+	d := r.cfg.backoffMin << min(attempt, 20)
+	if d <= 0 || d > r.cfg.backoffMax {
+		d = r.cfg.backoffMax
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

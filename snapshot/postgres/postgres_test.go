@@ -1,0 +1,50 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/snapshot"
+	"github.com/chronicle-go/chronicle/snapshot/postgres"
+	"github.com/chronicle-go/chronicle/snapshot/snapshottest"
+)
+
+func newStore(t *testing.T) *postgres.Store {
+	t.Helper()
+	pool, schema := testenv.Postgres(t)
+	s, err := postgres.New(pool, postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	snapshottest.Run(t, func(t *testing.T) snapshot.Store { return newStore(t) })
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.Postgres(t)
+	if _, err := postgres.New(pool, postgres.WithSchema("Bad-Name")); err == nil {
+		t.Fatal("invalid schema accepted")
+	}
+	if _, err := postgres.New(nil); err == nil {
+		t.Fatal("nil pool accepted")
+	}
+	s, err := postgres.New(pool)
+	if err != nil || s.Schema() != "chronicle" {
+		t.Fatalf("default schema: %v, %v", s, err)
+	}
+}
