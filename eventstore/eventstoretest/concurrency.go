@@ -411,3 +411,36 @@ func testRetryOtherStream(t *testing.T, s eventstore.Store) {
 	wantStreamInfo(t, ctx, s, "retry-9", false, 0)
 	wantStreamInfo(t, ctx, s, "retry-8", true, 2)
 }
+
+// testRetryConcurrent sends the same append from several goroutines at once,
+// as a client whose first attempt timed out but still went through: every
+// attempt succeeds with the same result and the events are stored once.
+func testRetryConcurrent(t *testing.T, s eventstore.Store) {
+	ctx := testContext(t)
+	mustAppend(t, ctx, s, "retry-10", eventstore.NoStream, newEvents("Before", 2)...)
+	events := newEvents("Mine", 3)
+	results := make([]eventstore.AppendResult, contenders/2)
+	errs := make([]error, len(results))
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := range results {
+		wg.Go(func() {
+			start.Wait()
+			results[i], errs[i] = s.Append(ctx, "retry-10", eventstore.Exact(2), events...)
+		})
+	}
+	start.Done()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent attempts of one append failed: %v", err)
+	}
+	for i, r := range results {
+		if r != results[0] || r.Version != 5 {
+			t.Errorf("attempt %d returned %+v, attempt 0 %+v, want the same result at version 5", i, r, results[0])
+		}
+	}
+	recs := readStream(t, ctx, s, "retry-10", eventstore.ReadStreamOptions{})
+	if len(recs) != 5 || !slices.Equal(ids(recs[2:]), eventIDs(events)) {
+		t.Errorf("stream holds %v, want the events once", describe(recs))
+	}
+}

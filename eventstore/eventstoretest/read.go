@@ -263,3 +263,58 @@ func testReadAllEmpty(t *testing.T, s eventstore.Store) {
 		}
 	}
 }
+
+// testLongStream reads a stream longer than the default batch size through
+// every read path, and checks that they agree on every field.
+func testLongStream(t *testing.T, s eventstore.Store) {
+	ctx := testContext(t)
+	const stream, n = "long-1", eventstore.DefaultBatchSize + 88
+	var events []eventstore.Event
+	var last eventstore.AppendResult
+	for len(events) < n {
+		batch := newEvents("Long", min(200, n-len(events)))
+		for i := range batch {
+			batch[i].Metadata = eventstore.Metadata{"i": fmt.Sprint(len(events) + i)}
+		}
+		last = mustAppend(t, ctx, s, stream, eventstore.Exact(int64(len(events))), batch...)
+		events = append(events, batch...)
+	}
+	if last.Version != n {
+		t.Fatalf("Version = %d, want %d", last.Version, n)
+	}
+	fwd := readStream(t, ctx, s, stream, eventstore.ReadStreamOptions{})
+	if !slices.Equal(versions(fwd), seq(1, n, 1)) {
+		t.Fatalf("forward read: %d records, want versions 1..%d", len(fwd), n)
+	}
+	for i, r := range fwd {
+		checkRecord(t, r, stream, int64(i+1), events[i])
+	}
+	bwd := readStream(t, ctx, s, stream, eventstore.ReadStreamOptions{Direction: eventstore.Backward})
+	if !slices.Equal(versions(bwd), seq(n, 1, -1)) {
+		t.Fatalf("backward read: %d records, want versions %d..1", len(bwd), n)
+	}
+	all := readAllUpTo(t, ctx, s, last.Position)
+	if len(all) != n {
+		t.Fatalf("ReadAll returned %d records, want %d", len(all), n)
+	}
+	f := follow(t, s, eventstore.ReadAllOptions{})
+	followed := f.next(t, n)
+	f.stop(t)
+	for i := range fwd {
+		for _, other := range []struct {
+			path string
+			r    eventstore.Record
+		}{{"backward", bwd[n-1-i]}, {"ReadAll", all[i]}, {"Follow", followed[i]}} {
+			if !sameRecord(fwd[i], other.r) {
+				t.Fatalf("v%d differs between ReadStream and %s:\n%+v\n%+v", i+1, other.path, fwd[i], other.r)
+			}
+		}
+	}
+}
+
+// sameRecord compares two reads of one record.
+func sameRecord(a, b eventstore.Record) bool {
+	return a.ID == b.ID && a.StreamID == b.StreamID && a.StreamVersion == b.StreamVersion &&
+		a.Position == b.Position && a.Type == b.Type && a.SchemaVersion == b.SchemaVersion &&
+		jsonEqual(a.Data, b.Data) && sameMetadata(a.Metadata, b.Metadata) && a.RecordedAt.Equal(b.RecordedAt)
+}
