@@ -29,6 +29,9 @@ func (r *Root) root() *Root { return r }
 // values of the registered types and must only change state.
 type Aggregate interface {
 	Apply(event any)
+	ID() string
+	Version() int64
+	Uncommitted() []any
 	root() *Root
 }
 
