@@ -515,8 +515,8 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 	last, applied := cp, 0
 	for _, d := range ds {
 		rec := d.Record
-		if !cp.Before(rec.Position) {
-			continue
+		if !last.Before(rec.Position) {
+			continue // applied already: a redelivery
 		}
 		if w.p.Wants(rec) {
 			if err := w.handle(ctx, tx, rec); err != nil {
@@ -527,6 +527,7 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 		last = rec.Position
 	}
 	if last == cp {
+		w.setApplied(cp) // another runner of the build may have moved it
 		return nil
 	}
 	if err := tx.SetCheckpoint(ctx, last, applied); err != nil {

@@ -1,0 +1,248 @@
+// Package postgres keeps projections' checkpoints, builds and dead letters
+// in PostgreSQL, in the same transaction as the read models the handlers
+// write, so that each event is applied exactly once.
+//
+// Handlers reach the transaction through [From] (or write handlers with
+// [Handler]): [Tx.Exec] runs a statement at once, [Tx.Queue] defers it to
+// one pipelined round trip with the checkpoint at the end of the batch,
+// which is what makes catch-ups and rebuilds fast.
+//
+// # Versioned tables
+//
+// A handler writes the build's tables, named by [projection.Tx.Table]:
+// tx.Table("balances") is "schema"."balances_v2" for version 2. When a
+// build becomes current, the store re-points a view per name listed in
+// [projection.Projection.Tables] at the build's table, in one transaction:
+// readers query "schema"."balances" and see the old version until the
+// switch, the new one after, never a mix. Old builds' tables stay until
+// dropped with [Store.DropBuild].
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/projection"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Component is the name under which the store's migrations are recorded.
+const Component = "projection"
+
+// Store is a [projection.Store] in PostgreSQL. Create it with [New] and its
+// tables with [Store.Migrate].
+type Store struct {
+	pool   *pgxpool.Pool
+	schema string
+	q      string
+}
+
+var _ projection.Store = (*Store)(nil)
+
+// Option configures a [Store].
+type Option func(*Store)
+
+// WithSchema sets the schema of the store's tables and of the read-model
+// tables named by Tx.Table (default "chronicle").
+func WithSchema(name string) Option { return func(s *Store) { s.schema = name } }
+
+// New returns a store in pool's database. It only checks its arguments.
+func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	s := &Store{pool: pool, schema: pgmigrate.DefaultSchema}
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	var errs []error
+	if pool == nil {
+		errs = append(errs, errors.New("postgres: nil pool"))
+	}
+	if err := pgmigrate.ValidateSchema(s.schema); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s.q = pgmigrate.Quote(s.schema)
+	return s, nil
+}
+
+// Schema returns the schema of the store's tables.
+func (s *Store) Schema() string { return s.schema }
+
+// Migrate creates or upgrades the store's tables; idempotent.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := pgmigrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := pgmigrate.Apply(ctx, s.pool, s.schema, Component, ms); err != nil {
+		return fmt.Errorf("postgres: migrate projection tables in %s: %w", s.schema, err)
+	}
+	return nil
+}
+
+// Atomic reports true: a rolled back transaction undoes the handler's
+// writes with the checkpoint.
+func (s *Store) Atomic() bool { return true }
+
+// Begin opens a transaction on b and locks its checkpoint row.
+func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: begin transaction for %s: %w", b, err)
+	}
+	var txid, seq int64
+	err = tx.QueryRow(ctx, `INSERT INTO `+s.q+`.projection_checkpoints AS c (name, version, generation) VALUES ($1, $2, $3)
+		ON CONFLICT (name, version, generation) DO UPDATE SET name = c.name
+		RETURNING tx_id, seq`, b.Name, b.Version, b.Generation).Scan(&txid, &seq)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("postgres: lock checkpoint of %s: %w", b, err)
+	}
+	cp := eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
+	return &Tx{s: s, tx: tx, b: b, cp: cp}, nil
+}
+
+// Checkpoint returns b's committed checkpoint.
+func (s *Store) Checkpoint(ctx context.Context, b projection.Build) (eventstore.Position, error) {
+	var txid, seq int64
+	err := s.pool.QueryRow(ctx, `SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
+		b.Name, b.Version, b.Generation).Scan(&txid, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("postgres: read checkpoint of %s: %w", b, err)
+	}
+	return eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}, nil
+}
+
+// Registration returns the projection's builds.
+func (s *Store) Registration(ctx context.Context, name string) (projection.Registration, error) {
+	r := projection.Registration{Name: name}
+	var cv, cg, tv, tg int
+	var sw *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT current_version, current_generation, target_version, target_generation, switched_at
+		FROM `+s.q+`.projection_registry WHERE name = $1`, name).Scan(&cv, &cg, &tv, &tg, &sw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("postgres: read registration of projection %q: %w", name, err)
+	}
+	if cv > 0 {
+		r.Current = projection.Build{Name: name, Version: cv, Generation: cg}
+	}
+	if tv > 0 {
+		r.Target = projection.Build{Name: name, Version: tv, Generation: tg}
+	}
+	if sw != nil {
+		r.SwitchedAt = *sw
+	}
+	return r, nil
+}
+
+// SetTarget records b as the build under way.
+func (s *Store) SetTarget(ctx context.Context, b projection.Build) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+s.q+`.projection_registry (name, target_version, target_generation) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET target_version = $2, target_generation = $3, updated_at = now()`,
+		b.Name, b.Version, b.Generation)
+	if err != nil {
+		return fmt.Errorf("postgres: register build %s: %w", b, err)
+	}
+	return nil
+}
+
+// DeadLetters lists a projection's dead letters in log order.
+func (s *Store) DeadLetters(ctx context.Context, name string) ([]projection.DeadLetter, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id, version, generation, stream_id, stream_version, tx_id, seq, type, error, attempts, failed_at
+		FROM `+s.q+`.projection_dead_letters WHERE projection = $1 ORDER BY tx_id, seq`, name)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list dead letters of %q: %w", name, err)
+	}
+	defer rows.Close()
+	var out []projection.DeadLetter
+	for rows.Next() {
+		dl := projection.DeadLetter{Projection: name, Build: projection.Build{Name: name}}
+		var txid, seq int64
+		if err := rows.Scan(&dl.EventID, &dl.Build.Version, &dl.Build.Generation, &dl.StreamID, &dl.StreamVersion,
+			&txid, &seq, &dl.Type, &dl.Error, &dl.Attempts, &dl.FailedAt); err != nil {
+			return nil, fmt.Errorf("postgres: list dead letters of %q: %w", name, err)
+		}
+		dl.Position = eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: list dead letters of %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// DeleteDeadLetter removes a dead letter.
+func (s *Store) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM `+s.q+`.projection_dead_letters WHERE projection = $1 AND event_id = $2`, name, eventID); err != nil {
+		return fmt.Errorf("postgres: delete dead letter %s of %q: %w", eventID, name, err)
+	}
+	return nil
+}
+
+// DropBuild drops the tables of a build that is not current (the base
+// names given) and forgets its checkpoint. Use it to remove an old version
+// once a rebuild has switched.
+func (s *Store) DropBuild(ctx context.Context, b projection.Build, tables []string) error {
+	reg, err := s.Registration(ctx, b.Name)
+	if err != nil {
+		return err
+	}
+	if reg.Current == b || reg.Target == b {
+		return fmt.Errorf("postgres: refusing to drop build %s: it is current or under way", b)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, t := range tables {
+			if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+s.table(b, t)); err != nil {
+				return fmt.Errorf("postgres: drop table %s of %s: %w", t, b, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
+			b.Name, b.Version, b.Generation); err != nil {
+			return fmt.Errorf("postgres: forget checkpoint of %s: %w", b, err)
+		}
+		return nil
+	})
+}
+
+func (s *Store) table(b projection.Build, base string) string {
+	return s.q + "." + pgmigrate.Quote(base+"_"+b.Suffix())
+}
+
+// LogStatus adapts the PostgreSQL event store's Status to
+// [projection.WithLogStatus], so the runner's Status reports how far an
+// old open transaction holds readers back.
+func LogStatus(es *espg.Store) projection.LogStatusFunc {
+	return func(ctx context.Context) (int64, time.Duration, error) {
+		st, err := es.Status(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		var age time.Duration
+		if st.Oldest != nil {
+			age = st.Oldest.Age
+		}
+		return st.HeldBack, age, nil
+	}
+}
