@@ -72,4 +72,14 @@
 // fails the save. With [WithAsyncSnapshots] the snapshot is written in the
 // background; [Repository.Flush] and [Repository.Close] wait for those
 // writes, each of which is bounded by [WithSnapshotTimeout].
+//
+// # The state cache
+//
+// [WithCache] keeps the encoded state of recently saved aggregates in
+// memory. [Repository.Update] then skips the read: it runs the command on
+// the cached state and appends expecting the cached version; the store's
+// optimistic check catches a stale entry, which is dropped before the
+// command runs again on a fresh load. [Repository.Load] uses a cached state
+// like a snapshot, so it never returns stale state. It pays off when one
+// process does most of the writing to an aggregate.
 package aggregate

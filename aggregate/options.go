@@ -24,6 +24,7 @@ type config struct {
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	readBatch   int
+	cacheSize   int
 }
 
 func defaults() config {
@@ -108,3 +109,14 @@ func WithReadBatchSize(n int) Option {
 		}
 	}
 }
+
+// WithCache keeps the state of up to n recently saved aggregates in memory,
+// encoded like a snapshot (so the aggregate must survive encoding/json, as
+// for snapshots). Update then runs the command on the cached state and
+// appends expecting the cached version, without reading the stream first;
+// when another writer got there first the append conflicts, the entry is
+// dropped and the command runs again on a fresh load. Load uses a cached
+// state like a snapshot and reads only the events after it, so it never
+// returns stale state. Use it when one process does most of the writing to
+// an aggregate; n <= 0 disables the cache (the default).
+func WithCache(n int) Option { return func(c *config) { c.cacheSize = n } }

@@ -34,6 +34,7 @@ type Repository[T Aggregate] struct {
 	cfg   config
 	log   *slog.Logger
 
+	cache  *stateCache
 	sem    chan struct{} // one token per background snapshot write
 	mu     sync.Mutex
 	closed bool
@@ -41,7 +42,7 @@ type Repository[T Aggregate] struct {
 }
 
 type stats struct {
-	retries, conflicts, taken, failed, skipped, ignored atomic.Int64
+	retries, conflicts, taken, failed, skipped, ignored, cacheHits, cacheStale atomic.Int64
 }
 
 // Stats counts what a repository did since it was made.
@@ -54,6 +55,9 @@ type Stats struct {
 	// background writers were busy, SnapshotsIgnored those found at load
 	// but not used (other revision, undecodable, ahead of the stream).
 	SnapshotsTaken, SnapshotsFailed, SnapshotsSkipped, SnapshotsIgnored int64
+	// CacheHits counts loads and updates served from the state cache;
+	// CacheStale the cached states an append found out of date.
+	CacheHits, CacheStale int64
 }
 
 // NewRepository returns a repository of aggregates of type T, stored in
@@ -70,7 +74,7 @@ func NewRepository[T Aggregate](store EventStore, reg *codec.Registry, newT func
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Repository[T]{store: store, reg: reg, newT: newT, cfg: cfg, log: log,
-		sem: make(chan struct{}, cfg.maxInFlight)}
+		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize)}
 }
 
 // StreamID returns the stream ID of the aggregate id: category + "-" + id
@@ -86,7 +90,8 @@ func (r *Repository[T]) StreamID(id string) string {
 func (r *Repository[T]) Stats() Stats {
 	return Stats{Retries: r.stats.retries.Load(), Conflicts: r.stats.conflicts.Load(),
 		SnapshotsTaken: r.stats.taken.Load(), SnapshotsFailed: r.stats.failed.Load(),
-		SnapshotsSkipped: r.stats.skipped.Load(), SnapshotsIgnored: r.stats.ignored.Load()}
+		SnapshotsSkipped: r.stats.skipped.Load(), SnapshotsIgnored: r.stats.ignored.Load(),
+		CacheHits: r.stats.cacheHits.Load(), CacheStale: r.stats.cacheStale.Load()}
 }
 
 // Load returns the aggregate id at its latest version: from the latest
@@ -118,6 +123,18 @@ func (r *Repository[T]) fresh(id string) T {
 func (r *Repository[T]) load(ctx context.Context, id string, at int64) (T, error) {
 	var zero T
 	stream := r.StreamID(id)
+	a, ok := r.fromCache(stream, id)
+	if ok && at > 0 && a.root().version > at {
+		ok = false
+	}
+	if ok {
+		r.stats.cacheHits.Add(1)
+		got, err := r.replay(ctx, stream, a, a.root().version, at)
+		if !errors.Is(err, errSnapshotAhead) {
+			return got, err
+		}
+		r.cache.drop(stream)
+	}
 	if a, ok := r.fromSnapshot(ctx, stream, id, at); ok {
 		v := a.root().version
 		got, err := r.replay(ctx, stream, a, v, at)
@@ -279,26 +296,35 @@ func (r *Repository[T]) Save(ctx context.Context, a T) (eventstore.AppendResult,
 	if err != nil {
 		if errors.Is(err, eventstore.ErrConcurrencyConflict) {
 			r.stats.conflicts.Add(1)
+			r.cache.drop(stream)
 		}
 		return res, fmt.Errorf("aggregate: save %q at version %d: %w", stream, root.version, err)
 	}
 	before := root.version
 	root.version, root.uncommitted = res.Version, nil
-	if r.cfg.snapshots != nil && r.cfg.policy != nil && r.cfg.policy.Due(before, res.Version) {
-		r.snapshot(ctx, stream, a, res.Version)
+	due := r.cfg.snapshots != nil && r.cfg.policy != nil && r.cfg.policy.Due(before, res.Version)
+	if r.cache == nil && !due {
+		return res, nil
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		r.cache.drop(stream)
+		if due {
+			r.stats.failed.Add(1)
+			r.log.Warn("aggregate: cannot encode snapshot", "stream", stream, "version", res.Version, "error", err)
+		}
+		return res, nil
+	}
+	r.cache.put(stream, res.Version, data)
+	if due {
+		r.snapshot(ctx, stream, a, res.Version, data)
 	}
 	return res, nil
 }
 
 // snapshot stores a's state at version; failures are logged, never
 // returned.
-func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, version int64) {
-	data, err := json.Marshal(a)
-	if err != nil {
-		r.stats.failed.Add(1)
-		r.log.Warn("aggregate: cannot encode snapshot", "stream", stream, "version", version, "error", err)
-		return
-	}
+func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, version int64, data []byte) {
 	s := snapshot.Snapshot{StreamID: stream, Version: version, Revision: r.revision(a), Data: data, TakenAt: time.Now().UTC()}
 	r.mu.Lock()
 	async := r.cfg.async && !r.closed
@@ -372,10 +398,17 @@ func (r *Repository[T]) Close(ctx context.Context) error {
 // saved; a missing aggregate fails with [ErrNotFound] (use
 // [Repository.Create] for new ones).
 func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
+	stream := r.StreamID(id)
+	freeReload := true
 	for attempt := 0; ; attempt++ {
-		a, err := r.Load(ctx, id)
-		if err != nil {
-			return eventstore.AppendResult{}, err
+		a, hit := r.fromCache(stream, id)
+		if hit {
+			r.stats.cacheHits.Add(1)
+		} else {
+			var err error
+			if a, err = r.Load(ctx, id); err != nil {
+				return eventstore.AppendResult{}, err
+			}
 		}
 		if err := cmd(a); err != nil {
 			return eventstore.AppendResult{}, err
@@ -383,6 +416,16 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 		res, err := r.Save(ctx, a)
 		if err == nil || !eventstore.IsRetryable(err) {
 			return res, err
+		}
+		if hit {
+			r.stats.cacheStale.Add(1)
+			if freeReload {
+				// The cached state was out of date: reload at once, the
+				// first time without counting an attempt.
+				freeReload = false
+				attempt--
+				continue
+			}
 		}
 		if attempt >= r.cfg.retries {
 			return res, fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", r.StreamID(id), attempt+1, err)
