@@ -1,0 +1,347 @@
+// Package jetstream feeds projections from the JetStream stream the relay
+// (package relay) publishes the event log to, and announces dead letters on
+// NATS.
+//
+// Each projection build reads its own durable pull consumer with explicit
+// acks, filtered on the subjects of the categories and types it wants. The
+// runner processes a consumer's messages one after the other, in stream
+// order, and acks a message only after the unit of work holding it (and the
+// checkpoint) has committed; a redelivered message is at or below the
+// checkpoint and is acked and skipped. A new consumer starts at the first
+// message after the build's checkpoint, found by a binary search on the
+// stream (the relay publishes positions in strictly increasing order), so a
+// projection that caught up from the event store does not wade through the
+// stream's history.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+// Defaults of the source's options.
+const (
+	DefaultAckWait        = 30 * time.Second
+	DefaultMaxAckPending  = 4096
+	DefaultConsumerPrefix = "chronicle_projection"
+)
+
+// Source is a [projection.Source] reading a relay's JetStream stream.
+type Source struct {
+	js             jetstream.JetStream
+	stream         string
+	prefix         string
+	consumerPrefix string
+	ackWait        time.Duration
+	maxAckPending  int
+	log            *slog.Logger
+}
+
+var _ projection.Source = (*Source)(nil)
+
+// Option configures a [Source].
+type Option func(*Source)
+
+// WithStream sets the JetStream stream's name and subject prefix, as given
+// to the relay (defaults relay.DefaultStreamName and
+// relay.DefaultSubjectPrefix; empty keeps the default).
+func WithStream(name, subjectPrefix string) Option {
+	return func(s *Source) {
+		if name != "" {
+			s.stream = name
+		}
+		if subjectPrefix != "" {
+			s.prefix = subjectPrefix
+		}
+	}
+}
+
+// WithConsumerPrefix sets the prefix of durable consumer names (default
+// DefaultConsumerPrefix); the build's name and suffix follow it.
+func WithConsumerPrefix(p string) Option { return func(s *Source) { s.consumerPrefix = p } }
+
+// WithAckWait sets how long the server waits for an ack before
+// redelivering (default 30s). The runner reports progress while it retries
+// a failing message, so this need not cover the whole retry.
+func WithAckWait(d time.Duration) Option { return func(s *Source) { s.ackWait = d } }
+
+// WithMaxAckPending caps the messages delivered and not yet acked (default
+// 4096).
+func WithMaxAckPending(n int) Option { return func(s *Source) { s.maxAckPending = n } }
+
+// WithLogger sets the logger; nil discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// NewSource returns a source on js. It only checks its options.
+func NewSource(js jetstream.JetStream, opts ...Option) (*Source, error) {
+	s := &Source{js: js, stream: relay.DefaultStreamName, prefix: relay.DefaultSubjectPrefix,
+		consumerPrefix: DefaultConsumerPrefix, ackWait: DefaultAckWait, maxAckPending: DefaultMaxAckPending}
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	var errs []error
+	if js == nil {
+		errs = append(errs, errors.New("jetstream: nil JetStream context"))
+	}
+	if s.ackWait <= 0 {
+		errs = append(errs, fmt.Errorf("jetstream: invalid ack wait %s", s.ackWait))
+	}
+	if s.maxAckPending <= 0 {
+		errs = append(errs, fmt.Errorf("jetstream: invalid max ack pending %d", s.maxAckPending))
+	}
+	if s.consumerPrefix == "" || strings.ContainsAny(s.consumerPrefix, " \t\r\n.*>/\\") {
+		errs = append(errs, fmt.Errorf("jetstream: invalid consumer prefix %q", s.consumerPrefix))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// ConsumerName returns the durable consumer name of a build.
+func (s *Source) ConsumerName(b projection.Build) string {
+	return s.consumerPrefix + "_" + b.Name + "_" + b.Suffix()
+}
+
+// FilterSubjects returns the subjects a projection with these filters
+// reads.
+func (s *Source) FilterSubjects(categories, types []string) []string {
+	cs, ts := categories, types
+	if len(cs) == 0 {
+		cs = []string{""}
+	}
+	if len(ts) == 0 {
+		ts = []string{""}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		for _, t := range ts {
+			f := relay.FilterSubject(s.prefix, c, t)
+			if !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// Open ensures the build's durable consumer and starts reading it.
+func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projection.Feed, error) {
+	cons, err := s.consumer(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(s.maxAckPending, 1024)))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: read consumer %s: %w", s.ConsumerName(req.Build), err)
+	}
+	f := &feed{ch: make(chan projection.Delivery, 256), it: it, done: make(chan struct{}), name: s.ConsumerName(req.Build)}
+	go f.run(ctx, s.log)
+	return f, nil
+}
+
+func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (jetstream.Consumer, error) {
+	name := s.ConsumerName(req.Build)
+	filters := s.FilterSubjects(req.Categories, req.Types)
+	cons, err := s.js.Consumer(ctx, s.stream, name)
+	if err == nil {
+		info := cons.CachedInfo()
+		if sameStrings(info.Config.FilterSubjects, filters) || (len(filters) == 1 && info.Config.FilterSubject == filters[0]) {
+			return cons, nil
+		}
+		if err := s.js.DeleteConsumer(ctx, s.stream, name); err != nil {
+			return nil, fmt.Errorf("jetstream: replace consumer %s with new filters: %w", name, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("jetstream: look up consumer %s on stream %s: %w", name, s.stream, err)
+	}
+	start, err := s.startSeq(ctx, req.After)
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "Chronicle projection " + req.Build.String(),
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.ackWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  s.maxAckPending,
+		FilterSubjects: filters,
+	}
+	cons, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.stream, err)
+	}
+	s.log.Info("created projection consumer", "consumer", name, "start_seq", start, "after", after(req.After))
+	return cons, nil
+}
+
+func after(p eventstore.Position) string { return p.String() }
+
+// startSeq finds the first stream sequence whose record comes after pos.
+func (s *Source) startSeq(ctx context.Context, pos eventstore.Position) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream %s (is the relay running?): %w", s.stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream %s info: %w", s.stream, err)
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq+1 // answer in [lo, hi]
+	if info.State.Msgs == 0 || pos.IsZero() {
+		if pos.IsZero() {
+			return max(lo, 1), nil
+		}
+		return hi, nil
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		p, seq, err := s.positionAt(ctx, st, mid, hi)
+		if err != nil {
+			return 0, err
+		}
+		if seq >= hi || pos.Before(p) {
+			hi = mid
+		} else {
+			lo = seq + 1
+		}
+	}
+	return lo, nil
+}
+
+// positionAt returns the position of the first message at or after seq
+// (below limit), skipping deleted ones; seq >= limit when there is none.
+func (s *Source) positionAt(ctx context.Context, st jetstream.Stream, seq, limit uint64) (eventstore.Position, uint64, error) {
+	for ; seq < limit; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return eventstore.Position{}, 0, fmt.Errorf("jetstream: read message %d of stream %s: %w", seq, s.stream, err)
+		}
+		p, err := eventstore.ParsePosition(m.Header.Get(relay.HeaderPosition))
+		if err != nil {
+			return eventstore.Position{}, 0, fmt.Errorf("jetstream: message %d of stream %s: %w", seq, s.stream, err)
+		}
+		return p, seq, nil
+	}
+	return eventstore.Position{}, limit, nil
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+type feed struct {
+	ch   chan projection.Delivery
+	it   jetstream.MessagesContext
+	done chan struct{}
+	name string
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+func (f *feed) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *feed) run(ctx context.Context, log *slog.Logger) {
+	defer close(f.done)
+	defer close(f.ch)
+	stop := context.AfterFunc(ctx, f.it.Stop)
+	defer stop()
+	var lastConsumerSeq uint64
+	for {
+		msg, err := f.it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				f.setErr(ctx.Err())
+			} else {
+				f.setErr(fmt.Errorf("jetstream: consumer %s: %w", f.name, err))
+			}
+			return
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			_ = msg.Term()
+			log.Error("message without JetStream metadata", "consumer", f.name, "err", err)
+			continue
+		}
+		if lastConsumerSeq != 0 && md.Sequence.Consumer != lastConsumerSeq+1 {
+			// A delivery was lost in transit: stop, so the runner catches up
+			// from the event store and reopens; order is never broken.
+			_ = msg.Nak()
+			f.setErr(fmt.Errorf("jetstream: consumer %s: delivery gap (%d after %d)", f.name, md.Sequence.Consumer, lastConsumerSeq))
+			return
+		}
+		lastConsumerSeq = md.Sequence.Consumer
+		rec, err := relay.RecordFromMsg(msg.Subject(), msg.Headers(), msg.Data())
+		if err != nil {
+			_ = msg.TermWithReason(err.Error())
+			log.Error("skipping a message that is not a Chronicle record", "consumer", f.name, "err", err)
+			continue
+		}
+		select {
+		case f.ch <- projection.Delivery{Record: rec, Acker: acker{msg}}:
+		case <-ctx.Done():
+			f.setErr(ctx.Err())
+			return
+		}
+	}
+}
+
+func (f *feed) Deliveries() <-chan projection.Delivery { return f.ch }
+
+func (f *feed) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *feed) Close() error {
+	f.once.Do(f.it.Stop)
+	<-f.done
+	return nil
+}
+
+type acker struct{ m jetstream.Msg }
+
+func (a acker) Ack() error                    { return a.m.Ack() }
+func (a acker) Nak(delay time.Duration) error { return a.m.NakWithDelay(delay) }
+func (a acker) Term(reason string) error      { return a.m.TermWithReason(reason) }
+func (a acker) InProgress() error             { return a.m.InProgress() }

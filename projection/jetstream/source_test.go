@@ -1,0 +1,218 @@
+package jetstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/jetstream"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+func TestEndToEndThroughRelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	src := e.source()
+	r := e.runner(src, []projection.Projection{counting("counts")})
+	run(t, r)
+	want, last := e.write("acct", 20, 500) // 10,000 events from 20 writers
+	waitFor(t, r, "counts", last)
+	e.checkCounts(want)
+	// They came through JetStream, not the store.
+	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer < 5000 {
+		t.Fatalf("consumer delivered %d messages; the events did not come through JetStream", info.Delivered.Consumer)
+	}
+}
+
+// noAck is a source whose deliveries are never acked: the process dies
+// after its commits and before its acks.
+type noAck struct{ projection.Source }
+
+func (s noAck) Open(ctx context.Context, req projection.SourceRequest) (projection.Feed, error) {
+	f, err := s.Source.Open(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := &wrapFeed{Feed: f, ch: make(chan projection.Delivery)}
+	go func() {
+		defer close(out.ch)
+		for d := range f.Deliveries() {
+			d.Acker = droppedAck{}
+			out.ch <- d
+		}
+	}()
+	return out, nil
+}
+
+type droppedAck struct{}
+
+func (droppedAck) Ack() error              { return nil }
+func (droppedAck) Nak(time.Duration) error { return nil }
+func (droppedAck) Term(string) error       { return nil }
+func (droppedAck) InProgress() error       { return nil }
+
+type wrapFeed struct {
+	projection.Feed
+	ch chan projection.Delivery
+}
+
+func (f *wrapFeed) Deliveries() <-chan projection.Delivery { return f.ch }
+func (f *wrapFeed) Close() error {
+	err := f.Feed.Close()
+	for range f.ch {
+	}
+	return err
+}
+
+func TestDeathAfterCommitBeforeAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	src := e.source(jetstream.WithAckWait(500 * time.Millisecond))
+	r1 := e.runner(noAck{src}, []projection.Projection{counting("counts")})
+	stop1 := run(t, r1)
+	want, last := e.write("acct", 4, 100)
+	waitFor(t, r1, "counts", last)
+	stop1() // dies with every message committed and none acked
+	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending == 0 && info.NumRedelivered == 0 {
+		t.Fatalf("consumer shows no unacked messages: %+v", info)
+	}
+	// The next process gets every message again and applies none twice.
+	r2 := e.runner(src, []projection.Projection{counting("counts")})
+	run(t, r2)
+	more, last := e.write("more", 2, 50)
+	waitFor(t, r2, "counts", last)
+	for k, v := range more {
+		want[k] = v
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err = cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 && info.NumRedelivered > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redeliveries not acked: %+v", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.checkCounts(want)
+}
+
+func TestPoisonThroughJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	sub, err := e.nc.SubscribeSync(jetstream.DefaultDeadLetterPrefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(e.source(), []projection.Projection{counting("counts", func(p *projection.Projection) { p.MaxAttempts = 2 })},
+		projection.WithDeadLetterPublisher(jetstream.NewDeadLetterPublisher(e.nc, "")))
+	run(t, r)
+	if _, err := e.events.Append(ctx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
+		t.Fatal(err)
+	}
+	poison, err := e.events.Append(ctx, "acct-2", eventstore.NoStream, eventstore.Event{Type: "Poison"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := e.events.Append(ctx, "acct-1", eventstore.Exact(1), eventstore.Event{Type: "Counted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, r, "counts", last.Position)
+	e.checkCounts(map[string]int64{"acct-1": 2})
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl jetstream.DeadLetterMessage
+	if err := json.Unmarshal(msg.Data, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "chronicle.deadletters.counts" || dl.StreamID != "acct-2" || dl.Type != "Poison" ||
+		dl.Position != poison.Position.String() || dl.Attempts != 2 || dl.Error == "" {
+		t.Fatalf("dead-letter message on %s: %+v", msg.Subject, dl)
+	}
+	dls, err := r.DeadLetters(ctx, "counts")
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+}
+
+func TestStartsAfterCheckpointAndFilters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	// History before the projection exists: caught up from the store.
+	want, last := e.write("acct", 3, 40)
+	if _, err := e.events.Append(ctx, "other-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
+		t.Fatal(err)
+	}
+	src := e.source()
+	var applied atomic.Int64
+	p := counting("counts", func(p *projection.Projection) {
+		p.Categories = []string{"acct"}
+		h := p.Handler
+		p.Handler = projection.HandlerFunc(func(ctx context.Context, tx projection.Tx, ev projection.Event) error {
+			applied.Add(1)
+			return h.Handle(ctx, tx, ev)
+		})
+	})
+	r := e.runner(src, []projection.Projection{p})
+	run(t, r)
+	waitFor(t, r, "counts", last)
+	more, last := e.write("acct", 3, 60) // appends 60 more to acct-0..2
+	waitFor(t, r, "counts", last)
+	for k, v := range more {
+		want[k] += v
+	}
+	e.checkCounts(want)
+	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cons.CachedInfo()
+	if len(info.Config.FilterSubjects) != 1 || info.Config.FilterSubjects[0] != relay.FilterSubject("", "acct", "") {
+		t.Fatalf("filters %v", info.Config.FilterSubjects)
+	}
+	if info.Config.OptStartSeq <= 1 {
+		t.Fatalf("consumer starts at %d: it should skip the history caught up from the store", info.Config.OptStartSeq)
+	}
+	if applied.Load() != 300 {
+		t.Fatalf("handler ran %d times, want 300", applied.Load())
+	}
+}
+
+var _ = nats.Connect
