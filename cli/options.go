@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/chronicle-go/chronicle/codec"
+	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/upcast"
+)
+
+// DefaultSchema is the PostgreSQL schema used when neither [WithSchema] nor
+// --schema says otherwise; it is the default of every Chronicle store.
+const DefaultSchema = "chronicle"
+
+// DefaultName is the binary name used in usage and error messages unless
+// [WithName] says otherwise.
+const DefaultName = "chronicle"
+
+// Environment variables read by the commands. Flags take precedence.
+const (
+	// EnvDatabaseURL holds the PostgreSQL connection string.
+	EnvDatabaseURL = "DATABASE_URL"
+	// EnvNATSURL holds the NATS server URL.
+	EnvNATSURL = "NATS_URL"
+)
+
+// Option configures an [App].
+type Option func(*config)
+
+type config struct {
+	name        string
+	short       string
+	schema      string
+	projections []projection.Projection
+	registry    *codec.Registry
+	chain       *upcast.Chain
+	runnerOpts  []projection.Option
+	relayOpts   []relay.Option
+	getenv      func(string) string
+	logger      *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{name: DefaultName, schema: DefaultSchema, getenv: os.Getenv}
+}
+
+// WithName sets the binary's name, shown in usage and at the start of error
+// messages ("bankctl: streams show: ..."). The default is [DefaultName].
+func WithName(name string) Option {
+	return func(c *config) {
+		if name != "" {
+			c.name = name
+		}
+	}
+}
+
+// WithDescription sets the one-line description shown at the top of the
+// binary's help.
+func WithDescription(short string) Option { return func(c *config) { c.short = short } }
+
+// WithSchema sets the default PostgreSQL schema of the event store and of
+// the snapshot, projection and relay tables; --schema overrides it. The
+// default is [DefaultSchema].
+func WithSchema(schema string) Option {
+	return func(c *config) {
+		if schema != "" {
+			c.schema = schema
+		}
+	}
+}
+
+// WithProjections registers the service's projections, so that
+// "projections status", "projections rebuild" and "dlq retry|discard" can
+// run their code. Their handlers must work with the PostgreSQL projection
+// store (projection/postgres) in the chosen schema, as they do in the
+// service. Calling it again adds more.
+func WithProjections(ps ...projection.Projection) Option {
+	return func(c *config) { c.projections = append(c.projections, ps...) }
+}
+
+// WithRegistry registers the service's codec registry. "streams show" and
+// "tail" then report the Go type of each event, and the projections
+// registered with [WithProjections] receive decoded events. Without
+// [WithUpcasters], records that are not at their type's current schema
+// version cannot be upcast.
+func WithRegistry(reg *codec.Registry) Option { return func(c *config) { c.registry = reg } }
+
+// WithUpcasters registers the service's upcaster chain (built with
+// upcast.New over its codec registry, which it implies). "streams show"
+// and "tail" show events upcast to their current schema unless --raw is
+// given, and projections receive decoded, upcast events as they do in the
+// service.
+func WithUpcasters(chain *upcast.Chain) Option { return func(c *config) { c.chain = chain } }
+
+// WithRunnerOptions passes options to the projection runner the commands
+// build (for example projection.WithCatchUpBatchSize). The CLI already sets
+// the decoder, the log status, the progress callback and the logger.
+func WithRunnerOptions(opts ...projection.Option) Option {
+	return func(c *config) { c.runnerOpts = append(c.runnerOpts, opts...) }
+}
+
+// WithRelayOptions passes options to the relay that "relay" runs (for
+// example relay.WithStream). The CLI already sets the schema and the
+// logger; --relay-name and --stream override the name and stream name.
+func WithRelayOptions(opts ...relay.Option) Option {
+	return func(c *config) { c.relayOpts = append(c.relayOpts, opts...) }
+}
+
+// WithEnv sets how environment variables are read; the default is
+// os.Getenv. Tests use it to run the CLI with an environment of their own.
+func WithEnv(getenv func(key string) string) Option {
+	return func(c *config) {
+		if getenv != nil {
+			c.getenv = getenv
+		}
+	}
+}
+
+// WithLogger sets the logger of the stores, runner and relay the commands
+// build. By default "relay" logs at info level and other commands at warn
+// level to stderr, and --verbose turns on debug logs.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chronicle-go/chronicle/projection"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
+)
+
+// errNoProjections explains why a command needs a service's own binary.
+func (s *session) errNoProjections(what string) error {
+	return fmt.Errorf("no projections are registered in %s, and %s needs the service's projection code: "+
+		"run the service's own binary built with cli.WithProjections (see docs/cli.md)", s.cfg.name, what)
+}
+
+// projectionStore opens the projection store in the session's schema.
+func (s *session) projectionStore(ctx context.Context) (*projpg.Store, error) {
+	pool, err := s.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return projpg.New(pool, projpg.WithSchema(s.schema))
+}
+
+// runner builds a runner of the registered projections; it is never Run,
+// only used for status, rebuilds and dead letters.
+func (s *session) runner(ctx context.Context, what string, extra ...projection.Option) (*projection.Runner, error) {
+	if len(s.cfg.projections) == 0 {
+		return nil, s.errNoProjections(what)
+	}
+	es, err := s.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.projectionStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := s.chain()
+	if err != nil {
+		return nil, err
+	}
+	opts := []projection.Option{
+		projection.WithLogger(s.logger(slog.LevelWarn)),
+		projection.WithLogStatus(projpg.LogStatus(es)),
+	}
+	if chain != nil {
+		opts = append(opts, projection.WithDecoder(projection.DecoderFunc(chain.Decode)))
+	}
+	opts = append(opts, s.cfg.runnerOpts...)
+	opts = append(opts, extra...)
+	r, err := projection.NewRunner(es, ps, s.cfg.projections, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("build the projection runner: %w", err)
+	}
+	return r, nil
+}
+
+// checkProjection fails when name is not a registered projection.
+func (s *session) checkProjection(name string) error {
+	for _, p := range s.cfg.projections {
+		if p.Name == name {
+			return nil
+		}
+	}
+	if len(s.cfg.projections) == 0 {
+		return nil // the caller reports errNoProjections
+	}
+	return fmt.Errorf("unknown projection %q (registered: %s)", name, strings.Join(s.projectionNames(), ", "))
+}
+
+func (s *session) projectionNames() []string {
+	names := make([]string, len(s.cfg.projections))
+	for i, p := range s.cfg.projections {
+		names[i] = p.Name
+	}
+	return names
+}
+
+func (s *session) projectionsCommand() *cobra.Command {
+	return group("projections", "Show projection status and rebuild read models",
+		s.projectionsStatusCommand(), s.projectionsRebuildCommand())
+}
+
+// jsonStatus is the JSON form of a projection's status.
+type jsonStatus struct {
+	Name          string  `json:"name"`
+	Version       int     `json:"version"`
+	Current       string  `json:"current"`
+	Target        string  `json:"target"`
+	State         string  `json:"state"`
+	Checkpoint    string  `json:"checkpoint"`
+	Head          string  `json:"head"`
+	LagEvents     int     `json:"lag_events"`
+	LagCapped     bool    `json:"lag_capped"`
+	LagSeconds    float64 `json:"lag_seconds"`
+	DeadLetters   int     `json:"dead_letters"`
+	HeldBack      int64   `json:"held_back"`
+	OldestOpenSec float64 `json:"oldest_open_seconds"`
+	LastError     string  `json:"last_error,omitempty"`
+}
+
+func buildName(b projection.Build) string {
+	if b.IsZero() {
+		return ""
+	}
+	return b.String()
+}
+
+func (s *session) projectionsStatusCommand() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show each projection's build, checkpoint, lag and dead letters",
+		Long: `Show, for each projection registered in this binary: its version, the
+build readers see and the build under way, its state, checkpoint, the head
+of the log, its lag in events and in time, its dead letters, and how many
+committed events an old open transaction holds back from every reader.
+
+STATE is what the projection does in this process: "stopped" unless a
+rebuild is under way, since this command does not run projections itself.`,
+		Example: `  bankctl projections status
+  bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := s.runner(ctx, "projections status")
+			if err != nil {
+				return err
+			}
+			sts, err := r.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				out := make([]jsonStatus, len(sts))
+				for i, st := range sts {
+					out[i] = jsonStatus{
+						Name: st.Name, Version: st.Version, Current: buildName(st.Current), Target: buildName(st.Target),
+						State: string(st.State), Checkpoint: st.Checkpoint.String(), Head: st.Head.String(),
+						LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
+						DeadLetters: st.DeadLetters, HeldBack: st.HeldBack, OldestOpenSec: st.OldestOpen.Seconds(),
+						LastError: st.LastError,
+					}
+				}
+				return writeJSONIndent(s.stdout, out)
+			}
+			tw := newTable(s.stdout)
+			fmt.Fprintln(tw, "NAME\tVERSION\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tLAG\tLAG TIME\tDEAD LETTERS\tHELD BACK")
+			var errs []string
+			for _, st := range sts {
+				lag := fmt.Sprint(st.Lag)
+				if st.LagCapped {
+					lag = ">" + lag
+				}
+				held := "0"
+				if st.HeldBack > 0 {
+					held = fmt.Sprintf("%d (open %s)", st.HeldBack, formatDuration(st.OldestOpen))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+					st.Name, st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
+					st.Checkpoint, st.Head, lag, formatDuration(st.LagTime), st.DeadLetters, held)
+				if st.LastError != "" {
+					errs = append(errs, fmt.Sprintf("%s: last error: %s", st.Name, st.LastError))
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, e := range errs {
+				fmt.Fprintln(s.stdout, e)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the status as a JSON array")
+	return c
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+type jsonRebuild struct {
+	Projection string  `json:"projection"`
+	Build      string  `json:"build"`
+	Events     int64   `json:"events"`
+	Seconds    float64 `json:"seconds"`
+}
+
+func (s *session) projectionsRebuildCommand() *cobra.Command {
+	var (
+		asJSON     bool
+		noProgress bool
+	)
+	c := &cobra.Command{
+		Use:   "rebuild NAME",
+		Short: "Rebuild a projection's read model from the start of the log",
+		Long: `Rebuild a projection's read model from the start of the event log, beside
+the current one: readers keep seeing the current build until the new one
+has caught up and the switch is made, atomically. A progress bar on
+stderr shows events done out of the total, the rate and the time left.
+
+If the rebuild is interrupted (Ctrl-C), the current build is untouched and
+the next run or rebuild resumes the new build from its own checkpoint.
+When the projection's runner is running elsewhere, it may take the rebuild
+over; this command then waits for the switch.`,
+		Example: `  bankctl projections rebuild balances
+  bankctl projections rebuild balances --no-progress --json`,
+		Args: exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name := args[0]
+			if err := s.checkProjection(name); err != nil {
+				return err
+			}
+			bar := newProgressBar(s.stderr, name)
+			progress := func(p projection.Progress) {
+				if p.Build.Name != name {
+					return
+				}
+				if noProgress {
+					bar.record(p)
+					return
+				}
+				bar.update(p)
+			}
+			r, err := s.runner(ctx, "projections rebuild", projection.WithProgress(progress))
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			err = r.Rebuild(ctx, name)
+			bar.done()
+			if err != nil {
+				return err
+			}
+			elapsed := time.Since(start)
+			reg, err := mustRegistration(ctx, s, name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(s.stdout, jsonRebuild{Projection: name, Build: buildName(reg.Current), Events: bar.applied(), Seconds: elapsed.Seconds()})
+			}
+			_, err = fmt.Fprintf(s.stdout, "rebuilt %s: build %s is current (%d events applied in %s)\n",
+				name, dash(buildName(reg.Current)), bar.applied(), formatDuration(elapsed))
+			return err
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	c.Flags().BoolVar(&noProgress, "no-progress", false, "do not show the progress bar")
+	return c
+}
+
+func mustRegistration(ctx context.Context, s *session, name string) (projection.Registration, error) {
+	ps, err := s.projectionStore(ctx)
+	if err != nil {
+		return projection.Registration{}, err
+	}
+	reg, err := ps.Registration(ctx, name)
+	if err != nil {
+		return reg, fmt.Errorf("projection %q: read registration: %w", name, err)
+	}
+	return reg, nil
+}
