@@ -273,40 +273,11 @@ func (w *worker) catchUp(ctx context.Context, b Build, cp eventstore.Position, r
 		w.r.opts.progress(pr)
 	}
 	for pass := 0; ; pass++ {
-		n := 0
-		batch := make([]Delivery, 0, bs)
-		opts := eventstore.ReadAllOptions{After: cp, Types: w.p.Types, Categories: w.p.Categories, BatchSize: bs}
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			if err := w.apply(ctx, b, batch); err != nil {
-				return err
-			}
-			cp = batch[len(batch)-1].Record.Position
-			applied += int64(len(batch))
-			batch = batch[:0]
+		n, err := w.catchUpPass(ctx, b, &cp, bs, func(k int) {
+			applied += int64(k)
 			report(cp, false)
-			return nil
-		}
-		for rec, err := range w.r.events.ReadAll(ctx, opts) {
-			if err != nil {
-				return cp, fmt.Errorf("projection %q: read the log after %s: %w", w.p.Name, cp, err)
-			}
-			n++
-			batch = append(batch, Delivery{Record: rec})
-			if len(batch) == bs {
-				if err := flush(); err != nil {
-					return cp, err
-				}
-			}
-			select {
-			case <-w.restart:
-				return cp, errRestart
-			default:
-			}
-		}
-		if err := flush(); err != nil {
+		})
+		if err != nil {
 			return cp, err
 		}
 		if n < bs || pass >= 20 {
@@ -318,6 +289,65 @@ func (w *worker) catchUp(ctx context.Context, b Build, cp eventstore.Position, r
 	}
 	report(cp, true)
 	return cp, nil
+}
+
+// catchUpPass reads the log after *cp to its end, in batches of bs, on a
+// goroutine that reads the next batch while this one applies the last.
+func (w *worker) catchUpPass(ctx context.Context, b Build, cp *eventstore.Position, bs int, done func(int)) (int, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type batch struct {
+		ds  []Delivery
+		err error
+	}
+	ch := make(chan batch, 2)
+	go func() {
+		defer close(ch)
+		send := func(bt batch) bool {
+			select {
+			case ch <- bt:
+				return true
+			case <-rctx.Done():
+				return false
+			}
+		}
+		cur := make([]Delivery, 0, bs)
+		opts := eventstore.ReadAllOptions{After: *cp, Types: w.p.Types, Categories: w.p.Categories, BatchSize: bs}
+		for rec, err := range w.r.events.ReadAll(rctx, opts) {
+			if err != nil {
+				send(batch{err: err})
+				return
+			}
+			cur = append(cur, Delivery{Record: rec})
+			if len(cur) == bs {
+				if !send(batch{ds: cur}) {
+					return
+				}
+				cur = make([]Delivery, 0, bs)
+			}
+		}
+		if len(cur) > 0 {
+			send(batch{ds: cur})
+		}
+	}()
+	n := 0
+	for bt := range ch {
+		if bt.err != nil {
+			return n, fmt.Errorf("projection %q: read the log after %s: %w", w.p.Name, *cp, bt.err)
+		}
+		if err := w.apply(ctx, b, bt.ds); err != nil {
+			return n, err
+		}
+		n += len(bt.ds)
+		*cp = bt.ds[len(bt.ds)-1].Record.Position
+		done(len(bt.ds))
+		select {
+		case <-w.restart:
+			return n, errRestart
+		default:
+		}
+	}
+	return n, nil
 }
 
 // live applies records from the source until ctx ends or a restart.

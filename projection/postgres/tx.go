@@ -27,10 +27,20 @@ type Tx struct {
 var _ projection.Tx = (*Tx)(nil)
 
 // From returns the PostgreSQL transaction behind a projection unit of
-// work, or nil when tx is not one of this package's.
+// work, or nil when tx is not one of this package's. A wrapper around a Tx
+// (tracing, metrics) is seen through when it has an Unwrap() projection.Tx
+// method.
 func From(tx projection.Tx) *Tx {
-	t, _ := tx.(*Tx)
-	return t
+	for {
+		switch t := tx.(type) {
+		case *Tx:
+			return t
+		case interface{ Unwrap() projection.Tx }:
+			tx = t.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // Handler adapts a function taking the PostgreSQL transaction to a
