@@ -24,3 +24,7 @@ services:
 ## build: build every package and command.
 build:
 	$(GO) build $(PKGS)
+
+## demo: run the bank example end to end (local PostgreSQL + in-process NATS, or in memory).
+demo:
+	$(GO) run ./examples/bank/cmd/demo

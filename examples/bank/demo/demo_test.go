@@ -1,0 +1,128 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/examples/bank"
+	"github.com/chronicle-go/chronicle/examples/bank/demo"
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/projection"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// check asserts what every mode of the demo must show: balances that add
+// up, projections caught up, and the rebuilt projection current.
+func check(t *testing.T, cfg demo.Config, res demo.Result, out string) {
+	t.Helper()
+	if res.TotalBalance != res.Deposits-res.Withdrawals {
+		t.Errorf("total of balances %d != deposits %d - withdrawals %d", res.TotalBalance, res.Deposits, res.Withdrawals)
+	}
+	if res.Deposits <= 0 || res.Withdrawals <= 0 {
+		t.Errorf("deposits %d, withdrawals %d: the burst moved no money", res.Deposits, res.Withdrawals)
+	}
+	if want := cfg.Accounts + 2; res.Accounts != want { // + legacy + zed
+		t.Errorf("balances has %d accounts, want %d", res.Accounts, want)
+	}
+	if want := cfg.Clients*cfg.Commands + 4; res.Commands != want {
+		t.Errorf("commands = %d, want %d", res.Commands, want)
+	}
+	if res.Refused < 2 {
+		t.Errorf("refused = %d, want at least the two rule demonstrations", res.Refused)
+	}
+	if len(res.Status) != 3 {
+		t.Fatalf("status has %d projections, want 3", len(res.Status))
+	}
+	for _, s := range res.Status {
+		if s.State != projection.Running || s.Lag != 0 || s.DeadLetters != 0 || s.Checkpoint.Before(res.Last) && s.Name != bank.DailyTotalsProjection {
+			// daily_totals wants fewer events: its checkpoint may sit
+			// before the last append, with no lag.
+			t.Errorf("status of %s = %+v (last append %s)", s.Name, s, res.Last)
+		}
+		if s.Name == bank.BalancesProjection && s.Current.Generation != 1 {
+			t.Errorf("balances current build %s, want the rebuilt generation 1", s.Current)
+		}
+	}
+	for _, want := range []string{
+		"mode: ", "MoneyDeposited v2 {\"cents\":12050,\"currency\":\"EUR\"}", "refused: bank: overdraft limit exceeded",
+		"OK: the balances add up", "balances@v1_1 is now current", "PROJECTION",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
+
+func small(c demo.Config) demo.Config {
+	c.Clients, c.Commands, c.Accounts, c.Seed = 4, 25, 6, 7
+	return c
+}
+
+func TestDemoPostgresAndNATS(t *testing.T) {
+	t.Parallel()
+	pool, schema := testenv.Postgres(t)
+	n := testenv.NATS(t)
+	var out bytes.Buffer
+	cfg := small(demo.Config{Pool: pool, Schema: schema, NATSURL: n.URL(), Stream: "BANK_TEST", SubjectPrefix: "bank_test.events", Out: &out})
+	res, err := demo.Run(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	check(t, cfg, res, out.String())
+	if !strings.Contains(out.String(), "records confirmed by JetStream stream BANK_TEST") {
+		t.Errorf("output does not show the relay:\n%s", out.String())
+	}
+}
+
+func TestDemoRerunsOnTheSameSchemaAndStream(t *testing.T) {
+	t.Parallel()
+	pool, schema := testenv.Postgres(t)
+	n := testenv.NATS(t)
+	for run := range 2 {
+		var out bytes.Buffer
+		cfg := small(demo.Config{Pool: pool, Schema: schema, NATSURL: n.URL(), Out: &out})
+		res, err := demo.Run(testCtx(t), cfg)
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", run+1, err, out.String())
+		}
+		check(t, cfg, res, out.String())
+	}
+}
+
+func TestDemoPostgresWithoutNATS(t *testing.T) {
+	t.Parallel()
+	pool, schema := testenv.Postgres(t)
+	var out bytes.Buffer
+	cfg := small(demo.Config{Pool: pool, Schema: schema, Out: &out})
+	res, err := demo.Run(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	check(t, cfg, res, out.String())
+}
+
+func TestDemoInMemory(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	cfg := small(demo.Config{Out: &out})
+	res, err := demo.Run(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	check(t, cfg, res, out.String())
+	if !strings.HasPrefix(out.String(), "mode: in memory") {
+		t.Errorf("output does not start with the in-memory mode line:\n%s", out.String())
+	}
+}
