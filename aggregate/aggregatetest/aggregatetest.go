@@ -93,9 +93,14 @@ func (s *Scenario[T]) Then(expected ...any) {
 }
 
 // ThenError runs the scenario and expects the command to fail with an
-// error matching want (errors.Is).
+// error matching want (errors.Is). want must not be nil: use
+// [Scenario.ThenNothing] or [Scenario.Then] to expect success.
 func (s *Scenario[T]) ThenError(want error) {
 	s.t.Helper()
+	if want == nil {
+		s.t.Errorf("aggregatetest: ThenError(nil) expects no error; use ThenNothing() to expect success with no event, or Then(events...) for success with events")
+		return
+	}
 	raised, err, ok := s.run()
 	if !ok {
 		return

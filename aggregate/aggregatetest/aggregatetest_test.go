@@ -109,6 +109,13 @@ func TestFailsWithDiff(t *testing.T) {
 		{"other error", func(tb testing.TB) {
 			aggregatetest.For(tb, newAccount).When(func(a *Account) error { return errors.New("boom") }).ThenError(errInsufficient)
 		}, []string{"returned error boom, want an error matching insufficient funds"}},
+		{"ThenError(nil) on success", func(tb testing.TB) {
+			aggregatetest.For(tb, newAccount).Given(Deposited{5}).
+				When(func(a *Account) error { return a.Withdraw(0) }).ThenError(nil)
+		}, []string{"ThenError(nil)", "use ThenNothing()"}},
+		{"ThenError(nil) on failure", func(tb testing.TB) {
+			aggregatetest.For(tb, newAccount).When(func(a *Account) error { return a.Withdraw(3) }).ThenError(nil)
+		}, []string{"ThenError(nil)", "use ThenNothing()"}},
 		{"events instead of nothing", func(tb testing.TB) {
 			aggregatetest.For(tb, newAccount).Given(Deposited{5}).
 				When(func(a *Account) error { return a.Withdraw(3) }).ThenNothing()
