@@ -196,8 +196,12 @@ func (r *Registry) Decode(name string, schemaVersion int, data []byte) (any, err
 		return nil, fmt.Errorf("%w %q", ErrUnknownType, name)
 	}
 	if schemaVersion != e.version {
-		return nil, fmt.Errorf("%w: %q at schema version %d, current is %d: an upcaster from version %d is missing",
-			ErrVersionMismatch, name, schemaVersion, e.version, schemaVersion)
+		why := fmt.Sprintf("an upcaster from version %d is missing", schemaVersion)
+		if schemaVersion > e.version {
+			why = "the event was written by newer code (rolled back, or a newer service writing to the same store?); upgrade this code to read it"
+		}
+		return nil, fmt.Errorf("%w: %q at schema version %d, current is %d: %s",
+			ErrVersionMismatch, name, schemaVersion, e.version, why)
 	}
 	v, err := e.decode(r.enc, data)
 	if err != nil {

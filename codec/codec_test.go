@@ -111,6 +111,15 @@ func TestDecodeRecordErrors(t *testing.T) {
 		t.Fatalf("old version: err = %v", err)
 	}
 
+	// Newer than current (written by newer code): no upcaster can help, and
+	// the message must not ask for one.
+	rec.SchemaVersion = 3
+	_, err = r.DecodeRecord(rec)
+	if !errors.Is(err, codec.ErrVersionMismatch) || strings.Contains(err.Error(), "upcaster") ||
+		!strings.Contains(err.Error(), "schema version 3, current is 2: the event was written by newer code") {
+		t.Fatalf("newer version: err = %v", err)
+	}
+
 	rec.SchemaVersion, rec.Data = 2, []byte(`{"amount":"x"}`)
 	_, err = r.DecodeRecord(rec)
 	if err == nil || !strings.Contains(err.Error(), `"Deposited"`) {
