@@ -87,16 +87,18 @@ func WithRetries(n int) Option {
 }
 
 // WithBackoff sets the bounds of the jittered exponential wait before each
-// retry of Update: the k-th wait is random in [0, min(max, min*2^k)]
-// (defaults 1ms and 100ms).
-func WithBackoff(min, max time.Duration) Option {
+// retry of Update: the k-th wait is random in [0, min(longest, first*2^k)]
+// (defaults 1ms and 100ms). A bound of 0 or less keeps its default; a
+// longest shorter than first is raised to first.
+func WithBackoff(first, longest time.Duration) Option {
 	return func(c *config) {
-		if min > 0 {
-			c.backoffMin = min
+		if first > 0 {
+			c.backoffMin = first
 		}
-		if max >= c.backoffMin {
-			c.backoffMax = max
+		if longest > 0 {
+			c.backoffMax = longest
 		}
+		c.backoffMax = max(c.backoffMax, c.backoffMin)
 	}
 }
 
