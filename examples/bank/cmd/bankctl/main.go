@@ -29,17 +29,29 @@ import (
 )
 
 func main() {
-	chain, err := bank.NewChain()
+	app, err := newApp()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bankctl:", err)
 		os.Exit(1)
 	}
-	cli.New(
+	app.Main()
+}
+
+// newApp returns the CLI with the bank's upcasters (and, through them, its
+// codec registry), projections and JetStream stream registered; extra
+// options (a test's environment) come last.
+func newApp(extra ...cli.Option) (*cli.App, error) {
+	chain, err := bank.NewChain()
+	if err != nil {
+		return nil, err
+	}
+	opts := []cli.Option{
 		cli.WithName("bankctl"),
 		cli.WithDescription("Operations tool of the Chronicle bank example"),
 		cli.WithSchema(demo.DefaultSchema),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(bank.PostgresProjections()...),
 		cli.WithRelayOptions(relay.WithStream(relay.StreamConfig{Name: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix})),
-	).Main()
+	}
+	return cli.New(append(opts, extra...)...), nil
 }
