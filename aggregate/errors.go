@@ -2,7 +2,7 @@ package aggregate
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 )
@@ -11,7 +11,7 @@ import (
 var (
 	// ErrNotFound means the aggregate's stream does not exist. It wraps
 	// [eventstore.ErrStreamNotFound], so either sentinel matches.
-	ErrNotFound = fmt.Errorf("aggregate: not found: %w", eventstore.ErrStreamNotFound)
+	ErrNotFound error = sentinel{"aggregate: not found", eventstore.ErrStreamNotFound}
 	// ErrAlreadyExists means Create found the aggregate's stream already
 	// there. The error returned also matches
 	// [eventstore.ErrConcurrencyConflict].
@@ -20,3 +20,22 @@ var (
 	// not reached.
 	ErrVersionNotFound = errors.New("aggregate: version not found")
 )
+
+// sentinel is an error with its own message that wraps another sentinel.
+type sentinel struct {
+	msg  string
+	wrap error
+}
+
+func (e sentinel) Error() string { return e.msg }
+func (e sentinel) Unwrap() error { return e.wrap }
+
+// notFoundError reports a missing stream once, without repeating the
+// prefixes of the sentinels it matches: `aggregate: load "account-3": not
+// found`. It matches [ErrNotFound] and eventstore.ErrStreamNotFound.
+type notFoundError struct{ stream string }
+
+func (e notFoundError) Error() string {
+	return "aggregate: load " + strconv.Quote(e.stream) + ": not found"
+}
+func (e notFoundError) Unwrap() error { return ErrNotFound }

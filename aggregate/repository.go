@@ -166,7 +166,7 @@ func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at
 	for rec, err := range r.store.ReadStream(ctx, stream, opts) {
 		if err != nil {
 			if errors.Is(err, eventstore.ErrStreamNotFound) {
-				return zero, fmt.Errorf("aggregate: load %q: %w", stream, ErrNotFound)
+				return zero, notFoundError{stream}
 			}
 			return zero, fmt.Errorf("aggregate: load %q after version %d: %w", stream, root.version, err)
 		}
