@@ -78,3 +78,13 @@ func (r *Repository[T]) fromCache(stream, id string) (T, bool) {
 	a.root().version = e.version
 	return a, true
 }
+
+// recache stores a's state, at its version, in the cache.
+func (r *Repository[T]) recache(stream string, a T) {
+	data, err := json.Marshal(a)
+	if err != nil {
+		r.cache.drop(stream)
+		return
+	}
+	r.cache.put(stream, a.root().version, data)
+}

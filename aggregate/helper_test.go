@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +171,35 @@ type failingSnapshots struct{ snapshot.Store }
 
 func (failingSnapshots) Save(context.Context, snapshot.Snapshot) error {
 	return errors.New("disk on fire")
+}
+
+// countingStore counts the calls a repository makes to its event store and
+// the records it reads.
+type countingStore struct {
+	aggregate.EventStore
+	reads, appends, records atomic.Int64
+}
+
+func (c *countingStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	c.appends.Add(1)
+	return c.EventStore.Append(ctx, stream, expected, events...)
+}
+
+func (c *countingStore) ReadStream(ctx context.Context, stream string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error] {
+	c.reads.Add(1)
+	return func(yield func(eventstore.Record, error) bool) {
+		for rec, err := range c.EventStore.ReadStream(ctx, stream, opts) {
+			if err == nil {
+				c.records.Add(1)
+			}
+			if !yield(rec, err) {
+				return
+			}
+		}
+	}
+}
+
+// calls returns the reads, appends and records counted since the last call.
+func (c *countingStore) calls() (reads, appends, records int64) {
+	return c.reads.Swap(0), c.appends.Swap(0), c.records.Swap(0)
 }

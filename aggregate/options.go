@@ -117,8 +117,11 @@ func WithReadBatchSize(n int) Option {
 // for snapshots). Update then runs the command on the cached state and
 // appends expecting the cached version, without reading the stream first;
 // when another writer got there first the append conflicts, the entry is
-// dropped and the command runs again on a fresh load. Load uses a cached
-// state like a snapshot and reads only the events after it, so it never
-// returns stale state. Use it when one process does most of the writing to
+// dropped and the command runs again on a fresh load. When the command
+// fails or raises nothing on the cached state, Update reads the events
+// after it and, if there are any, runs the command again on the caught-up
+// state, so a stale entry never yields a wrong rejection or no-op. Load
+// uses a cached state like a snapshot and reads only the events after it,
+// so it never returns stale state. Use it when one process does most of the writing to
 // an aggregate; n <= 0 disables the cache (the default).
 func WithCache(n int) Option { return func(c *config) { c.cacheSize = n } }

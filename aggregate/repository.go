@@ -129,7 +129,13 @@ func (r *Repository[T]) load(ctx context.Context, id string, at int64) (T, error
 	}
 	if ok {
 		r.stats.cacheHits.Add(1)
-		got, err := r.replay(ctx, stream, a, a.root().version, at)
+		cachedAt := a.root().version
+		got, err := r.replay(ctx, stream, a, cachedAt, at)
+		if err == nil && got.root().version > cachedAt {
+			// Another writer moved the stream: keep the caught-up state
+			// so the next use does not read the same events again.
+			r.recache(stream, got)
+		}
 		if !errors.Is(err, errSnapshotAhead) {
 			return got, err
 		}
@@ -396,7 +402,9 @@ func (r *Repository[T]) Close(ctx context.Context) error {
 // may therefore run more than once and must have no side effects beyond
 // the aggregate. An error from cmd is returned as it is, with nothing
 // saved; a missing aggregate fails with [ErrNotFound] (use
-// [Repository.Create] for new ones).
+// [Repository.Create] for new ones). With [WithCache], an error or a no-op
+// on a cached state is only returned once a read has shown the state was
+// current; otherwise cmd runs again on the caught-up state.
 func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
 	stream := r.StreamID(id)
 	freeReload := true
@@ -410,7 +418,23 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 				return eventstore.AppendResult{}, err
 			}
 		}
-		if err := cmd(a); err != nil {
+		err := cmd(a)
+		if hit && (err != nil || len(a.root().uncommitted) == 0) {
+			// Nothing will reach the store, so nothing would notice a
+			// stale cached state: catch up with the events after it (one
+			// read) and, when there were any, run the command again on
+			// the fresh state, whose outcome stands.
+			fresh, lerr := r.load(ctx, id, 0)
+			if lerr != nil {
+				return eventstore.AppendResult{}, lerr
+			}
+			if fresh.root().version != a.root().version {
+				r.stats.cacheStale.Add(1)
+				a, hit = fresh, false
+				err = cmd(a)
+			}
+		}
+		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
 		res, err := r.Save(ctx, a)
