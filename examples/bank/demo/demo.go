@@ -349,7 +349,11 @@ func (d *demo) connectNATS(ctx context.Context) error {
 }
 
 func (d *demo) startBackground(ctx context.Context, bg *errgroup.Group, bgCtx context.Context) error {
-	d.step("Start the relay and the projection runner")
+	if d.relay != nil {
+		d.step("Start the relay and the projection runner")
+	} else {
+		d.step("Start the projection runner")
+	}
 	t0 := time.Now()
 	if d.relay != nil {
 		bg.Go(func() error { return d.relay.Run(bgCtx) })
@@ -548,7 +552,7 @@ func (d *demo) rules(ctx context.Context) error {
 	if !errors.Is(err, bank.ErrOverdraftExceeded) {
 		return fmt.Errorf("demo: a withdrawal of 1,000,000.00 was not refused: %v", err)
 	}
-	d.say("    withdraw 1,000,000.00 from %s  -> refused: %v", accountName(0), err)
+	d.say("    withdraw 1,000,000.00 from %s        -> refused: %v", accountName(0), err)
 	d.res.Commands++
 	d.res.Refused++
 
@@ -561,7 +565,7 @@ func (d *demo) rules(ctx context.Context) error {
 		return err
 	}
 	d.saw(res)
-	d.say("    open account zed, close it           -> ok")
+	d.say("    open account zed, then close it         -> ok")
 	d.res.Commands += 2
 
 	from := accountName(1)
@@ -572,7 +576,7 @@ func (d *demo) rules(ctx context.Context) error {
 	d.saw(res)
 	d.res.Commands++
 	d.res.Refused++
-	d.say("    transfer 25.00 %s -> zed (closed) -> refused: %v", from, err)
+	d.say("    transfer 25.00 %s -> zed (closed)  -> refused: %v", from, err)
 	tr, err := d.bank.LoadTransfer(ctx, "to-zed")
 	if err != nil {
 		return err

@@ -7,11 +7,12 @@
 // the local PostgreSQL at postgres://postgres@127.0.0.1:5432/test (schema
 // bank_demo, dropped and recreated at each run) and a NATS server started
 // in this process; with no PostgreSQL at all it runs in memory. Its first
-// line says which.
+// line says which. The -memory flag runs in memory whatever is configured.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -21,23 +22,30 @@ import (
 )
 
 func main() {
+	inMemory := flag.Bool("memory", false, "run in memory: memory event store and read models, no PostgreSQL, no NATS")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, *inMemory); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
-	env, err := demo.Detect(ctx)
-	if err != nil {
-		return err
+func run(ctx context.Context, inMemory bool) error {
+	env := demo.Environment{Close: func() {}}
+	if inMemory {
+		env.Config.Mode = "in memory (-memory): memory event store, memory read models, runner follows the store (no NATS)"
+	} else {
+		var err error
+		if env, err = demo.Detect(ctx); err != nil {
+			return err
+		}
 	}
 	defer env.Close()
 	cfg := env.Config
 	cfg.Out = os.Stdout
 	cfg.Seed = 42
-	_, err = demo.Run(ctx, cfg)
+	_, err := demo.Run(ctx, cfg)
 	return err
 }
