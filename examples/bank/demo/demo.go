@@ -552,7 +552,7 @@ func (d *demo) rules(ctx context.Context) error {
 	if !errors.Is(err, bank.ErrOverdraftExceeded) {
 		return fmt.Errorf("demo: a withdrawal of 1,000,000.00 was not refused: %v", err)
 	}
-	d.say("    withdraw 1,000,000.00 from %s        -> refused: %v", accountName(0), err)
+	d.say("    withdraw 1,000,000.00 from %s       -> refused: %v", accountName(0), err)
 	d.res.Commands++
 	d.res.Refused++
 
