@@ -164,7 +164,8 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 	cons, err := s.js.Consumer(ctx, s.stream, name)
 	if err == nil {
 		info := cons.CachedInfo()
-		if sameStrings(info.Config.FilterSubjects, filters) || (len(filters) == 1 && info.Config.FilterSubject == filters[0]) {
+		if sameStrings(info.Config.FilterSubjects, filters) || (len(filters) == 1 && info.Config.FilterSubject == filters[0]) ||
+			(len(filters) > 1 && info.Config.FilterSubject == s.prefix+".>") {
 			return cons, nil
 		}
 		if err := s.js.DeleteConsumer(ctx, s.stream, name); err != nil {
@@ -188,7 +189,19 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 		MaxAckPending:  s.maxAckPending,
 		FilterSubjects: filters,
 	}
+	if len(filters) == 1 {
+		// One filter works with servers older than 2.10 too.
+		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
+	}
 	cons, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, cfg)
+	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		// A server older than 2.10: read every subject; the runner keeps
+		// only what the projection wants.
+		cfg.FilterSubject, cfg.FilterSubjects = s.prefix+".>", nil
+		s.log.Warn("NATS server cannot filter on several subjects; the consumer reads every record",
+			"consumer", name, "filters", filters)
+		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.stream, err)
 	}

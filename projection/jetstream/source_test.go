@@ -116,7 +116,9 @@ func TestDeathAfterCommitBeforeAck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.NumAckPending == 0 && info.NumRedelivered > 0 {
+		// Every message acked, after more deliveries than messages: the
+		// redeliveries came and were acked (and skipped).
+		if info.NumAckPending == 0 && info.Delivered.Stream == 500 && info.Delivered.Consumer > info.Delivered.Stream {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -204,8 +206,8 @@ func TestStartsAfterCheckpointAndFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := cons.CachedInfo()
-	if len(info.Config.FilterSubjects) != 1 || info.Config.FilterSubjects[0] != relay.FilterSubject("", "acct", "") {
-		t.Fatalf("filters %v", info.Config.FilterSubjects)
+	if info.Config.FilterSubject != relay.FilterSubject("", "acct", "") {
+		t.Fatalf("filter %q", info.Config.FilterSubject)
 	}
 	if info.Config.OptStartSeq <= 1 {
 		t.Fatalf("consumer starts at %d: it should skip the history caught up from the store", info.Config.OptStartSeq)
