@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -109,7 +111,7 @@ func FilterSubject(prefix, category, eventType string) string {
 // [Subject]), its headers (see [HeaderMsgID] and the other header names)
 // and its Data as body. The body shares rec.Data's memory.
 func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
-	h := make(nats.Header, 8)
+	h := make(nats.Header, 10) // room for the relay's expectation header
 	h[HeaderMsgID] = []string{rec.ID.String()}
 	h[HeaderStream] = []string{encodeValue(rec.StreamID)}
 	h[HeaderVersion] = []string{strconv.FormatInt(rec.StreamVersion, 10)}
@@ -118,10 +120,7 @@ func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
 	h[HeaderSchemaVersion] = []string{strconv.Itoa(rec.SchemaVersion)}
 	h[HeaderRecordedAt] = []string{rec.RecordedAt.UTC().Format(time.RFC3339Nano)}
 	if len(rec.Metadata) > 0 {
-		b, err := json.Marshal(map[string]string(rec.Metadata))
-		if err == nil { // a map[string]string always marshals
-			h[HeaderMetadata] = []string{asciiJSON(b)}
-		}
+		h[HeaderMetadata] = []string{metadataJSON(rec.Metadata)}
 	}
 	return &nats.Msg{Subject: Subject(prefix, rec), Header: h, Data: rec.Data}
 }
@@ -205,14 +204,85 @@ func RecordFromMsg(subject string, hdr nats.Header, data []byte) (eventstore.Rec
 	return rec, nil
 }
 
+// metadataJSON encodes m as a JSON object with sorted keys, escaping
+// control and non-ASCII characters as \uXXXX so the text is printable
+// ASCII.
+func metadataJSON(m eventstore.Metadata) string {
+	keys := make([]string, 0, len(m))
+	n := 2
+	for k, v := range m {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 6
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, m[k])
+	}
+	b = append(b, '}')
+	return string(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal in printable ASCII.
+// Invalid UTF-8 becomes U+FFFD, as with encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= ' ' && c < 0x7f && c != '"' && c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+			i++
+			continue
+		case '\n':
+			b = append(b, '\\', 'n')
+			i++
+			continue
+		case '\r':
+			b = append(b, '\\', 'r')
+			i++
+			continue
+		case '\t':
+			b = append(b, '\\', 't')
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if r > 0xffff {
+			r1, r2 := utf16.EncodeRune(r)
+			b = appendU(appendU(b, r1), r2)
+		} else {
+			b = appendU(b, r)
+		}
+	}
+	return append(b, '"')
+}
+
+func appendU(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+}
+
 // encodeValue returns s as is when NATS headers carry it unchanged, and as
 // an ASCII JSON string literal otherwise.
 func encodeValue(s string) string {
 	if plainValue(s) {
 		return s
 	}
-	b, _ := json.Marshal(s) // a string always marshals
-	return asciiJSON(b)
+	return string(appendJSONString(make([]byte, 0, len(s)+8), s))
 }
 
 func plainValue(s string) bool {
@@ -236,33 +306,4 @@ func decodeValue(v string) (string, error) {
 		return "", fmt.Errorf("invalid JSON string %s: %w", v, err)
 	}
 	return s, nil
-}
-
-// asciiJSON escapes every non-ASCII character and DEL of a JSON text as
-// \uXXXX, so the text is printable ASCII.
-func asciiJSON(b []byte) string {
-	ascii := true
-	for _, c := range b {
-		if c >= 0x7f {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return string(b)
-	}
-	var sb strings.Builder
-	sb.Grow(len(b) + 16)
-	for _, r := range string(b) {
-		switch {
-		case r < 0x7f:
-			sb.WriteRune(r)
-		case r > 0xffff:
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&sb, `\u%04x\u%04x`, r1, r2)
-		default:
-			fmt.Fprintf(&sb, `\u%04x`, r)
-		}
-	}
-	return sb.String()
 }

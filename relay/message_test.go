@@ -21,7 +21,7 @@ func sampleRecords() []eventstore.Record {
 			ID: uuid.MustParse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), StreamID: "account-42", StreamVersion: 3,
 			Position: eventstore.Position{TxID: 1234, Seq: 77}, Type: "AccountOpened", SchemaVersion: 2,
 			Data: []byte(`{"owner":"ann"}`), RecordedAt: at,
-			Metadata: eventstore.Metadata{eventstore.CorrelationIDKey: "c-1", "tenant": "acme", "note": "h\u00e9llo \U0001F600\n"},
+			Metadata: eventstore.Metadata{eventstore.CorrelationIDKey: "c-1", "tenant": "acme", "note": "h\u00e9llo \U0001F600\n", "q\"uo\\te": "\x01\t\r\"\\\x7f"},
 		},
 		{
 			ID: uuid.New(), StreamID: " weird.stream*id>\twith\nnewline ", StreamVersion: 1,

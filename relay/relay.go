@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -251,11 +252,11 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpo
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	recs := make(chan eventstore.Record, 2*r.cfg.window+512)
+	q := newQueue(1024)
 	pend := make(chan pending, r.cfg.window)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		defer close(recs)
+		defer q.close()
 		after := start
 		for rec, err := range r.src.Follow(sctx, eventstore.ReadAllOptions{After: start, BatchSize: 1000}) {
 			if err != nil {
@@ -264,10 +265,8 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpo
 				}
 				return
 			}
-			select {
-			case recs <- rec:
-				after = rec.Position
-			case <-sctx.Done():
+			after = rec.Position
+			if !q.push(sctx, rec) {
 				return
 			}
 		}
@@ -277,37 +276,38 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpo
 		prefix := r.cfg.stream.SubjectPrefix
 		prev := start
 		var prevID string
+		var spare []eventstore.Record
 		for {
-			var rec eventstore.Record
-			var ok bool
-			select {
-			case rec, ok = <-recs:
-			case <-sctx.Done():
+			batch := q.take(sctx, spare)
+			if batch == nil {
 				return
 			}
-			if !ok {
-				return
-			}
-			if !prev.Before(rec.Position) {
-				cancel(fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
-					rec.Position, rec.StreamID, rec.StreamVersion, prev))
-				return
-			}
-			msg := NewMsg(prefix, rec)
-			expect := jetstream.WithExpectLastMsgID(prevID)
-			if prevID == "" {
-				expect = jetstream.WithExpectLastSequence(lastSeq)
-			}
-			fut, err := js.PublishMsgAsync(msg, expect)
-			if err != nil {
-				cancel(fmt.Errorf("relay: publish %s: %w", describe(rec), err))
-				return
-			}
-			prev, prevID = rec.Position, msg.Header.Get(HeaderMsgID)
-			select {
-			case pend <- pending{fut: fut, rec: rec}:
-			case <-sctx.Done():
-				return
+			spare = batch
+			for _, rec := range batch {
+				if !prev.Before(rec.Position) {
+					cancel(fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
+						rec.Position, rec.StreamID, rec.StreamVersion, prev))
+					return
+				}
+				msg := NewMsg(prefix, rec)
+				// Name what the stream must end with: the previous
+				// message, or for the first one the stream's last sequence.
+				if prevID == "" {
+					msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(lastSeq, 10)}
+				} else {
+					msg.Header[jetstream.ExpectedLastMsgIDHeader] = []string{prevID}
+				}
+				fut, err := js.PublishMsgAsync(msg)
+				if err != nil {
+					cancel(fmt.Errorf("relay: publish %s: %w", describe(rec), err))
+					return
+				}
+				prev, prevID = rec.Position, msg.Header[HeaderMsgID][0]
+				select {
+				case pend <- pending{fut: fut, rec: rec}:
+				case <-sctx.Done():
+					return
+				}
 			}
 		}
 	})
@@ -429,6 +429,11 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, conn *pgxpoo
 			}
 			if start.Before(p) {
 				start = p
+				// The stream is ahead of the checkpoint (a previous leader
+				// stopped before storing it): catch the checkpoint up.
+				if err := r.storeCheckpoint(ctx, conn, p, 0); err != nil {
+					return eventstore.Position{}, 0, err
+				}
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -207,9 +208,16 @@ func TestRelayLeaderConnectionDies(t *testing.T) {
 	r2 := e.relay(e.connect(), relay.WithName("blue"))
 	start(t, r2)
 	time.Sleep(200 * time.Millisecond)
-	// End every session holding an advisory lock: the leader's.
-	if _, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+	// End the session holding the relay's advisory lock: the leader's.
+	key := uint64(pgmigrate.LockKey("relay:" + e.schema + ":blue"))
+	var killed int
+	if err := e.pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1`,
+		uint32(key>>32), uint32(key)).Scan(&killed); err != nil {
 		t.Fatal(err)
+	}
+	if killed != 1 {
+		t.Fatalf("terminated %d sessions holding the relay's lock, want 1", killed)
 	}
 	if err := e.appendEvents(ctx, 300, 200); err != nil {
 		t.Fatal(err)
