@@ -108,18 +108,41 @@ func (s *Store) appendOn(ctx context.Context, q querier, streamID string, expect
 			meta[i] = &m
 		}
 	}
-	channel := ""
-	if s.cfg.notify {
-		channel = s.channel
-	}
 	var (
 		status  string
 		version int64
 		tx, pos *int64
 		known   bool
+		err     error
 	)
-	err := q.QueryRow(ctx, s.q.append, streamID, int64(expected), ids, types, svs, data, meta, channel).
-		Scan(&status, &version, &tx, &pos, &known)
+	args := []any{streamID, int64(expected), ids, types, svs, data, meta}
+	if tx0, inTx := q.(pgx.Tx); inTx {
+		// In the caller's transaction: one batch, and the notification
+		// goes out if and when it commits.
+		b := &pgx.Batch{}
+		b.Queue(s.q.lock, streamID)
+		b.Queue(s.q.append, args...)
+		if s.cfg.notify {
+			b.Queue(s.q.notify, s.channel)
+		}
+		br := tx0.SendBatch(ctx, b)
+		if _, err = br.Exec(); err == nil {
+			err = br.QueryRow().Scan(&status, &version, &tx, &pos, &known)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	} else {
+		var notifyAfter bool
+		status, version, tx, pos, known, notifyAfter, err = s.appendPipelined(ctx, args)
+		if notifyAfter && err == nil && status == "ok" {
+			// With the connection back in the pool.
+			s.notify.after(ctx, s.log, func() error {
+				_, err := s.pool.Exec(ctx, s.q.notify, s.channel)
+				return err
+			})
+		}
+	}
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
@@ -236,4 +259,193 @@ func (s *Store) wrapErr(what string, err error) error {
 		}
 	}
 	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// appendSQL appends to one stream, once the stream's advisory lock is held
+// (see appendPipelined). It reads the stream's version, checks the expected
+// version ($2: -1 any, -2 no stream, -3 stream exists, >= 0 exact), and only
+// then takes a transaction id and inserts the events with one INSERT ...
+// SELECT FROM unnest. The stream's version is that of its last event, read
+// through the (stream_id, stream_version) index; a new stream is also
+// entered in the streams table. It returns one row:
+//
+//   - status "ok": version is the new version, tx and pos the transaction
+//     id and position of the last event.
+//   - status "conflict": version is the actual version (0: no stream);
+//     nothing was written; known tells whether the first event ID is
+//     already stored (maybe a retry).
+//   - status "stale": the transaction took its id before the stream's last
+//     append committed (only possible in a caller's transaction that wrote
+//     earlier); appending would put the stream out of order in the global
+//     log, so nothing was written.
+const appendSQL = `WITH cur AS MATERIALIZED (
+    SELECT coalesce(l.stream_version, 0) AS v, coalesce(l.transaction_id, 0) AS last,
+           ($2 = -2 AND l.stream_version IS NOT NULL) OR ($2 = -3 AND l.stream_version IS NULL)
+           OR ($2 >= 0 AND $2 <> coalesce(l.stream_version, 0)) AS conflict
+      FROM (VALUES (1)) AS one (x)
+      LEFT JOIN LATERAL (
+            SELECT e.stream_version, e.transaction_id FROM {{schema}}.events e
+             WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1) AS l ON true
+), txid AS MATERIALIZED (
+    SELECT cur.v, cur.last, cur.conflict,
+           CASE WHEN NOT cur.conflict THEN pg_current_xact_id()::text::bigint END AS tx
+      FROM cur
+), ok AS MATERIALIZED (
+    SELECT txid.v, txid.tx FROM txid WHERE NOT txid.conflict AND txid.tx >= txid.last
+), ins AS (
+    INSERT INTO {{schema}}.events AS e
+        (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+    SELECT ok.tx, u.id, $1, ok.v + u.ord, u.typ, u.sv, u.dat::jsonb, u.md::jsonb
+      FROM ok, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+               WITH ORDINALITY AS u(id, typ, sv, dat, md, ord)
+     ORDER BY u.ord
+    RETURNING e.position
+), created AS (
+    INSERT INTO {{schema}}.streams (stream_id)
+    SELECT $1 FROM ok WHERE ok.v = 0
+    ON CONFLICT (stream_id) DO NOTHING
+)
+SELECT CASE WHEN txid.conflict THEN 'conflict' WHEN txid.tx < txid.last THEN 'stale' ELSE 'ok' END,
+       CASE WHEN NOT txid.conflict AND txid.tx >= txid.last THEN txid.v + cardinality($3::uuid[]) ELSE txid.v END,
+       txid.tx,
+       (SELECT max(ins.position) FROM ins),
+       CASE WHEN txid.conflict THEN EXISTS (SELECT 1 FROM {{schema}}.events e WHERE e.event_id = ($3::uuid[])[1]) ELSE false END
+  FROM txid`
+
+// appendPipelined runs an append in one round trip: in one implicit
+// transaction, the stream's advisory lock then appendSQL; then, when
+// notifications are on, pg_notify in a second implicit transaction.
+//
+// The lock is taken before the transaction writes anything, so before it
+// has a transaction id: whoever holds it gets a larger id than every earlier
+// append to the stream, and ordering the global log by (transaction id,
+// position) keeps each stream's versions in order. (A row lock would not:
+// transactions queued on it already hold ids and are woken in any order.)
+// appendSQL runs as a second statement, with a snapshot taken once the lock
+// is held, so it sees the previous holder's commit.
+//
+// Notifying from a transaction of its own matters under load: a notifying
+// transaction holds a cluster-wide lock from just before its commit to its
+// end, WAL flush included, which would serialise concurrent appends; one
+// that writes nothing needs no flush. The notification may be spurious (the
+// append conflicted), never early: it is sent after the append committed.
+func (s *Store) appendPipelined(ctx context.Context, args []any) (status string, version int64, tx, pos *int64, known, notifyAfter bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Release()
+	c := conn.Conn()
+	lockSD, err := c.Prepare(ctx, "chronicle_lock_"+s.cfg.schema, s.q.lock)
+	if err != nil {
+		return
+	}
+	appendSD, err := c.Prepare(ctx, "chronicle_append_"+s.cfg.schema, s.q.append)
+	if err != nil {
+		return
+	}
+	m := c.TypeMap()
+	encode := func(sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
+		if len(sd.ParamOIDs) != len(args) {
+			return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
+		}
+		params := make([][]byte, len(args))
+		formats := make([]int16, len(args))
+		for i, a := range args {
+			b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
+			if err != nil {
+				return nil, nil, fmt.Errorf("encode parameter %d of the append as %T", i+1, a)
+			}
+			params[i], formats[i] = b, pgtype.BinaryFormatCode
+		}
+		return params, formats, nil
+	}
+	lockParams, lockFormats, err := encode(lockSD, args[:1])
+	if err != nil {
+		return
+	}
+	params, formats, err := encode(appendSD, args)
+	if err != nil {
+		return
+	}
+	var notifySD *pgconn.StatementDescription
+	if s.cfg.notify {
+		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
+			return
+		}
+		if s.notify.claim() {
+			defer s.notify.done()
+		} else {
+			// Another append's notification is on its way; the caller
+			// makes sure one follows this commit (see notifier.after).
+			notifySD = nil
+			notifyAfter = true
+		}
+	}
+	binary := []int16{pgtype.BinaryFormatCode}
+	p := c.PgConn().StartPipeline(ctx)
+	p.SendQueryStatement(lockSD, lockParams, lockFormats, binary)
+	p.SendQueryStatement(appendSD, params, formats, binary)
+	p.SendPipelineSync()
+	if notifySD != nil {
+		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
+		p.SendPipelineSync()
+	}
+	err = p.Flush()
+	if err == nil {
+		err = pipelineSkip(p) // the lock's empty result
+	}
+	if err == nil {
+		var r *pgconn.Result
+		if r, err = pipelineRead(p); err == nil {
+			if len(r.Rows) != 1 {
+				err = fmt.Errorf("append returned %d rows", len(r.Rows))
+			} else {
+				row, fds := r.Rows[0], r.FieldDescriptions
+				dst := []any{&status, &version, &tx, &pos, &known}
+				for i := range dst {
+					if err = m.Scan(fds[i].DataTypeOID, fds[i].Format, row[i], dst[i]); err != nil {
+						err = fmt.Errorf("decode column %d of the append's result: %w", i+1, err)
+						break
+					}
+				}
+			}
+		}
+	}
+	// Close reads what is left: the sync, the notification and its sync.
+	// A failed notification fails nothing: the append committed and
+	// followers poll.
+	cerr := p.Close()
+	if err == nil && cerr != nil {
+		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed",
+			slog.String("stream", args[0].(string)), slog.Any("error", cerr))
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) && !c.IsClosed() {
+			// The connection is in an unknown state: do not reuse it.
+			_ = c.Close(context.Background())
+		}
+	}
+	return
+}
+
+// pipelineRead reads the next query result of a pipeline.
+func pipelineRead(p *pgconn.Pipeline) (*pgconn.Result, error) {
+	res, err := p.GetResults()
+	if err != nil {
+		return nil, err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return nil, fmt.Errorf("unexpected pipeline result %T", res)
+	}
+	r := rr.Read()
+	return r, r.Err
+}
+
+// pipelineSkip reads and discards the next query result of a pipeline.
+func pipelineSkip(p *pgconn.Pipeline) error {
+	_, err := pipelineRead(p)
+	return err
 }

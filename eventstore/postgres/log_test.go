@@ -263,7 +263,7 @@ func TestAppendKilledMidwayWritesNothing(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for pid == 0 && time.Now().Before(deadline) {
 		err := pool.QueryRow(c, `SELECT pid FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND position($1 in query) > 0 AND query LIKE '%append_events%'`, q).Scan(&pid)
+			WHERE wait_event_type = 'Lock' AND position($1 in query) > 0 AND pid <> pg_backend_pid()`, q+".events").Scan(&pid)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)
 		}

@@ -15,8 +15,14 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
+// DefaultStreamBatchSize is the number of records [Store.ReadStream] fetches
+// at a time when the options do not say: most streams are read whole, in
+// one round trip.
+const DefaultStreamBatchSize = 2048
+
 // ReadStream reads the records of one stream, fetching them in batches of
-// opts.BatchSize. See [eventstore.Store.ReadStream]. A stream that does not
+// opts.BatchSize ([DefaultStreamBatchSize] when zero). See
+// [eventstore.Store.ReadStream]. A stream that does not
 // exist yields one error matching [eventstore.ErrStreamNotFound].
 //
 // Stream reads see every committed event of the stream at once; they do not
@@ -46,8 +52,11 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 			sql = s.q.readStreamBwd
 		}
 		left := opts.Limit
-		batch := opts.Batch()
-		buf := make([]eventstore.Record, 0, batch)
+		batch := opts.BatchSize
+		if batch == 0 {
+			batch = DefaultStreamBatchSize
+		}
+		buf := make([]eventstore.Record, 0, min(batch, 64))
 		for first := true; ; first = false {
 			n := batch
 			if left > 0 && left < n {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,7 +92,8 @@ func (s *Store) Status(ctx context.Context) (LogStatus, error) {
 
 // ListStreamsOptions tune [Store.ListStreams].
 type ListStreamsOptions struct {
-	// Category, when set, lists only the streams of that category.
+	// Category, when set, lists only the streams of that category (see
+	// [eventstore.Category]).
 	Category string
 	// After lists the streams whose IDs sort after it (for paging).
 	After string
@@ -99,10 +101,13 @@ type ListStreamsOptions struct {
 	Limit int
 }
 
-// ListStreams lists streams in stream ID order, with their versions,
-// fetching them in batches.
+// ListStreams lists streams in stream ID order (byte order, like Go's
+// string comparison), with their versions, fetching them in batches.
 func (s *Store) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
 	return func(yield func(eventstore.StreamInfo, error) bool) {
+		if strings.Contains(opts.Category, "-") {
+			return // a category never holds a '-'
+		}
 		if opts.Limit < 0 {
 			yield(eventstore.StreamInfo{}, &eventstore.ValidationError{Index: -1, Field: "options", Problem: "Limit must not be negative"})
 			return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -30,6 +31,7 @@ type Store struct {
 	log     *slog.Logger
 	channel string
 	q       queries
+	notify  *notifier
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -60,7 +62,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema))}, nil
+	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema)), notify: newNotifier()}, nil
 }
 
 // Schema returns the name of the schema holding the store's tables.
@@ -83,8 +85,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 type queries struct {
-	append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat                   string
+	lock, append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
+	checkIDs, status, listStreams, listStreamsCat, notify           string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -96,7 +98,8 @@ const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
 
 func newQueries(q string) queries {
 	return queries{
-		append: `SELECT status, version, tx, pos, known FROM ` + q + `.append_events($1, $2, $3, $4, $5, $6, $7, $8)`,
+		lock:   `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
+		append: strings.ReplaceAll(appendSQL, "{{schema}}", q),
 		readStreamFwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
 			WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`,
 		readStreamBwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
@@ -108,7 +111,7 @@ func newQueries(q string) queries {
 			ORDER BY transaction_id, position LIMIT $5`,
 		head: `SELECT transaction_id, position FROM ` + q + `.events
 			WHERE transaction_id < ` + horizon + ` ORDER BY transaction_id DESC, position DESC LIMIT 1`,
-		streamInfo: `SELECT version FROM ` + q + `.streams WHERE stream_id = $1`,
+		streamInfo: `SELECT stream_version FROM ` + q + `.events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1`,
 		checkIDs: `SELECT event_id, stream_id, stream_version, transaction_id, position FROM ` + q + `.events
 			WHERE event_id = ANY($1)`,
 		status: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
@@ -117,8 +120,19 @@ func newQueries(q string) queries {
 			  (SELECT e.transaction_id FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1),
 			  (SELECT e.position FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1)
 			FROM h`,
-		listStreams: `SELECT stream_id, version FROM ` + q + `.streams WHERE stream_id > $1 ORDER BY stream_id LIMIT $2`,
-		listStreamsCat: `SELECT stream_id, version FROM ` + q + `.streams WHERE category = $3 AND stream_id > $1
-			ORDER BY category, stream_id LIMIT $2`,
+		listStreams: `SELECT s.stream_id, (SELECT e.stream_version FROM ` + q + `.events e
+				WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1)
+			FROM ` + q + `.streams s WHERE s.stream_id > $1 ORDER BY s.stream_id LIMIT $2`,
+		// A category's streams are the ID equal to it and the IDs in
+		// [category + "-", category + "."): '.' follows '-' in byte order.
+		listStreamsCat: `SELECT s.stream_id, (SELECT e.stream_version FROM ` + q + `.events e
+				WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1)
+			FROM ` + q + `.streams s
+			WHERE s.stream_id > $1 AND (s.stream_id = $3 OR (s.stream_id >= $3 || '-' AND s.stream_id < $3 || '.'))
+			ORDER BY s.stream_id LIMIT $2`,
+		notify: `SELECT pg_notify($1, '')`,
 	}
 }
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
