@@ -86,7 +86,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 type queries struct {
 	lock, append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat, notify           string
+	checkIDs, status, listStreams, listStreamsCat, notify                 string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
