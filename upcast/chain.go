@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -23,20 +24,24 @@ type Chain struct {
 	reg     *codec.Registry
 	current map[string]int
 	ups     map[Key]Upcaster
+	never   map[Key]bool // declared with NeverWritten
 }
 
 // New builds and checks a chain of upcasters for the registry reg. It
 // returns an error, joining every problem found, when two upcasters read
 // the same (type, version), an upcaster is malformed or reads a version at
-// or above its type's current one, the upcasters form a cycle, or an output
+// or above its type's current one, the upcasters form a cycle, an output
 // reaches neither the current version of a registered type nor another
-// upcaster. New(reg) with no upcasters is valid and still decodes through
+// upcaster, or a registered type has a version below its current one that
+// no upcaster reads and no [NeverWritten] declares (a hole: records stored
+// at it could not be read). New(reg) with no upcasters is valid when every
+// registered type is at version 1, and still decodes through
 // [Chain.Decode].
 func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 	if reg == nil {
 		return nil, errors.New("upcast: nil registry")
 	}
-	c := &Chain{reg: reg, current: map[string]int{}, ups: make(map[Key]Upcaster, len(ups))}
+	c := &Chain{reg: reg, current: map[string]int{}, ups: make(map[Key]Upcaster, len(ups)), never: map[Key]bool{}}
 	for _, n := range reg.Names() {
 		v, _ := reg.CurrentVersion(n)
 		c.current[n] = v
@@ -52,6 +57,9 @@ func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 			continue
 		case u.From.Version < 1:
 			bad("version %d, want 1 or more", u.From.Version)
+			continue
+		case u.neverWritten:
+			c.declareNeverWritten(u.From, &errs)
 			continue
 		case u.Fn == nil:
 			bad("nil Fn")
@@ -81,6 +89,11 @@ func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 		}
 		c.ups[u.From] = u
 	}
+	for k := range c.never {
+		if _, ok := c.ups[k]; ok {
+			errs = append(errs, fmt.Errorf("upcast: %s is declared NeverWritten and also has an upcaster: drop one", k))
+		}
+	}
 	// Every path from every upcaster must end at current versions, with no
 	// cycle: a depth-first walk with colours.
 	const (
@@ -88,6 +101,7 @@ func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 		done     = 2
 	)
 	state := map[Key]int{}
+	dangling := map[Key]bool{} // outputs reported as going nowhere
 	var walk func(k Key, via Key) error
 	walk = func(k Key, via Key) error {
 		if cur, ok := c.current[k.Type]; ok && cur == k.Version {
@@ -101,7 +115,10 @@ func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, goes nowhere: %q is not registered and no upcaster reads it", k, via, k.Type)
 			case k.Version > cur:
 				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, is newer than the current version %d of %q", k, via, cur, k.Type)
+			case c.never[k]:
+				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, goes nowhere: it is declared NeverWritten and no upcaster reads it", k, via)
 			default:
+				dangling[k] = true
 				return fmt.Errorf("upcast: %s, produced by the upcaster from %s, goes nowhere: the current version of %q is %d and no upcaster reads version %d (a hole in the chain)",
 					k, via, k.Type, cur, k.Version)
 			}
@@ -128,10 +145,42 @@ func New(reg *codec.Registry, ups ...Upcaster) (*Chain, error) {
 			}
 		}
 	}
+	// No holes: every version below a registered type's current one is
+	// read by an upcaster or declared never written.
+	for _, name := range reg.Names() {
+		var missing []string
+		for v := 1; v < c.current[name]; v++ {
+			k := Key{name, v}
+			if _, ok := c.ups[k]; !ok && !c.never[k] && !dangling[k] {
+				missing = append(missing, "v"+strconv.Itoa(v))
+			}
+		}
+		if len(missing) > 0 {
+			errs = append(errs, fmt.Errorf("upcast: %q is at version %d but no upcaster reads %s (a hole in the chain: records stored there could not be read); add an upcaster from each, or declare a version that was never stored with upcast.NeverWritten(%q, version)",
+				name, c.current[name], strings.Join(missing, ", "), name))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// declareNeverWritten records a NeverWritten declaration of k, appending
+// to errs what is wrong with it.
+func (c *Chain) declareNeverWritten(k Key, errs *[]error) {
+	cur, ok := c.current[k.Type]
+	switch {
+	case !ok:
+		*errs = append(*errs, fmt.Errorf("upcast: NeverWritten(%q, %d): %q is not registered", k.Type, k.Version, k.Type))
+	case k.Version >= cur:
+		*errs = append(*errs, fmt.Errorf("upcast: NeverWritten(%q, %d): the current version of %q is %d; only older versions can be declared",
+			k.Type, k.Version, k.Type, cur))
+	case c.never[k]:
+		*errs = append(*errs, fmt.Errorf("upcast: NeverWritten(%q, %d) is declared twice", k.Type, k.Version))
+	default:
+		c.never[k] = true
+	}
 }
 
 // Registry returns the chain's registry.
@@ -216,8 +265,11 @@ func (c *Chain) noPath(rec eventstore.Record) error {
 	why := fmt.Sprintf("%q is not registered", rec.Type)
 	if ok {
 		why = fmt.Sprintf("the current version is %d", cur)
-		if rec.SchemaVersion > cur {
+		switch {
+		case rec.SchemaVersion > cur:
 			why += " (the event was written by newer code)"
+		case c.never[Key{rec.Type, rec.SchemaVersion}]:
+			why += fmt.Sprintf(", v%d is declared NeverWritten but this record has it,", rec.SchemaVersion)
 		}
 	}
 	return fmt.Errorf("%w: event %q v%d at version %d of stream %q (id %s): %s and no upcaster reads v%d",

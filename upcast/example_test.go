@@ -39,11 +39,18 @@ func Example() {
 	}
 	fmt.Printf("%+v\n", values[0])
 
-	// A chain with a hole is refused when it is built.
-	codec.MustRegister[struct{}](reg, "AccountClosed", 3)
-	_, err = upcast.New(reg, upcast.Bump("AccountClosed", 1))
+	// A chain with a hole is refused when it is built: stored v1 records
+	// of AccountClosed could not be read.
+	reg2 := codec.NewRegistry()
+	codec.MustRegister[struct{}](reg2, "AccountClosed", 3)
+	_, err = upcast.New(reg2, upcast.Bump("AccountClosed", 2))
+	fmt.Println(err)
+
+	// Unless v1 was never stored: say so.
+	_, err = upcast.New(reg2, upcast.Bump("AccountClosed", 2), upcast.NeverWritten("AccountClosed", 1))
 	fmt.Println(err)
 	// Output:
 	// {Owner:ada}
-	// upcast: "AccountClosed" v2, produced by the upcaster from "AccountClosed" v1, goes nowhere: the current version of "AccountClosed" is 3 and no upcaster reads version 2 (a hole in the chain)
+	// upcast: "AccountClosed" is at version 3 but no upcaster reads v1 (a hole in the chain: records stored there could not be read); add an upcaster from each, or declare a version that was never stored with upcast.NeverWritten("AccountClosed", version)
+	// <nil>
 }

@@ -24,8 +24,11 @@
 //
 // [New] refuses a chain that could leave an event stranded: two upcasters
 // for one (type, version), an upcaster that reads a type's current version
-// or a newer one, a cycle, or an output that is neither the current version
-// of a registered type nor read by another upcaster (a hole in the chain).
+// or a newer one, a cycle, an output that is neither the current version
+// of a registered type nor read by another upcaster, or a version below a
+// registered type's current one that no upcaster reads (a hole in the
+// chain). A version that was never stored is declared with
+// [NeverWritten] instead of an upcaster.
 //
 // # Split events
 //
@@ -69,6 +72,20 @@ type Upcaster struct {
 	To []Key
 	// Fn computes the payloads of the records produced, one per To.
 	Fn func(rec eventstore.Record) ([][]byte, error)
+
+	neverWritten bool // a NeverWritten declaration, not an upcaster
+}
+
+// NeverWritten declares that no record of eventType at schema version
+// version was ever stored, so the chain needs no upcaster from it. [New]
+// requires an upcaster or this declaration for every version below a
+// registered type's current one; use it for versions that only ever
+// existed in code (a type introduced at version 2, a version skipped by a
+// hand-written upcaster or reached only through a [Rename]). A record at a
+// declared version found in the store fails to read with [ErrNoPath]. Pass
+// it to New like an upcaster.
+func NeverWritten(eventType string, version int) Upcaster {
+	return Upcaster{From: Key{eventType, version}, neverWritten: true}
 }
 
 // Transform returns an upcaster from version from to from+1 of eventType

@@ -154,7 +154,9 @@ func TestCurrentRecordPassesUnchanged(t *testing.T) { // not parallel: AllocsPer
 func TestNoPathNamesEverything(t *testing.T) {
 	t.Parallel()
 	reg := registry(t)
-	c, err := upcast.New(reg) // no upcasters at all
+	// No upcasters at all: every old version declared never written.
+	c, err := upcast.New(reg, upcast.NeverWritten("Opened", 1), upcast.NeverWritten("Opened", 2),
+		upcast.NeverWritten("FundsDeposited", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestNoPathNamesEverything(t *testing.T) {
 	if !errors.Is(err, upcast.ErrNoPath) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`"Opened" v1`, `"account-1"`, "version 4", "current version is 3"} {
+	for _, want := range []string{`"Opened" v1`, `"account-1"`, "version 4", "current version is 3", "v1 is declared NeverWritten but this record has it"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %s", err, want)
 		}
@@ -187,7 +189,8 @@ func TestFailingUpcasterNamesRecord(t *testing.T) {
 	if _, err := upcast.New(reg, upcast.Bump("NameSet", 0)); err == nil || !strings.Contains(err.Error(), "version 0") {
 		t.Fatalf("version 0: err = %v", err)
 	}
-	c, err := upcast.New(reg, upcast.Transform("Opened", 1, func([]byte) ([]byte, error) { return nil, errors.New("boom") }), upcast.Bump("Opened", 2))
+	c, err := upcast.New(reg, upcast.Transform("Opened", 1, func([]byte) ([]byte, error) { return nil, errors.New("boom") }), upcast.Bump("Opened", 2),
+		upcast.NeverWritten("FundsDeposited", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +200,7 @@ func TestFailingUpcasterNamesRecord(t *testing.T) {
 	}
 	bad := upcast.Upcaster{From: upcast.Key{Type: "Opened", Version: 1}, To: []upcast.Key{{Type: "Opened", Version: 3}},
 		Fn: func(eventstore.Record) ([][]byte, error) { return nil, nil }}
-	c, err = upcast.New(reg, bad)
+	c, err = upcast.New(reg, bad, upcast.NeverWritten("Opened", 2), upcast.NeverWritten("FundsDeposited", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +224,16 @@ func TestNewRejectsBadChains(t *testing.T) {
 		{"beyond current", []upcast.Upcaster{upcast.Rename("A", 1, "NameSet", 2)}, "newer than the current version"},
 		{"nil fn", []upcast.Upcaster{{From: upcast.Key{Type: "A", Version: 1}, To: []upcast.Key{{Type: "NameSet", Version: 1}}}}, "nil Fn"},
 		{"empty to", []upcast.Upcaster{{From: upcast.Key{Type: "A", Version: 1}, Fn: func(eventstore.Record) ([][]byte, error) { return nil, nil }}}, "produces nothing"},
+		// Only v2 -> v3 of Opened: stored v1 records could not be read.
+		{"hole below the first upcaster", []upcast.Upcaster{upcast.Bump("Opened", 2)},
+			`"Opened" is at version 3 but no upcaster reads v1 (a hole in the chain`},
+		{"no upcasters for a type above version 1", nil, `"FundsDeposited" is at version 2 but no upcaster reads v1`},
+		{"never written twice", []upcast.Upcaster{upcast.NeverWritten("Opened", 1), upcast.NeverWritten("Opened", 1)}, "declared twice"},
+		{"never written and upcast", []upcast.Upcaster{upcast.NeverWritten("Opened", 2), upcast.Bump("Opened", 2)}, "declared NeverWritten and also has an upcaster"},
+		{"never written at current", []upcast.Upcaster{upcast.NeverWritten("Opened", 3)}, "only older versions can be declared"},
+		{"never written unregistered", []upcast.Upcaster{upcast.NeverWritten("Nope", 1)}, `"Nope" is not registered`},
+		{"never written read by an output", []upcast.Upcaster{upcast.Rename("Old", 1, "Opened", 2), upcast.NeverWritten("Opened", 2)},
+			`"Opened" v2, produced by the upcaster from "Old" v1, goes nowhere: it is declared NeverWritten`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,5 +245,29 @@ func TestNewRejectsBadChains(t *testing.T) {
 	}
 	if _, err := upcast.New(nil); err == nil {
 		t.Fatal("nil registry accepted")
+	}
+	// Each hole is reported once, not also as a missing version.
+	_, err := upcast.New(registry(t), append(upcasters()[2:], upcast.Bump("Opened", 1))...)
+	if err == nil || strings.Count(err.Error(), `"Opened" v2`) != 1 || strings.Contains(err.Error(), "no upcaster reads v2") {
+		t.Fatalf("hole reported twice or not at all: %v", err)
+	}
+}
+
+func TestNeverWrittenCompletesTheChain(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	// Opened was introduced at version 2; v1 only ever existed in code.
+	c, err := upcast.New(reg, upcast.Bump("Opened", 2), upcast.NeverWritten("Opened", 1),
+		upcast.Rename("MoneyDeposited", 1, "FundsDeposited", 2), upcast.NeverWritten("FundsDeposited", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Decode(rec("Opened", 2, `{"owner":"ada"}`))
+	if err != nil || len(got) != 1 || got[0] != (opened{Owner: "ada"}) {
+		t.Fatalf("Decode Opened v2 = %v, %v", got, err)
+	}
+	got, err = c.Decode(rec("MoneyDeposited", 1, `{"cents":5}`))
+	if err != nil || len(got) != 1 || got[0] != (deposited{5}) {
+		t.Fatalf("Decode MoneyDeposited v1 = %v, %v", got, err)
 	}
 }
