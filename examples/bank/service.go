@@ -90,6 +90,8 @@ func (b *Bank) Stats() aggregate.Stats {
 		SnapshotsFailed:  a.SnapshotsFailed + t.SnapshotsFailed,
 		SnapshotsSkipped: a.SnapshotsSkipped + t.SnapshotsSkipped,
 		SnapshotsIgnored: a.SnapshotsIgnored + t.SnapshotsIgnored,
+		CacheHits:        a.CacheHits + t.CacheHits,
+		CacheStale:       a.CacheStale + t.CacheStale,
 	}
 }
 

@@ -337,6 +337,11 @@ func (d *demo) connectNATS(ctx context.Context) error {
 		return fmt.Errorf("demo: connect to NATS at %s: %w", d.cfg.NATSURL, err)
 	}
 	d.nc = nc
+	// Projections read consumers with several filter subjects, which NATS
+	// servers before 2.10 silently ignore: refuse them up front.
+	if v := nc.ConnectedServerVersion(); !atLeast(v, 2, 10) {
+		return fmt.Errorf("demo: NATS server at %s is version %s; the JetStream projection source needs 2.10 or newer (consumers with several filter subjects)", d.cfg.NATSURL, v)
+	}
 	js, err := njs.New(nc)
 	if err != nil {
 		return fmt.Errorf("demo: jetstream: %w", err)
@@ -813,6 +818,16 @@ func (b *progressBar) finish() {
 		b.draw()
 		fmt.Fprintln(b.w)
 	}
+}
+
+// atLeast reports whether the version "major.minor.patch" is at least
+// major.minor.
+func atLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return true // unknown: let the server say
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // isTerminal reports whether w is a terminal, where the progress bar can
