@@ -62,7 +62,7 @@ type section struct {
 
 func main() {
 	dbURL := flag.String("database", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
-	natsURL := flag.String("nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL")
+	natsURL := flag.String("nats", os.Getenv("NATS_URL"), "NATS URL; empty starts an in-process NATS server with JetStream")
 	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection); empty runs all")
 	scale := flag.Float64("scale", 1, "scale event counts (0.1 for a quick run)")
 	flag.Parse()
@@ -88,6 +88,18 @@ func main() {
 	defer pool.Close()
 	if err := pool.Ping(ctx); err != nil {
 		fatal(fmt.Errorf("PostgreSQL at %s: %w", *dbURL, err))
+	}
+	if *natsURL == "" {
+		// An in-process server of the version the tests use: the machine's
+		// nats-server may be older than the JetStream features Chronicle
+		// needs (several filter subjects per consumer arrived in 2.10).
+		url, shutdown, err := startNATS()
+		if err != nil {
+			fatal(err)
+		}
+		defer shutdown()
+		*natsURL = url
+		fmt.Fprintf(os.Stderr, "bench: in-process NATS server at %s\n", url)
 	}
 	env := &Env{DatabaseURL: *dbURL, NATSURL: *natsURL, Pool: pool, Scale: *scale}
 	defer func() {
