@@ -64,6 +64,15 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// TransientChecker is implemented by a [Store] that can tell a passing
+// failure of its own (a lost connection, a serialization failure, a server
+// shutting down) from an error the event caused. The runner retries the
+// former in place, with backoff and without counting an attempt against
+// the event, so an outage never sends healthy events to dead letters.
+type TransientChecker interface {
+	Transient(err error) bool
+}
+
 // DeadLetter is an event a projection failed to apply MaxAttempts times.
 type DeadLetter struct {
 	// Projection is the projection's name.

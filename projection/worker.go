@@ -210,6 +210,9 @@ func (w *worker) setup(ctx context.Context, b Build, activate bool) error {
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if w.p.Setup != nil {
 		if err := w.p.Setup(ctx, tx); err != nil {
+			if ctx.Err() != nil || w.transient(err) {
+				return fmt.Errorf("projection %q: setup of %s: %w", w.p.Name, b, err)
+			}
 			return fmt.Errorf("%w: projection %q: setup of %s: %w", errFatal, w.p.Name, b, err)
 		}
 	}
@@ -219,7 +222,7 @@ func (w *worker) setup(ctx context.Context, b Build, activate bool) error {
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		if w.p.Setup != nil && ctx.Err() == nil {
+		if w.p.Setup != nil && ctx.Err() == nil && !w.transient(err) {
 			return fmt.Errorf("%w: projection %q: commit setup of %s: %w", errFatal, w.p.Name, b, err)
 		}
 		return fmt.Errorf("projection %q: commit setup of %s: %w", w.p.Name, b, err)
@@ -440,6 +443,7 @@ func nakAll(ds []Delivery, delay time.Duration) {
 func (w *worker) applyOne(ctx context.Context, b Build, d Delivery) error {
 	maxAttempts := w.p.maxAttempts()
 	var err error
+	outages := 0
 	for attempt := 1; ; attempt++ {
 		err = w.tryTx(ctx, b, []Delivery{d})
 		if err == nil {
@@ -449,6 +453,22 @@ func (w *worker) applyOne(ctx context.Context, b Build, d Delivery) error {
 		if ctx.Err() != nil {
 			nakAll([]Delivery{d}, 0)
 			return ctx.Err()
+		}
+		if w.transient(err) {
+			// The store, not the event: retry in place without counting
+			// an attempt against the event.
+			attempt--
+			outages++
+			w.update(func() { w.lastErr = err })
+			w.r.log.Warn("store unavailable; retrying", "projection", w.p.Name, "err", err)
+			if d.Acker != nil {
+				_ = d.Acker.InProgress()
+			}
+			if err := sleep(ctx, backoff(w.r.opts.backoffMin, w.r.opts.backoffMax, outages), nil); err != nil {
+				nakAll([]Delivery{d}, 0)
+				return err
+			}
+			continue
 		}
 		if attempt >= maxAttempts {
 			break
@@ -518,8 +538,18 @@ func (w *worker) waitResume(ctx context.Context) error {
 			w.update(func() { w.haltedOn = uuid.Nil })
 			return nil
 		}
-		if err := sleep(ctx, w.r.opts.haltPoll, w.restart); err != nil {
-			return err
+		t := time.NewTimer(w.r.opts.haltPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-w.restart:
+			// A rebuild or a resolved dead letter: run again (a rebuild
+			// starts its new build; an unresolved poison halts again).
+			t.Stop()
+			w.update(func() { w.haltedOn = uuid.Nil })
+			return nil
+		case <-t.C:
 		}
 	}
 }
@@ -538,7 +568,7 @@ func containsDL(dls []DeadLetter, id uuid.UUID) bool {
 func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 	tx, err := w.r.store.Begin(ctx, b)
 	if err != nil {
-		return fmt.Errorf("projection %q: begin unit of work on %s: %w", w.p.Name, b, err)
+		return &infraError{fmt.Errorf("projection %q: begin unit of work on %s: %w", w.p.Name, b, err)}
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	cp := tx.Checkpoint()
@@ -591,6 +621,26 @@ func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (err 
 		}
 	}
 	return nil
+}
+
+// infraError marks a failure of the store itself (beginning a unit of
+// work), never the event's fault.
+type infraError struct{ err error }
+
+func (e *infraError) Error() string { return e.err.Error() }
+func (e *infraError) Unwrap() error { return e.err }
+
+// transient reports whether err is a passing failure of the store rather
+// than one caused by the event.
+func (w *worker) transient(err error) bool {
+	var ie *infraError
+	if errors.As(err, &ie) {
+		return true
+	}
+	if tc, ok := w.r.store.(TransientChecker); ok {
+		return tc.Transient(err)
+	}
+	return false
 }
 
 func describe(rec eventstore.Record) string {

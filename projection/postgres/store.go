@@ -23,10 +23,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
@@ -50,7 +53,10 @@ type Store struct {
 	q      string
 }
 
-var _ projection.Store = (*Store)(nil)
+var (
+	_ projection.Store            = (*Store)(nil)
+	_ projection.TransientChecker = (*Store)(nil)
+)
 
 // Option configures a [Store].
 type Option func(*Store)
@@ -199,6 +205,25 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.
 		return fmt.Errorf("postgres: delete dead letter %s of %q: %w", eventID, name, err)
 	}
 	return nil
+}
+
+// Transient reports whether err is a passing failure of PostgreSQL or of
+// the connection to it (connection errors, timeouts, serialization
+// failures and deadlocks, a server shutting down or out of resources),
+// rather than one caused by the statements of a handler.
+func (s *Store) Transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "53", "57", "58":
+			return true
+		}
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgx.ErrTxClosed)
 }
 
 // DropBuild drops the tables of a build that is not current (the base

@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 func TestConcurrentWritersExactlyOnceInOrder(t *testing.T) {
@@ -311,4 +315,56 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestConnectionLossIsNotAPoisonEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	// The projection store gets its own pool, named so that its backends
+	// can be killed without touching anyone else's.
+	cfg, err := pgxpool.ParseConfig(testenv.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = e.schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ps, err := postgres.New(pool, postgres.WithSchema(e.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := projection.NewRunner(e.events, ps, []projection.Projection{counting("counts", 1, func(p *projection.Projection) {
+		p.MaxAttempts, p.BatchSize = 2, 20
+	})}, projection.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	done := make(chan struct{})
+	killed := 0
+	go func() {
+		defer close(done)
+		for i := 0; i < 15; i++ {
+			time.Sleep(30 * time.Millisecond)
+			var n int
+			if err := e.pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`,
+				e.schema).Scan(&n); err == nil {
+				killed += n
+			}
+		}
+	}()
+	want, last := e.write("acct", 4, 150)
+	<-done
+	waitFor(t, r, "counts", last)
+	e.checkCounts("counts", want)
+	if killed == 0 {
+		t.Fatal("no projection connection was killed: the test proves nothing")
+	}
+	if dls, err := e.store.DeadLetters(ctx, "counts"); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after connection losses: %+v, %v", dls, err)
+	}
 }
