@@ -111,16 +111,47 @@ func FilterSubject(prefix, category, eventType string) string {
 // [Subject]), its headers (see [HeaderMsgID] and the other header names)
 // and its Data as body. The body shares rec.Data's memory.
 func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
-	h := make(nats.Header, 10) // room for the relay's expectation header
-	h[HeaderMsgID] = []string{rec.ID.String()}
-	h[HeaderStream] = []string{encodeValue(rec.StreamID)}
-	h[HeaderVersion] = []string{strconv.FormatInt(rec.StreamVersion, 10)}
-	h[HeaderPosition] = []string{rec.Position.String()}
-	h[HeaderType] = []string{encodeValue(rec.Type)}
-	h[HeaderSchemaVersion] = []string{strconv.Itoa(rec.SchemaVersion)}
-	h[HeaderRecordedAt] = []string{rec.RecordedAt.UTC().Format(time.RFC3339Nano)}
+	// Build every value in one buffer and one string, and every value
+	// slice in one array: a handful of allocations per message.
+	var ends [8]int
+	buf := make([]byte, 0, 128+len(rec.StreamID)+len(rec.Type)+16*len(rec.Metadata))
+	buf = buf[:36]
+	uuidString(buf, rec.ID)
+	ends[0] = len(buf)
+	buf = appendValue(buf, rec.StreamID)
+	ends[1] = len(buf)
+	buf = strconv.AppendInt(buf, rec.StreamVersion, 10)
+	ends[2] = len(buf)
+	buf = strconv.AppendUint(buf, rec.Position.TxID, 10)
+	buf = append(buf, '/')
+	buf = strconv.AppendUint(buf, rec.Position.Seq, 10)
+	ends[3] = len(buf)
+	buf = appendValue(buf, rec.Type)
+	ends[4] = len(buf)
+	buf = strconv.AppendInt(buf, int64(rec.SchemaVersion), 10)
+	ends[5] = len(buf)
+	buf = rec.RecordedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	ends[6] = len(buf)
 	if len(rec.Metadata) > 0 {
-		h[HeaderMetadata] = []string{metadataJSON(rec.Metadata)}
+		buf = appendMetadataJSON(buf, rec.Metadata)
+	}
+	ends[7] = len(buf)
+	all := string(buf)
+	vals := make([]string, 8)
+	for i, start := 0, 0; i < 8; i++ {
+		vals[i] = all[start:ends[i]]
+		start = ends[i]
+	}
+	h := make(nats.Header, 10) // room for the relay's expectation header
+	h[HeaderMsgID] = vals[0:1:1]
+	h[HeaderStream] = vals[1:2:2]
+	h[HeaderVersion] = vals[2:3:3]
+	h[HeaderPosition] = vals[3:4:4]
+	h[HeaderType] = vals[4:5:5]
+	h[HeaderSchemaVersion] = vals[5:6:6]
+	h[HeaderRecordedAt] = vals[6:7:7]
+	if len(rec.Metadata) > 0 {
+		h[HeaderMetadata] = vals[7:8:8]
 	}
 	return &nats.Msg{Subject: Subject(prefix, rec), Header: h, Data: rec.Data}
 }
@@ -204,18 +235,16 @@ func RecordFromMsg(subject string, hdr nats.Header, data []byte) (eventstore.Rec
 	return rec, nil
 }
 
-// metadataJSON encodes m as a JSON object with sorted keys, escaping
-// control and non-ASCII characters as \uXXXX so the text is printable
-// ASCII.
-func metadataJSON(m eventstore.Metadata) string {
-	keys := make([]string, 0, len(m))
-	n := 2
-	for k, v := range m {
+// appendMetadataJSON appends m as a JSON object with sorted keys,
+// escaping control and non-ASCII characters as \uXXXX so the text is
+// printable ASCII.
+func appendMetadataJSON(b []byte, m eventstore.Metadata) []byte {
+	var small [8]string
+	keys := small[:0]
+	for k := range m {
 		keys = append(keys, k)
-		n += len(k) + len(v) + 6
 	}
 	slices.Sort(keys)
-	b := make([]byte, 0, n)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -225,11 +254,23 @@ func metadataJSON(m eventstore.Metadata) string {
 		b = append(b, ':')
 		b = appendJSONString(b, m[k])
 	}
-	b = append(b, '}')
-	return string(b)
+	return append(b, '}')
 }
 
 const hexDigits = "0123456789abcdef"
+
+// uuidString writes id in its canonical hyphenated form to dst[:36].
+func uuidString(dst []byte, id uuid.UUID) {
+	j := 0
+	for i, c := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
+		j += 2
+	}
+}
 
 // appendJSONString appends s as a JSON string literal in printable ASCII.
 // Invalid UTF-8 becomes U+FFFD, as with encoding/json.
@@ -276,13 +317,13 @@ func appendU(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 }
 
-// encodeValue returns s as is when NATS headers carry it unchanged, and as
+// appendValue appends s as is when NATS headers carry it unchanged, and as
 // an ASCII JSON string literal otherwise.
-func encodeValue(s string) string {
+func appendValue(b []byte, s string) []byte {
 	if plainValue(s) {
-		return s
+		return append(b, s...)
 	}
-	return string(appendJSONString(make([]byte, 0, len(s)+8), s))
+	return appendJSONString(b, s)
 }
 
 func plainValue(s string) bool {
