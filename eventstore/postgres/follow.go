@@ -33,21 +33,18 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 		after := opts.After
 		left := opts.Limit
 		buf := make([]eventstore.Record, 0, opts.Batch())
-		// A notification means something committed; when the read after
-		// it finds nothing, an older open transaction holds the horizon
-		// back, so read again soon (backing off up to the poll interval)
-		// rather than at the next poll.
-		const minRetry = 5 * time.Millisecond
-		// The first read counts as notified: an empty first read may be
-		// held back too.
+		// When committed events wait behind an older open transaction,
+		// read again soon (backing off from 5ms to 100ms, or the poll
+		// interval when shorter) rather than at the next notification or
+		// poll: the transaction holding them back may not be an append
+		// and may never notify.
+		const minRetry, maxRetry = 5 * time.Millisecond, 100 * time.Millisecond
 		retry := time.Duration(0)
-		notified := true
 		for {
 			if l == nil && s.cfg.notify {
 				l = s.listen(ctx)
 			}
 			// Catch up: read until a batch comes back short.
-			read := 0
 			for {
 				var (
 					full bool
@@ -66,7 +63,6 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 						return
 					}
 				}
-				read += len(buf)
 				if len(buf) > 0 {
 					after = buf[len(buf)-1].Position
 				}
@@ -81,18 +77,23 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 				}
 			}
 			wait := s.cfg.pollInterval
-			switch {
-			case read > 0:
-				retry = 0
-			case notified || retry > 0:
-				retry = min(max(2*retry, minRetry), s.cfg.pollInterval)
+			held, err := s.heldBack(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				yield(eventstore.Record{}, err)
+				return
+			}
+			if held {
+				retry = min(max(2*retry, minRetry), maxRetry, s.cfg.pollInterval)
 				wait = retry
+			} else {
+				retry = 0
 			}
 			// Wait for a notification or the poll interval.
-			notified = false
 			if l != nil {
-				var err error
-				if notified, err = l.wait(ctx, wait); err != nil && ctx.Err() == nil {
+				if _, err := l.wait(ctx, wait); err != nil && ctx.Err() == nil {
 					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; polling",
 						slog.String("schema", s.cfg.schema), slog.Any("error", err))
 					l.close()
@@ -173,4 +174,14 @@ func (l *listener) close() {
 		}
 	}
 	c.Release()
+}
+
+// heldBack reports whether committed events are waiting behind an open
+// transaction older than them.
+func (s *Store) heldBack(ctx context.Context) (bool, error) {
+	var held bool
+	if err := s.pool.QueryRow(ctx, s.q.heldBack).Scan(&held); err != nil {
+		return false, s.wrapErr("check for events held back", err)
+	}
+	return held, nil
 }

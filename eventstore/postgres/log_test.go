@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -382,5 +383,49 @@ func TestAppendTxFromAnOlderTransactionIsRefused(t *testing.T) {
 	}
 	if info, _ := s.StreamInfo(c, "late-1"); info.Version != 1 {
 		t.Fatalf("version %d after the refused append, want 1", info.Version)
+	}
+}
+
+// Notifications are coalesced under concurrent appends; every commit must
+// still be followed by one, so a follower that never polls sees them all.
+func TestFollowSeesConcurrentAppendsWithoutPolling(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, postgres.WithPollInterval(time.Minute))
+	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
+	defer cancel()
+	const writers, appends = 8, 15
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		for _, err := range s.Follow(c, eventstore.ReadAllOptions{Limit: writers * appends}) {
+			if err != nil {
+				break
+			}
+			n++
+		}
+		got <- n
+	}()
+	waitListening(t, pool, s.Channel())
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < appends; i++ {
+				if _, err := s.Append(c, fmt.Sprintf("w%d-1", w), eventstore.Any, events(1)...); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case n := <-got:
+		if n != writers*appends {
+			t.Fatalf("Follow yielded %d records, want %d", n, writers*appends)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Follow missed a wake-up: the last appends were not delivered")
 	}
 }

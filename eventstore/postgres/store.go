@@ -86,7 +86,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 type queries struct {
 	lock, append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat, notify                 string
+	checkIDs, status, listStreams, listStreamsCat, notify, heldBack       string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -130,7 +130,8 @@ func newQueries(q string) queries {
 			FROM ` + q + `.streams s
 			WHERE s.stream_id > $1 AND (s.stream_id = $3 OR (s.stream_id >= $3 || '-' AND s.stream_id < $3 || '.'))
 			ORDER BY s.stream_id LIMIT $2`,
-		notify: `SELECT pg_notify($1, '')`,
+		notify:   `SELECT pg_notify($1, '')`,
+		heldBack: `SELECT EXISTS (SELECT 1 FROM ` + q + `.events WHERE transaction_id >= ` + horizon + `)`,
 	}
 }
 
