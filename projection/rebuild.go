@@ -41,6 +41,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 	running := w.runningIn
 	w.mu.Unlock()
 	if !running {
+		defer w.setState(Stopped)
 		if err := w.runOnce(ctx, true); err != nil {
 			if errors.Is(err, errFatal) {
 				return err
