@@ -429,3 +429,35 @@ func TestFollowSeesConcurrentAppendsWithoutPolling(t *testing.T) {
 		t.Fatal("Follow missed a wake-up: the last appends were not delivered")
 	}
 }
+
+func TestFollowSurvivesLosingItsListener(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, postgres.WithPollInterval(50*time.Millisecond))
+	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
+	defer cancel()
+	got := make(chan eventstore.Record, 10)
+	go func() {
+		for r, err := range s.Follow(c, eventstore.ReadAllOptions{}) {
+			if err != nil {
+				return
+			}
+			got <- r
+		}
+	}()
+	waitListening(t, pool, s.Channel())
+	if _, err := pool.Exec(c, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
+		"LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "after-1", eventstore.NoStream, events(1)...)
+	select {
+	case r := <-got:
+		if r.StreamID != "after-1" {
+			t.Fatalf("got %s", r.StreamID)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Follow stopped delivering after its listening connection was killed")
+	}
+	// It listens again.
+	waitListening(t, pool, s.Channel())
+}
