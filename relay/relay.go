@@ -365,7 +365,10 @@ func (r *Relay) confirm(ctx context.Context, conn *pgxpool.Conn, pend <-chan pen
 			// Check the leadership connection now and then while idle.
 			if idle++; idle*int(r.cfg.flushInterval) >= int(5*time.Second) && !failed {
 				idle = 0
-				if err := conn.Ping(ctx); err != nil && ctx.Err() == nil {
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				err := conn.Ping(pctx)
+				cancel()
+				if err != nil {
 					failed = true
 					fail(fmt.Errorf("relay: the leadership connection failed: %w", err))
 				}

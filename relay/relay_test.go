@@ -3,12 +3,15 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/relay"
 )
@@ -276,5 +279,44 @@ func TestRunTwice(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if err := r.Run(context.Background()); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("second Run: %v, want a refusal", err)
+	}
+}
+
+// TestRelayFromMemoryStore relays a store other than PostgreSQL: any
+// Source works; the checkpoint and the lock still live in PostgreSQL.
+func TestRelayFromMemoryStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	mem := memory.New()
+	for i := 0; i < 50; i++ {
+		if _, err := mem.Append(ctx, fmt.Sprintf("cart-%d", i%4), eventstore.Any,
+			eventstore.Event{Type: "ItemAdded", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := relay.New(mem, e.nc, e.pool, relay.WithSchema(e.schema), relay.WithName("memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	e.waitCount(ctx, relay.DefaultStreamName, 50)
+	got, subjects := e.streamRecords(ctx, relay.DefaultStreamName)
+	i := 0
+	for want, err := range mem.ReadAll(ctx, eventstore.ReadAllOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertRecord(t, want, got[i])
+		if subjects[i] != "chronicle.events.cart.ItemAdded" {
+			t.Fatalf("subject %q", subjects[i])
+		}
+		i++
+	}
+	if i != 50 || len(got) != 50 {
+		t.Fatalf("stream holds %d messages, store %d records", len(got), i)
 	}
 }
