@@ -107,11 +107,11 @@ func backends(t *testing.T) []func(t *testing.T) backend {
 		func(*testing.T) backend {
 			return backend{"memory", memory.New(), snapshot.NewMemoryStore()}
 		},
-		pgBackend,
+		func(t *testing.T) backend { return pgBackend(t) },
 	}
 }
 
-func pgBackend(t *testing.T) backend {
+func pgBackend(t testing.TB) backend {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
 	es, err := pgstore.New(pool, pgstore.WithSchema(schema))

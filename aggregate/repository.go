@@ -99,7 +99,7 @@ func (r *Repository[T]) Stats() Stats {
 // missing stream fails with an error matching [ErrNotFound] (and
 // eventstore.ErrStreamNotFound).
 func (r *Repository[T]) Load(ctx context.Context, id string) (T, error) {
-	return r.load(ctx, id, 0)
+	return r.load(ctx, r.StreamID(id), id, 0)
 }
 
 // LoadAt returns the aggregate id as it was at stream version version: the
@@ -111,7 +111,7 @@ func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T
 		var zero T
 		return zero, fmt.Errorf("aggregate: load %q at version %d: want a version of 1 or more", r.StreamID(id), version)
 	}
-	return r.load(ctx, id, version)
+	return r.load(ctx, r.StreamID(id), id, version)
 }
 
 func (r *Repository[T]) fresh(id string) T {
@@ -120,9 +120,10 @@ func (r *Repository[T]) fresh(id string) T {
 	return a
 }
 
-func (r *Repository[T]) load(ctx context.Context, id string, at int64) (T, error) {
+// load loads the aggregate id, whose stream is stream, like LoadAt (at > 0)
+// or Load (at == 0).
+func (r *Repository[T]) load(ctx context.Context, stream, id string, at int64) (T, error) {
 	var zero T
-	stream := r.StreamID(id)
 	a, ok := r.fromCache(stream, id)
 	if ok && at > 0 && a.root().version > at {
 		ok = false
@@ -284,7 +285,13 @@ func (r *Repository[T]) Save(ctx context.Context, a T) (eventstore.AppendResult,
 	if root.id == "" {
 		return eventstore.AppendResult{}, errors.New("aggregate: save: the aggregate has no ID; get it from the repository (Load, Create, Update) or call aggregate.SetID")
 	}
-	stream := r.StreamID(root.id)
+	return r.save(ctx, r.StreamID(root.id), a)
+}
+
+// save is Save for an aggregate with uncommitted events, whose stream is
+// stream.
+func (r *Repository[T]) save(ctx context.Context, stream string, a T) (eventstore.AppendResult, error) {
+	root := a.root()
 	expected := eventstore.NoStream
 	if root.version > 0 {
 		expected = eventstore.Exact(root.version)
@@ -414,7 +421,7 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 			r.stats.cacheHits.Add(1)
 		} else {
 			var err error
-			if a, err = r.Load(ctx, id); err != nil {
+			if a, err = r.load(ctx, stream, id, 0); err != nil {
 				return eventstore.AppendResult{}, err
 			}
 		}
@@ -424,7 +431,7 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 			// stale cached state: catch up with the events after it (one
 			// read) and, when there were any, run the command again on
 			// the fresh state, whose outcome stands.
-			fresh, lerr := r.load(ctx, id, 0)
+			fresh, lerr := r.load(ctx, stream, id, 0)
 			if lerr != nil {
 				return eventstore.AppendResult{}, lerr
 			}
@@ -437,7 +444,10 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
-		res, err := r.Save(ctx, a)
+		if len(a.root().uncommitted) == 0 {
+			return eventstore.AppendResult{Version: a.root().version}, nil
+		}
+		res, err := r.save(ctx, stream, a)
 		if err == nil || !eventstore.IsRetryable(err) {
 			return res, err
 		}
@@ -452,12 +462,12 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 			}
 		}
 		if attempt >= r.cfg.retries {
-			return res, fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", r.StreamID(id), attempt+1, err)
+			return res, fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", stream, attempt+1, err)
 		}
 		r.stats.retries.Add(1)
-		r.log.Debug("aggregate: update conflicted; retrying", "stream", r.StreamID(id), "attempt", attempt+1, "error", err)
+		r.log.Debug("aggregate: update conflicted; retrying", "stream", stream, "attempt", attempt+1, "error", err)
 		if err := sleep(ctx, r.backoff(attempt)); err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("aggregate: update %q: %w while waiting to retry after a conflict", r.StreamID(id), err)
+			return eventstore.AppendResult{}, fmt.Errorf("aggregate: update %q: %w while waiting to retry after a conflict", stream, err)
 		}
 	}
 }

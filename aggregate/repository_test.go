@@ -1,10 +1,12 @@
 package aggregate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chronicle-go/chronicle/aggregate"
@@ -423,5 +425,51 @@ func TestUpcastOnEveryLoadPath(t *testing.T) {
 		}
 		a, err = repo.Load(ctx, "up-1")
 		check("Load after Update", a, err, 8, 0)
+	})
+}
+
+// countingSnapshots counts snapshot loads.
+type countingSnapshots struct {
+	snapshot.Store
+	loads atomic.Int64
+}
+
+func (c *countingSnapshots) Load(ctx context.Context, stream string) (snapshot.Snapshot, error) {
+	c.loads.Add(1)
+	return c.Store.Load(ctx, stream)
+}
+
+// Update costs one read and one append, plus one snapshot load when
+// snapshots are on; a cached state saves the read.
+func TestUpdateRoundTrips(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		counted := &countingStore{EventStore: b.events}
+		snaps := &countingSnapshots{Store: b.snaps}
+		tests := []struct {
+			name                   string
+			opts                   []aggregate.Option
+			reads, appends, sloads int64
+		}{
+			{"plain", nil, 1, 1, 0},
+			{"snapshots not due", []aggregate.Option{aggregate.WithSnapshots(snaps, snapshot.Every(1000))}, 1, 1, 1},
+			{"cache hit", []aggregate.Option{aggregate.WithCache(10)}, 0, 1, 0},
+		}
+		for i, tc := range tests {
+			repo := aggregate.NewRepository(counted, registry(t), newAccount, tc.opts...)
+			id := fmt.Sprintf("rt-%d", i)
+			seed(t, repo, id, 5)
+			counted.calls()
+			snaps.loads.Store(0)
+			if _, err := repo.Update(ctx, id, func(a *Account) error { return a.Deposit(1) }); err != nil {
+				t.Fatal(err)
+			}
+			reads, appends, _ := counted.calls()
+			if reads != tc.reads || appends != tc.appends || snaps.loads.Load() != tc.sloads {
+				t.Errorf("%s: %d reads, %d appends, %d snapshot loads; want %d, %d, %d",
+					tc.name, reads, appends, snaps.loads.Load(), tc.reads, tc.appends, tc.sloads)
+			}
+		}
 	})
 }
