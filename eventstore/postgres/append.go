@@ -35,7 +35,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	res, err := s.appendOn(ctx, s.pool, streamID, expected, evs)
+	res, err := s.appendOn(ctx, nil, streamID, expected, evs)
 	if errors.Is(err, errIDTaken) || errors.Is(err, errKnownID) {
 		return s.resolveRetry(ctx, s.pool, streamID, expected, evs, err)
 	}
@@ -54,8 +54,10 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 // appending would put the stream's events out of order in the global log,
 // so AppendTx refuses with a [*eventstore.ConflictError] (retry in a new
 // transaction). When the event IDs are already stored, AppendTx returns a
-// conflict and, if PostgreSQL refused the insert, tx is aborted; it cannot
-// tell an idempotent retry from a conflict the way [Store.Append] does.
+// conflict, or the original result when they are stored exactly there (an
+// idempotent retry); but when PostgreSQL refused the insert (the IDs are
+// stored, the versions matched), tx is aborted and the conflict's Actual is
+// -1 (unknown).
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	evs, err := eventstore.PrepareAppend(streamID, expected, events)
 	if err != nil {
@@ -65,10 +67,13 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 		return eventstore.AppendResult{}, fmt.Errorf("postgres: append to stream %q: nil transaction", streamID)
 	}
 	res, err := s.appendOn(ctx, tx, streamID, expected, evs)
-	var ke *knownIDError
-	if errors.As(err, &ke) {
-		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: ke.actual,
-			Reason: "some event IDs are already stored"}
+	switch {
+	case errors.Is(err, errKnownID):
+		// Nothing failed in tx: look the IDs up in it.
+		return s.resolveRetry(ctx, tx, streamID, expected, evs, err)
+	case errors.Is(err, errIDTaken):
+		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: -1,
+			Reason: "some event IDs are already stored; PostgreSQL refused the insert and the transaction is aborted"}
 	}
 	return res, err
 }
@@ -87,7 +92,9 @@ type knownIDError struct {
 func (e *knownIDError) Error() string { return e.sentinel.Error() }
 func (e *knownIDError) Unwrap() error { return e.sentinel }
 
-func (s *Store) appendOn(ctx context.Context, q querier, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event) (eventstore.AppendResult, error) {
+// appendOn appends in tx, or through the pool in one round trip when tx is
+// nil.
+func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event) (eventstore.AppendResult, error) {
 	n := len(evs)
 	ids := make([]pgtype.UUID, n)
 	types := make([]string, n)
@@ -116,7 +123,7 @@ func (s *Store) appendOn(ctx context.Context, q querier, streamID string, expect
 		err     error
 	)
 	args := []any{streamID, int64(expected), ids, types, svs, data, meta}
-	if tx0, inTx := q.(pgx.Tx); inTx {
+	if tx0 != nil {
 		// In the caller's transaction: one batch, and the notification
 		// goes out if and when it commits.
 		b := &pgx.Batch{}

@@ -461,3 +461,35 @@ func TestFollowSurvivesLosingItsListener(t *testing.T) {
 	// It listens again.
 	waitListening(t, pool, s.Channel())
 }
+
+func TestAppendTxRetryAndRollback(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	c := ctx(t)
+	evs := events(2)
+	for i := range evs {
+		evs[i].ID = [16]byte{0x42, byte(i + 1)}
+	}
+	first := mustAppend(t, s, "tx-1", eventstore.NoStream, evs...)
+	tx, err := pool.Begin(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendTx(c, tx, "tx-1", eventstore.NoStream, evs...)
+	if err != nil || again != first {
+		t.Fatalf("AppendTx retry = %+v, %v; want %+v", again, err, first)
+	}
+	// A rolled-back AppendTx leaves nothing behind.
+	if _, err := s.AppendTx(c, tx, "tx-1", eventstore.Exact(2), events(3)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(c); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := s.StreamInfo(c, "tx-1"); info.Version != 2 {
+		t.Fatalf("version %d after a rolled-back AppendTx, want 2", info.Version)
+	}
+	if _, err := s.AppendTx(c, nil, "tx-1", eventstore.Any, events(1)...); err == nil {
+		t.Fatal("AppendTx accepted a nil transaction")
+	}
+}
