@@ -205,11 +205,9 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.stream, err)
 	}
-	s.log.Info("created projection consumer", "consumer", name, "start_seq", start, "after", after(req.After))
+	s.log.Info("created projection consumer", "consumer", name, "start_seq", start, "after", req.After.String())
 	return cons, nil
 }
-
-func after(p eventstore.Position) string { return p.String() }
 
 // startSeq finds the first stream sequence whose record comes after pos.
 func (s *Source) startSeq(ctx context.Context, pos eventstore.Position) (uint64, error) {

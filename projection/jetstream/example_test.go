@@ -1,0 +1,47 @@
+package jetstream_test
+
+import (
+	"context"
+	"log"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/projection/jetstream"
+	"github.com/chronicle-go/chronicle/projection/postgres"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+// The relay publishes the log to JetStream; the runner reads it through one
+// durable consumer per projection and dead letters are announced on NATS.
+func Example() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, "postgres://localhost/app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	js, _ := njs.New(nc)
+	events, _ := espg.New(pool)
+	store, _ := postgres.New(pool)
+	rl, _ := relay.New(events, nc, pool)
+	src, _ := jetstream.NewSource(js)
+	var projections []projection.Projection // the service's projections
+	runner, err := projection.NewRunner(events, store, projections,
+		projection.WithSource(src),
+		projection.WithDeadLetterPublisher(jetstream.NewDeadLetterPublisher(nc, "")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rl.Run(ctx) })
+	g.Go(func() error { return runner.Run(ctx) })
+	log.Fatal(g.Wait())
+}
