@@ -5,23 +5,27 @@
 // [Store.Migrate] creates, in a schema of its own (default "chronicle"), an
 // events table (global position, writing transaction id, event id, stream id
 // and version, type, schema version, data and metadata as jsonb, recording
-// time), a streams table (current version and category of every stream) and
-// the append_events function. Constructors never touch the database.
+// time) and a streams table that lists every stream once. A stream's
+// version is that of its last event, read through the unique
+// (stream_id, stream_version) index, so an append writes one table. Stream
+// IDs compare byte by byte (COLLATE "C"), like Go strings. Constructors
+// never touch the database.
 //
 // # Appends
 //
-// [Store.Append] is one statement, so one round trip and one transaction,
-// whatever the number of events: it calls append_events with the events as
-// arrays. The function takes a transaction-scoped advisory lock on the
-// stream, checks the expected version, inserts every event with one
-// INSERT ... SELECT FROM unnest and moves the stream's version. Taking the
-// lock before writing anything means appends to one stream get increasing
+// [Store.Append] is one round trip and one transaction whatever the number
+// of events: pipelined in one implicit transaction, a transaction-scoped
+// advisory lock on the stream, then one statement that reads the stream's
+// version, checks the expected version and inserts every event with
+// INSERT ... SELECT FROM unnest of arrays. Taking the lock before the
+// transaction writes anything means appends to one stream get increasing
 // transaction ids, so each stream's events stay in version order in the
 // global log. Of N concurrent appends with the same expected version
 // exactly one wins; the others get a [*eventstore.ConflictError] with the
 // actual version and write nothing. An append whose event IDs are already
 // stored in that stream at those versions (a retry after a timeout) returns
-// the original result and writes nothing.
+// the original result and writes nothing. [Store.AppendTx] appends inside a
+// transaction the caller owns.
 //
 // # The global log
 //
@@ -39,8 +43,13 @@
 // # Following
 //
 // [Store.Follow] reads what is there, then waits for a notification on a
-// LISTEN connection taken from the pool (append_events calls pg_notify) or
-// for the poll interval ([WithPollInterval]), whichever comes first, and
-// reads again. Notifications can be turned off with [WithNotify]; followers
-// then rely on polling alone.
+// LISTEN connection taken from the pool or for the poll interval
+// ([WithPollInterval]), whichever comes first, and reads again; while
+// committed events wait behind an older open transaction it re-reads every
+// few milliseconds instead. Appends notify from a second implicit
+// transaction pipelined after their own (a notifying transaction holds a
+// cluster-wide lock through its commit, WAL flush included), and concurrent
+// appends of one Store share notifications, each commit still being
+// followed by one. [WithNotify] turns notifications off; followers then
+// poll.
 package postgres

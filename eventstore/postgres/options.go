@@ -35,10 +35,12 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // late a follower sees events when notifications are off or lost.
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
-// WithNotify turns the pg_notify call of each append on (the default) or
-// off. Notifications wake followers at once; they cost a short global lock
-// at each commit, which matters only under heavy concurrent appends. With
-// them off, followers see new events within the poll interval.
+// WithNotify turns the notifications that wake followers on (the default)
+// or off. Each append, or under concurrent appends one append in a
+// round trip's worth, then runs pg_notify in a second implicit transaction
+// pipelined after its own; that costs PostgreSQL a short cluster-wide lock
+// and some appenders a short wait (see the package documentation). With
+// notifications off, followers see new events within the poll interval.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 
 func (c *config) validate() error {
