@@ -20,11 +20,20 @@
 // The JetStream stream holds records in strictly increasing global position
 // with no gap filled later, so a consumer may treat any record at or below
 // its checkpoint as already applied. The relay pipelines publishes with a
-// window of in-flight acks; each message carries the stream sequence the
-// previous one must have landed at (Nats-Expected-Last-Sequence), so when one
-// publish fails the server refuses every later one. The relay then waits for
-// the in-flight acks, reads the stream's last message, and resumes after the
-// position in its [HeaderPosition] header.
+// window of in-flight acks (see [WithWindow]), and makes the server check
+// the order: the first message of a run carries the stream's last sequence
+// as Nats-Expected-Last-Sequence, and every later one carries the previous
+// message's event ID as Nats-Expected-Last-Msg-Id. A message is therefore
+// stored only right after its predecessor in the log; once one publish
+// fails (timeout, NATS down), the server refuses every later one, and even
+// a stale message delivered late by a reconnecting client cannot land out of
+// order. After a failure the relay waits for the acks in flight, reads the
+// stream's last message, and resumes after the position in its
+// [HeaderPosition] header (or after its PostgreSQL checkpoint, whichever is
+// later). Nats-Msg-Id de-duplication remains a safety net.
+//
+// One JetStream stream must hold one event store's log, published by one
+// relay name: nothing else may publish to its subjects.
 //
 // # Leadership and checkpoints
 //

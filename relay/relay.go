@@ -270,6 +270,7 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpo
 				return
 			}
 		}
+		cancel(fmt.Errorf("relay: the event log reader stopped after position %s without an error", after))
 	})
 	wg.Go(func() {
 		defer close(pend)

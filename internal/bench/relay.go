@@ -52,10 +52,10 @@ func benchRelay(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 
-	// Best of two runs each, alternating, to damp the noise of a shared
+	// Best of three runs each, alternating, to damp the noise of a shared
 	// machine.
 	var raw, rel time.Duration
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		d, err := rawPublish(ctx, js, recs)
 		if err != nil {
 			return nil, fmt.Errorf("raw PublishAsync: %w", err)
