@@ -98,7 +98,7 @@ func (s *session) dlqListCommand() *cobra.Command {
 			fmt.Fprintln(tw, "PROJECTION\tEVENT ID\tSTREAM\tTYPE\tPOSITION\tATTEMPTS\tFAILED AT\tERROR")
 			for _, d := range dls {
 				fmt.Fprintf(tw, "%s\t%s\t%s@%d\t%s\t%s\t%d\t%s\t%s\n", d.Projection, d.EventID, d.StreamID, d.StreamVersion,
-					d.Type, d.Position, d.Attempts, formatTime(d.FailedAt), oneLine(d.Error, 120))
+					d.Type, d.Position, d.Attempts, formatTime(d.FailedAt), oneLine(d.Error, 1000))
 			}
 			return tw.Flush()
 		},
