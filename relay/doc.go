@@ -45,4 +45,15 @@
 //
 // Appends never wait on NATS: when NATS is down the relay logs, backs off,
 // retries, and catches up when NATS returns.
+//
+// # Operations
+//
+// [Relay.Status] reports whether this process leads or waits, the stored
+// checkpoint, how many records were confirmed, and the last error retried.
+// The relay logs at Info when it takes or gives up the leadership and where
+// it resumes publishing, and at Warn each time it stops and resynchronises
+// (with the error and the pause before the next attempt). A relay that keeps
+// logging the same error is stuck on it: a record larger than the server's
+// max payload, or a stream whose last message was not published by the
+// relay, needs an operator.
 package relay

@@ -129,7 +129,7 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }
 
-var categories = []string{"account", "order", "ship.ment"}
+var categories = []string{"account", "order", "ship.ment", "caf\u00e9 cr\u00e8me"}
 var types = []string{"Opened", "Changed", "Closed v2"}
 
 // appendEvents appends n events, one per append, to a few streams of a few
