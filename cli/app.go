@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -78,6 +79,10 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		path += ": " + strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
 	}
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") && !strings.Contains(msg, "igrate") {
+		msg += fmt.Sprintf(" (has %q run on this schema?)", a.cfg.name+" migrate")
+	}
 	var ue *usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		fmt.Fprintf(stderr, "%s: %s (see --help)\n", path, msg)

@@ -7,10 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/chronicle-go/chronicle/cli"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/relay"
 )
 
 func TestMigrateIsIdempotentAndPrintsJSON(t *testing.T) {
@@ -342,6 +346,10 @@ func TestProjectionsStatusRebuildAndDeadLetters(t *testing.T) {
 		`projection "picky" has no dead letter `+dls[0].EventID)
 	mustFail(t, e.run(app, "projections", "rebuild", "nope"), cli.ExitError, `unknown projection "nope" (registered: totals, picky)`)
 	mustFail(t, e.run(app, "dlq", "list", "nope"), cli.ExitError, `unknown projection "nope"`)
+
+	// A schema nobody migrated says so.
+	r = run(testCtx(t, 10*time.Second), app, "projections", "status", "--schema", "never_migrated", "--database-url", testenv.DatabaseURL())
+	mustFail(t, r, cli.ExitError, "migrate")
 }
 
 func TestTheGenericBinarySaysWhatNeedsProjectionCode(t *testing.T) {
@@ -364,10 +372,10 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ns := testenv.NATS(t)
-	app := e.app()
+	stream := strings.ToUpper(testenv.Name("cli"))
+	app := e.app(cli.WithRelayStream(relay.StreamConfig{Name: stream, SubjectPrefix: "test.events"}))
 	e.append("account-1", ev("Opened", `{}`), ev("Deposited", `{}`))
 	last := e.append("account-2", ev("Opened", `{}`))
-	stream := strings.ToUpper(testenv.Name("cli"))
 	e.visible(last.Position)
 
 	type relayStatus struct {
@@ -375,7 +383,7 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 		PublishedTotal int64  `json:"published_total"`
 		LagEvents      int64  `json:"lag_events"`
 	}
-	st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--stream", stream, "--json")).stdout)
+	st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout)
 	if st.LagEvents != 3 || st.PublishedTotal != 0 {
 		t.Fatalf("relay status before: %+v", st)
 	}
@@ -383,11 +391,11 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan result, 1)
-	go func() { done <- e.runCtx(ctx, app, "relay", "--nats-url", ns.URL(), "--stream", stream) }()
+	go func() { done <- e.runCtx(ctx, app, "relay", "--nats-url", ns.URL()) }()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st = jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--stream", stream, "--json")).stdout)
+		st = jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout)
 		if st.Checkpoint == last.Position.String() {
 			break
 		}
@@ -409,6 +417,28 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 	}
 	mustOK(t, r)
 	contains(t, r.stderr, "publishing schema", "stopped; published 3 events")
+
+	// The events are in the JetStream stream, under the configured prefix.
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := str.GetLastMsgForSubject(context.Background(), "test.events.account.Opened")
+	if err != nil || msg.Header.Get(relay.HeaderStream) != "account-2" {
+		t.Fatalf("last Opened message: %+v, %v", msg, err)
+	}
+	if info, err := str.Info(context.Background()); err != nil || info.State.Msgs != 3 {
+		t.Fatalf("stream info: %+v, %v", info, err)
+	}
 
 	mustFail(t, e.run(e.app(), "relay"), cli.ExitError, "no NATS server: set NATS_URL or pass --nats-url")
 }

@@ -38,6 +38,7 @@ type config struct {
 	chain       *upcast.Chain
 	runnerOpts  []projection.Option
 	relayOpts   []relay.Option
+	relayStream *relay.StreamConfig
 	getenv      func(string) string
 	logger      *slog.Logger
 }
@@ -102,10 +103,20 @@ func WithRunnerOptions(opts ...projection.Option) Option {
 }
 
 // WithRelayOptions passes options to the relay that "relay" runs (for
-// example relay.WithStream). The CLI already sets the schema and the
-// logger; --relay-name and --stream override the name and stream name.
+// example relay.WithWindow). The CLI already sets the schema and the
+// logger; --relay-name overrides the name. Give the JetStream stream with
+// [WithRelayStream] rather than relay.WithStream, so that --stream and
+// --subject-prefix change only the fields they name.
 func WithRelayOptions(opts ...relay.Option) Option {
 	return func(c *config) { c.relayOpts = append(c.relayOpts, opts...) }
+}
+
+// WithRelayStream sets the JetStream stream the relay publishes to, as
+// the service's relay does; --stream and --subject-prefix override its name
+// and subject prefix. The default is relay's: stream CHRONICLE, subjects
+// chronicle.events.>.
+func WithRelayStream(sc relay.StreamConfig) Option {
+	return func(c *config) { c.relayStream = &sc }
 }
 
 // WithEnv sets how environment variables are read; the default is

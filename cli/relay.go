@@ -14,11 +14,20 @@ import (
 type relayFlags struct {
 	name   string
 	stream string
+	prefix string
 }
 
-func (f *relayFlags) add(c *cobra.Command) {
+func (f *relayFlags) add(c *cobra.Command, sc *relay.StreamConfig) {
+	stream, prefix := relay.DefaultStreamName, relay.DefaultSubjectPrefix
+	if sc != nil && sc.Name != "" {
+		stream = sc.Name
+	}
+	if sc != nil && sc.SubjectPrefix != "" {
+		prefix = sc.SubjectPrefix
+	}
 	c.Flags().StringVar(&f.name, "relay-name", relay.DefaultName, "the relay's name (its leadership lock and checkpoint)")
-	c.Flags().StringVar(&f.stream, "stream", "", "the JetStream stream to publish to (default "+relay.DefaultStreamName+")")
+	c.Flags().StringVar(&f.stream, "stream", stream, "the JetStream stream to publish to")
+	c.Flags().StringVar(&f.prefix, "subject-prefix", prefix, "the subject prefix of published events")
 }
 
 // relay builds the relay; nc may be an unconnected connection for status.
@@ -32,8 +41,13 @@ func (s *session) relay(ctx context.Context, nc *nats.Conn, f relayFlags, log *s
 	if f.name != relay.DefaultName {
 		opts = append(opts, relay.WithName(f.name))
 	}
-	if f.stream != "" {
-		opts = append(opts, relay.WithStream(relay.StreamConfig{Name: f.stream}))
+	if sc := s.cfg.relayStream; sc != nil || f.stream != relay.DefaultStreamName || f.prefix != relay.DefaultSubjectPrefix {
+		var cfg relay.StreamConfig
+		if sc != nil {
+			cfg = *sc
+		}
+		cfg.Name, cfg.SubjectPrefix = f.stream, f.prefix
+		opts = append(opts, relay.WithStream(cfg))
 	}
 	return relay.New(es, nc, s.pool, opts...)
 }
@@ -88,7 +102,7 @@ the relay. Logs go to stderr.`,
 			return nil
 		},
 	}
-	f.add(c)
+	f.add(c, s.cfg.relayStream)
 	c.AddCommand(s.relayStatusCommand())
 	return c
 }
@@ -160,7 +174,7 @@ NATS connection.`,
 			return tw.Flush()
 		},
 	}
-	f.add(c)
+	f.add(c, s.cfg.relayStream)
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return c
 }
