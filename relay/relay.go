@@ -109,7 +109,8 @@ func (r *Relay) Migrate(ctx context.Context) error {
 // the last one JetStream confirmed, in global order, and keeps publishing
 // new records as they are committed. It blocks until ctx ends, then returns
 // nil once every goroutine it started has exited; it returns early only
-// with an error it cannot recover from (the checkpoint table is missing).
+// with an error it cannot recover from: the checkpoint table is missing, or
+// the NATS connection was closed.
 //
 // While another relay with the same schema and name leads, Run waits and
 // tries again every lock poll interval. Failures of NATS or PostgreSQL are
@@ -124,6 +125,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.running.Store(false)
 	defer r.state.Store(int32(StateStopped))
 
+	if r.nc.IsClosed() {
+		return errors.New("relay: the NATS connection is closed")
+	}
 	js, err := jetstream.New(r.nc,
 		jetstream.WithPublishAsyncTimeout(r.cfg.ackTimeout),
 		jetstream.WithPublishAsyncMaxPending(r.cfg.window+16))
@@ -211,6 +215,9 @@ func (r *Relay) lead(ctx context.Context, js jetstream.JetStream, conn *pgxpool.
 		}
 		if errors.Is(err, errFatal) {
 			return err
+		}
+		if r.nc.IsClosed() {
+			return &fatalError{fmt.Errorf("relay: the NATS connection was closed: %w", err)}
 		}
 		r.setErr(err)
 		if perr := conn.Ping(ctx); perr != nil {

@@ -320,3 +320,34 @@ func TestRelayFromMemoryStore(t *testing.T) {
 		t.Fatalf("stream holds %d messages, store %d records", len(got), i)
 	}
 }
+
+// TestRunEndsWhenNATSConnectionCloses: a closed connection never comes
+// back, so Run says so instead of retrying forever.
+func TestRunEndsWhenNATSConnectionCloses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if err := e.appendEvents(ctx, 20, 0); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.connect()
+	r := e.relay(nc)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	e.waitCount(ctx, relay.DefaultStreamName, 20)
+	nc.Close()
+	if err := e.appendEvents(ctx, 5, 20); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "NATS connection") {
+			t.Fatalf("Run returned %v, want an error about the closed NATS connection", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after its NATS connection closed")
+	}
+	if err := r.Run(ctx); err == nil {
+		t.Fatal("Run on a closed connection: no error")
+	}
+}
