@@ -80,7 +80,9 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") && !strings.Contains(msg, "igrate") {
+	undefined := errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") ||
+		strings.Contains(msg, "SQLSTATE 42P01") || strings.Contains(msg, "SQLSTATE 3F000")
+	if undefined && !strings.Contains(msg, "Migrate") && !strings.Contains(msg, " migrate") {
 		msg += fmt.Sprintf(" (has %q run on this schema?)", a.cfg.name+" migrate")
 	}
 	var ue *usageError

@@ -348,8 +348,8 @@ func TestProjectionsStatusRebuildAndDeadLetters(t *testing.T) {
 	mustFail(t, e.run(app, "dlq", "list", "nope"), cli.ExitError, `unknown projection "nope"`)
 
 	// A schema nobody migrated says so.
-	r = run(testCtx(t, 10*time.Second), app, "projections", "status", "--schema", "never_migrated", "--database-url", testenv.DatabaseURL())
-	mustFail(t, r, cli.ExitError, "migrate")
+	r = run(testCtx(t, 10*time.Second), app, "dlq", "list", "picky", "--schema", "never_migrated", "--database-url", testenv.DatabaseURL())
+	mustFail(t, r, cli.ExitError, `(has "chronicle migrate" run on this schema?)`)
 }
 
 func TestTheGenericBinarySaysWhatNeedsProjectionCode(t *testing.T) {
