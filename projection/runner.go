@@ -124,3 +124,16 @@ func (r *Runner) worker(name string) (*worker, error) {
 	}
 	return w, nil
 }
+
+// Migrate creates or upgrades the tables of the runner's projection store
+// when it keeps any (projection/postgres, component "projection"); with a
+// store that has none, such as [MemoryStore], it does nothing. It is
+// idempotent and safe to run from several processes at once.
+func (r *Runner) Migrate(ctx context.Context) error {
+	if m, ok := r.store.(interface{ Migrate(context.Context) error }); ok {
+		if err := m.Migrate(ctx); err != nil {
+			return fmt.Errorf("projection: migrate: %w", err)
+		}
+	}
+	return nil
+}

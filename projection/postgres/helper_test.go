@@ -40,8 +40,15 @@ func newEnv(t *testing.T) *env {
 	if err := es.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := ps.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	// The runner's Migrate migrates its store, twice without harm.
+	for i := 0; i < 2; i++ {
+		r, err := projection.NewRunner(es, ps, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &env{t: t, pool: pool, schema: schema, events: es, store: ps}
 }
