@@ -218,3 +218,40 @@ func TestStartsAfterCheckpointAndFilters(t *testing.T) {
 }
 
 var _ = nats.Connect
+
+func TestHaltThroughJetStreamResumesAfterDiscard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	r := e.runner(e.source(jetstream.WithAckWait(time.Second)), []projection.Projection{counting("counts", func(p *projection.Projection) {
+		p.MaxAttempts, p.OnFailure = 2, projection.Halt
+	})})
+	run(t, r)
+	if _, err := e.events.Append(ctx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.events.Append(ctx, "acct-2", eventstore.NoStream, eventstore.Event{Type: "Poison"}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := e.events.Append(ctx, "acct-1", eventstore.Exact(1), eventstore.Event{Type: "Counted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dls []projection.DeadLetter
+	deadline := time.Now().Add(20 * time.Second)
+	for len(dls) == 0 && time.Now().Before(deadline) {
+		dls, _ = r.DeadLetters(ctx, "counts")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(dls) != 1 {
+		t.Fatal("no dead letter")
+	}
+	time.Sleep(1500 * time.Millisecond) // past the ack wait: redeliveries must not get past the halt
+	e.checkCounts(map[string]int64{"acct-1": 1})
+	if err := r.DiscardDeadLetter(ctx, "counts", dls[0].EventID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, r, "counts", last.Position)
+	e.checkCounts(map[string]int64{"acct-1": 2})
+}

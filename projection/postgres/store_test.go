@@ -368,3 +368,40 @@ func TestConnectionLossIsNotAPoisonEvent(t *testing.T) {
 		t.Fatalf("dead letters after connection losses: %+v, %v", dls, err)
 	}
 }
+
+func TestStatusReportsHeldBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	r := e.runner([]projection.Projection{counting("counts", 1)})
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// An open transaction that has written holds later commits back.
+	if _, err := e.events.AppendTx(ctx, tx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.events.Append(ctx, "acct-2", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	st, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].HeldBack < 1 || st[0].OldestOpen <= 0 || st[0].Lag != 0 {
+		t.Fatalf("status = %+v, want the committed event held back by the open transaction", st[0])
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err = r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].Lag != 1 || st[0].State != projection.Stopped || st[0].Name != "counts" || st[0].Version != 1 {
+		t.Fatalf("status after the rollback = %+v", st[0])
+	}
+}
