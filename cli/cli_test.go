@@ -112,7 +112,7 @@ func TestStreamsShow(t *testing.T) {
 	r := mustOK(t, e.run(app, "streams", "show", "account-1"))
 	contains(t, r.stdout,
 		"account-1@1  Opened v1", "account-1@2  Deposited v1", "account-1@3  Deposited v1",
-		"correlation_id=req-7 user=ops", `{"owner": "ada"}`, `{"amount": 250}`,
+		"correlation_id=req-7 user=ops", `{"owner":"ada"}`, `{"amount":250}`,
 		"position "+res.Position.String())
 
 	recs := jsonLines[jsonRecord](t, mustOK(t, e.run(app, "streams", "show", "account-1", "--json")).stdout)
@@ -165,7 +165,7 @@ func TestStreamsShowUpcastsThroughTheRegisteredChain(t *testing.T) {
 	}
 
 	r = mustOK(t, e.run(app, "streams", "show", "account-1", "--raw"))
-	contains(t, r.stdout, "account-1@2  Deposited v1  position", `{"amount": 500}`)
+	contains(t, r.stdout, "account-1@2  Deposited v1  position", `{"amount":500}`)
 	notContains(t, r.stdout, "upcast")
 
 	// The generic binary has no chain: it shows what is stored.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -156,8 +157,12 @@ func quoteIfNeeded(s string) string {
 	return s
 }
 
-// dataText is the record's data on one line.
+// dataText is the record's data as compact JSON on one line.
 func dataText(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err == nil {
+		return buf.String()
+	}
 	return strings.ReplaceAll(string(b), "\n", " ")
 }
 

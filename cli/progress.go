@@ -88,8 +88,9 @@ func (b *progressBar) line(p projection.Progress) string {
 	if p.Total > 0 {
 		frac = min(max(float64(p.Done)/float64(p.Total), 0), 1)
 	}
+	done, total := p.Done, p.Total
 	if p.Finished {
-		frac = 1
+		frac, done = 1, total
 	}
 	filled := int(frac * barWidth)
 	bar := strings.Repeat("=", filled)
@@ -105,5 +106,5 @@ func (b *progressBar) line(p projection.Progress) string {
 		label = p.Build.String()
 	}
 	return fmt.Sprintf("rebuild %s [%s] %3.0f%%  %d/%d  %.0f events/s  %s",
-		label, bar, frac*100, p.Done, p.Total, p.Rate, eta)
+		label, bar, frac*100, done, total, p.Rate, eta)
 }
