@@ -56,10 +56,13 @@ const (
 	// ExitUsage means the command line was wrong (unknown command or flag,
 	// missing argument).
 	ExitUsage = 2
+	// ExitInterrupted means ctx was cancelled (Ctrl-C) before a command
+	// that does not follow the log could finish.
+	ExitInterrupted = 130
 )
 
 // Run runs the command line args (without the binary name) and returns the
-// exit code: [ExitOK], [ExitError] or [ExitUsage]. Output goes to stdout,
+// exit code: [ExitOK], [ExitError], [ExitUsage] or [ExitInterrupted]. Output goes to stdout,
 // progress, logs and errors to stderr. A failure prints one line,
 // "name: command: error", on stderr. When ctx ends, following commands
 // (tail, relay) stop cleanly and return [ExitOK]; others fail.
@@ -84,6 +87,10 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		strings.Contains(msg, "SQLSTATE 42P01") || strings.Contains(msg, "SQLSTATE 3F000")
 	if undefined && !strings.Contains(msg, "Migrate") && !strings.Contains(msg, " migrate") {
 		msg += fmt.Sprintf(" (has %q run on this schema?)", a.cfg.name+" migrate")
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "%s: interrupted\n", path)
+		return ExitInterrupted
 	}
 	var ue *usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {

@@ -495,6 +495,49 @@ func TestMissingDatabase(t *testing.T) {
 	mustFail(t, r, cli.ExitError, "invalid database URL")
 }
 
+func TestInterrupted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := run(ctx, cli.New(), "streams", "list", "--database-url", testenv.DatabaseURL())
+	if r.code != cli.ExitInterrupted || r.stderr != "chronicle: streams list: interrupted\n" {
+		t.Fatalf("want exit %d and one line, got %s", cli.ExitInterrupted, r)
+	}
+}
+
+func TestProjectionsStatusShowsEventsHeldBackByAnOpenTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var failing atomic.Bool
+	app := e.app(cli.WithUpcasters(chain(t)), cli.WithProjections(projections(&failing)...))
+	ctx := testCtx(t, 20*time.Second)
+
+	// An open transaction that has a transaction id holds every reader of
+	// the log back; keep it short, it holds back other tests too.
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	e.append("account-1", ev("Opened", `{}`))
+	type status struct {
+		HeldBack   int64   `json:"held_back"`
+		OldestOpen float64 `json:"oldest_open_seconds"`
+		LagEvents  int     `json:"lag_events"`
+	}
+	sts := jsonValue[[]status](t, mustOK(t, e.run(app, "projections", "status", "--json")).stdout)
+	if sts[0].HeldBack < 1 || sts[0].OldestOpen <= 0 || sts[0].LagEvents != 0 {
+		t.Fatalf("status with an open transaction: %+v", sts)
+	}
+	contains(t, mustOK(t, e.run(app, "projections", "status")).stdout, "(open ")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t, 10*time.Second)

@@ -44,5 +44,6 @@
 // one JSON object per line for streams of records (streams, tail). A failure
 // prints one line, "name: command: what went wrong", to stderr and exits
 // with 1 (2 for a usage error). [App.Main] stops cleanly on Ctrl-C or
-// SIGTERM.
+// SIGTERM: tail and relay exit 0, other commands print "interrupted" and
+// exit 130.
 package cli
