@@ -61,12 +61,12 @@ const (
 	ExitInterrupted = 130
 )
 
-// Run runs the command line args (without the binary name) and returns the
-// exit code: [ExitOK], [ExitError], [ExitUsage] or [ExitInterrupted]. Output goes to stdout,
-// progress, logs and errors to stderr. A failure prints one line,
-// "name: command: error", on stderr. When ctx ends, following commands
-// (tail, relay) stop cleanly and return [ExitOK]; others stop and return
-// [ExitInterrupted].
+// Run runs the command line args (without the binary name) and returns
+// the exit code: [ExitOK], [ExitError], [ExitUsage] or [ExitInterrupted].
+// Output goes to stdout; progress, logs and errors to stderr. A failure
+// prints one line, "name: command: error", on stderr. When ctx ends,
+// following commands (tail, relay) stop cleanly and return [ExitOK];
+// others stop and return [ExitInterrupted].
 func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s := &session{cfg: a.cfg, stdout: stdout, stderr: stderr}
 	defer s.close()
