@@ -9,8 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 )
 
 // errFatal marks errors Run does not retry.
@@ -28,30 +30,79 @@ type querier interface {
 }
 
 func (r *Relay) wrapTableErr(what string, err error) error {
+	return wrapTableErr(r.table, what, err)
+}
+
+func wrapTableErr(table, what string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
-		return &fatalError{fmt.Errorf("relay: %s: table %s is missing; run the relay's Migrate first: %w", what, r.table, err)}
+		return &fatalError{fmt.Errorf("relay: %s: table %s is missing; run the relay's Migrate first: %w", what, table, err)}
 	}
-	return fmt.Errorf("relay: %s in %s: %w", what, r.table, err)
+	return fmt.Errorf("relay: %s in %s: %w", what, table, err)
+}
+
+// Checkpoint is a relay's progress as stored in PostgreSQL.
+type Checkpoint struct {
+	// Name is the relay's name.
+	Name string
+	// Position is the last position JetStream confirmed; the zero Position
+	// when the relay has published nothing yet.
+	Position eventstore.Position
+	// At is when the checkpoint was last stored; zero if never.
+	At time.Time
+	// PublishedTotal is the number of records JetStream confirmed over the
+	// relay's whole history.
+	PublishedTotal int64
+}
+
+// ReadCheckpoint reads the stored checkpoint of the relay called name
+// ("" means [DefaultName]) in schema ("" means "chronicle"). It needs only
+// PostgreSQL: operators' tools use it to report a relay's progress without
+// a NATS connection and without running a [Relay]. A relay that never
+// stored a checkpoint yields a Checkpoint with only its Name set.
+func ReadCheckpoint(ctx context.Context, pool *pgxpool.Pool, schema, name string) (Checkpoint, error) {
+	if pool == nil {
+		return Checkpoint{}, errors.New("relay: read checkpoint: nil PostgreSQL pool")
+	}
+	if schema == "" {
+		schema = pgmigrate.DefaultSchema
+	}
+	if name == "" {
+		name = DefaultName
+	}
+	if err := pgmigrate.ValidateSchema(schema); err != nil {
+		return Checkpoint{}, fmt.Errorf("relay: read checkpoint: %w", err)
+	}
+	return readCheckpoint(ctx, pool, checkpointTable(schema), name)
+}
+
+func checkpointTable(schema string) string {
+	return pgmigrate.Quote(schema) + ".relay_checkpoints"
 }
 
 // loadCheckpoint reads the relay's checkpoint; the zero Position when it
 // has none.
-func (r *Relay) loadCheckpoint(ctx context.Context, q querier) (pos eventstore.Position, published int64, at time.Time, err error) {
+func (r *Relay) loadCheckpoint(ctx context.Context, q querier) (eventstore.Position, int64, time.Time, error) {
+	cp, err := readCheckpoint(ctx, q, r.table, r.cfg.name)
+	return cp.Position, cp.PublishedTotal, cp.At, err
+}
+
+func readCheckpoint(ctx context.Context, q querier, table, name string) (Checkpoint, error) {
+	cp := Checkpoint{Name: name}
 	var tx, seq string
-	err = q.QueryRow(ctx, `SELECT tx_id::text, seq::text, published, updated_at FROM `+r.table+` WHERE name = $1`,
-		r.cfg.name).Scan(&tx, &seq, &published, &at)
+	err := q.QueryRow(ctx, `SELECT tx_id::text, seq::text, published, updated_at FROM `+table+` WHERE name = $1`,
+		name).Scan(&tx, &seq, &cp.PublishedTotal, &cp.At)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Position{}, 0, time.Time{}, nil
+		return Checkpoint{Name: name}, nil
 	}
 	if err != nil {
-		return pos, 0, at, r.wrapTableErr("read the checkpoint of relay "+strconv.Quote(r.cfg.name), err)
+		return Checkpoint{Name: name}, wrapTableErr(table, "read the checkpoint of relay "+strconv.Quote(name), err)
 	}
-	pos, err = eventstore.ParsePosition(tx + "/" + seq)
+	cp.Position, err = eventstore.ParsePosition(tx + "/" + seq)
 	if err != nil {
-		return pos, 0, at, fmt.Errorf("relay: checkpoint of relay %q: %w", r.cfg.name, err)
+		return Checkpoint{Name: name}, fmt.Errorf("relay: checkpoint of relay %q: %w", name, err)
 	}
-	return pos, published, at, nil
+	return cp, nil
 }
 
 // storeCheckpoint moves the checkpoint forward to pos (never backwards) and

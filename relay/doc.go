@@ -41,7 +41,7 @@
 // takes a PostgreSQL session advisory lock on a dedicated connection and
 // holds it while it publishes; a second relay waits and takes over when the
 // first one's connection goes away. The last position JetStream confirmed is
-// stored in the relay's checkpoint table (see [Relay.Migrate]) in batches.
+// stored in the relay's checkpoint table (see [Migrate]) in batches.
 //
 // Appends never wait on NATS: when NATS is down the relay logs, backs off,
 // retries, and catches up when NATS returns.
@@ -50,6 +50,8 @@
 //
 // [Relay.Status] reports whether this process leads or waits, the stored
 // checkpoint, how many records were confirmed, and the last error retried.
+// [ReadCheckpoint] reads the stored checkpoint with PostgreSQL alone, for
+// tools that run no relay and have no NATS connection.
 // The relay logs at Info when it takes or gives up the leadership and where
 // it resumes publishing, and at Warn each time it stops and resynchronises
 // (with the error and the pause before the next attempt). A relay that keeps

@@ -45,7 +45,8 @@ func Example() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	if err := r.Migrate(ctx); err != nil {
+	// Migrations need only PostgreSQL; relay.Migrate needs no Relay.
+	if err := relay.Migrate(ctx, pool, ""); err != nil {
 		log.Fatal(err)
 	}
 	// Run blocks until ctx ends; run it beside the service's other work.

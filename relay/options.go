@@ -146,6 +146,31 @@ func WithName(name string) Option { return func(c *config) { c.name = name } }
 // zero keep their defaults.
 func WithStream(s StreamConfig) Option { return func(c *config) { c.stream = s } }
 
+// WithStreamName sets only the JetStream stream's name, keeping the other
+// fields given by [WithStream] (or their defaults). Command lines use it for
+// a --stream flag that must not reset the service's stream configuration.
+// An empty name means [DefaultStreamName].
+func WithStreamName(name string) Option { return func(c *config) { c.stream.Name = name } }
+
+// WithSubjectPrefix sets only the subject prefix of the JetStream stream,
+// keeping its other fields. An empty prefix means [DefaultSubjectPrefix].
+func WithSubjectPrefix(prefix string) Option {
+	return func(c *config) { c.stream.SubjectPrefix = prefix }
+}
+
+// ResolveStream returns the JetStream stream configuration that [New]
+// would use with opts, defaults filled in. Tools use it to show a
+// service's stream without building a relay.
+func ResolveStream(opts ...Option) StreamConfig {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	return cfg.stream.withDefaults()
+}
+
 // WithWindow sets how many publishes may wait for their acknowledgement at
 // once; the default is [DefaultWindow].
 func WithWindow(n int) Option { return func(c *config) { c.window = n } }

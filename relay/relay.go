@@ -32,7 +32,7 @@ type Source interface {
 }
 
 // Relay publishes an event store's global log to a JetStream stream. Create
-// it with [New], create its table with [Relay.Migrate], and run it with
+// it with [New], create its table with [Migrate], and run it with
 // [Relay.Run]. Any number of processes may run a relay with the same schema
 // and name: one leads and publishes, the others wait.
 type Relay struct {
@@ -88,21 +88,39 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 	return &Relay{
 		src: store, nc: nc, pool: pool, cfg: cfg, log: log,
 		lockKey: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name),
-		table:   pgmigrate.Quote(cfg.schema) + ".relay_checkpoints",
+		table:   checkpointTable(cfg.schema),
 	}, nil
 }
 
-// Migrate creates or upgrades the relay's checkpoint table in its schema.
-// It is idempotent and safe to run from several processes at once.
-func (r *Relay) Migrate(ctx context.Context) error {
+// Migrate creates or upgrades the relay's checkpoint table in schema (use
+// the event store's schema; "" means the default, "chronicle"). It needs
+// only PostgreSQL, no NATS connection and no [Relay]. It is idempotent and
+// safe to run from several processes at once: migrations run under an
+// advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if pool == nil {
+		return errors.New("relay: migrate: nil PostgreSQL pool")
+	}
+	if schema == "" {
+		schema = pgmigrate.DefaultSchema
+	}
+	if err := pgmigrate.ValidateSchema(schema); err != nil {
+		return fmt.Errorf("relay: migrate: %w", err)
+	}
 	ms, err := pgmigrate.Load(migrationFS, "migrations")
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	if err := pgmigrate.Apply(ctx, r.pool, r.cfg.schema, "relay", ms); err != nil {
-		return fmt.Errorf("relay: migrate schema %s: %w", r.cfg.schema, err)
+	if err := pgmigrate.Apply(ctx, pool, schema, "relay", ms); err != nil {
+		return fmt.Errorf("relay: migrate schema %s: %w", schema, err)
 	}
 	return nil
+}
+
+// Migrate creates or upgrades the relay's checkpoint table in its schema,
+// as the package-level [Migrate] does.
+func (r *Relay) Migrate(ctx context.Context) error {
+	return Migrate(ctx, r.pool, r.cfg.schema)
 }
 
 // Run takes the leadership, then publishes every record of the log after
