@@ -55,25 +55,27 @@ type Checkpoint struct {
 	PublishedTotal int64
 }
 
-// ReadCheckpoint reads the stored checkpoint of the relay called name
-// ("" means [DefaultName]) in schema ("" means "chronicle"). It needs only
-// PostgreSQL: operators' tools use it to report a relay's progress without
-// a NATS connection and without running a [Relay]. A relay that never
-// stored a checkpoint yields a Checkpoint with only its Name set.
-func ReadCheckpoint(ctx context.Context, pool *pgxpool.Pool, schema, name string) (Checkpoint, error) {
+// ReadCheckpoint reads the stored checkpoint of the relay that [New] would
+// build with opts: its schema ([WithSchema]) and name ([WithName]) select
+// the row; the other options are checked and otherwise ignored. It needs
+// only PostgreSQL: operators' tools use it to report a relay's progress
+// without a NATS connection and without running a [Relay]. A relay that
+// never stored a checkpoint yields a Checkpoint with only its Name set.
+func ReadCheckpoint(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (Checkpoint, error) {
 	if pool == nil {
 		return Checkpoint{}, errors.New("relay: read checkpoint: nil PostgreSQL pool")
 	}
-	if schema == "" {
-		schema = pgmigrate.DefaultSchema
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
 	}
-	if name == "" {
-		name = DefaultName
+	cfg.stream = cfg.stream.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return Checkpoint{}, err
 	}
-	if err := pgmigrate.ValidateSchema(schema); err != nil {
-		return Checkpoint{}, fmt.Errorf("relay: read checkpoint: %w", err)
-	}
-	return readCheckpoint(ctx, pool, checkpointTable(schema), name)
+	return readCheckpoint(ctx, pool, checkpointTable(cfg.schema), cfg.name)
 }
 
 func checkpointTable(schema string) string {

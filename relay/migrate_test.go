@@ -17,7 +17,7 @@ func TestMigrateAndReadCheckpointNeedOnlyPostgres(t *testing.T) {
 	t.Parallel()
 	pool, schema := testenv.Postgres(t)
 	ctx := testCtx(t)
-	if _, err := relay.ReadCheckpoint(ctx, pool, schema, ""); err == nil || !strings.Contains(err.Error(), "Migrate") {
+	if _, err := relay.ReadCheckpoint(ctx, pool, relay.WithSchema(schema)); err == nil || !strings.Contains(err.Error(), "Migrate") {
 		t.Fatalf("ReadCheckpoint before Migrate: %v, want an error saying to run Migrate", err)
 	}
 	for range 2 { // idempotent
@@ -25,7 +25,7 @@ func TestMigrateAndReadCheckpointNeedOnlyPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cp, err := relay.ReadCheckpoint(ctx, pool, schema, "")
+	cp, err := relay.ReadCheckpoint(ctx, pool, relay.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestMigrateAndReadCheckpointNeedOnlyPostgres(t *testing.T) {
 	if err := relay.Migrate(ctx, nil, schema); err == nil {
 		t.Fatal("Migrate with a nil pool: no error")
 	}
-	if _, err := relay.ReadCheckpoint(ctx, pool, "Bad-Schema", ""); err == nil {
+	if _, err := relay.ReadCheckpoint(ctx, pool, relay.WithSchema("Bad-Schema")); err == nil {
 		t.Fatal("ReadCheckpoint with a bad schema: no error")
 	}
 }
@@ -59,14 +59,14 @@ func TestReadCheckpointMatchesStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := relay.ReadCheckpoint(ctx, e.pool, e.schema, "second")
+	cp, err := relay.ReadCheckpoint(ctx, e.pool, relay.WithSchema(e.schema), relay.WithName("second"), relay.WithWindow(3))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cp.Name != "second" || cp.Position != st.Checkpoint || cp.PublishedTotal != 50 || !cp.At.Equal(st.CheckpointAt) || cp.Position.IsZero() {
 		t.Fatalf("ReadCheckpoint %+v, Status %+v", cp, st)
 	}
-	if other, err := relay.ReadCheckpoint(ctx, e.pool, e.schema, ""); err != nil || !other.Position.IsZero() {
+	if other, err := relay.ReadCheckpoint(ctx, e.pool, relay.WithSchema(e.schema)); err != nil || !other.Position.IsZero() {
 		t.Fatalf("checkpoint of the default relay, which never ran: %+v, %v", other, err)
 	}
 }
