@@ -54,8 +54,8 @@ func (r *Runner) findDeadLetter(ctx context.Context, name string, eventID uuid.U
 
 // blockedOn reports whether the first event p wants after cp is the one
 // with id: the projection is halted on it.
-func (r *Runner) blockedOn(ctx context.Context, p Projection, cp eventstore.Position, id uuid.UUID) (bool, error) {
-	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: cp, Types: p.Types, Categories: p.Categories, Limit: 1, BatchSize: 1}) {
+func (r *Runner) blockedOn(ctx context.Context, w *worker, cp eventstore.Position, id uuid.UUID) (bool, error) {
+	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: cp, Types: w.readTypes, Categories: w.p.Categories, Limit: 1, BatchSize: 1}) {
 		if err != nil {
 			return false, err
 		}
@@ -89,19 +89,20 @@ func (r *Runner) RetryDeadLetter(ctx context.Context, name string, eventID uuid.
 		cp := tx.Checkpoint()
 		switch {
 		case !cp.Before(rec.Position):
-			if err := w.handle(ctx, tx, rec); err != nil {
+			if _, err := w.handle(ctx, tx, rec); err != nil {
 				return err
 			}
 		default:
-			blocked, err := r.blockedOn(ctx, w.p, cp, rec.ID)
+			blocked, err := r.blockedOn(ctx, w, cp, rec.ID)
 			if err != nil {
 				return fmt.Errorf("projection %q: retry dead letter %s: %w", name, describe(rec), err)
 			}
 			if blocked {
-				if err := w.handle(ctx, tx, rec); err != nil {
+				n, err := w.handle(ctx, tx, rec)
+				if err != nil {
 					return err
 				}
-				if err := tx.SetCheckpoint(ctx, rec.Position, 1); err != nil {
+				if err := tx.SetCheckpoint(ctx, rec.Position, n); err != nil {
 					return fmt.Errorf("projection %q: retry dead letter %s: checkpoint: %w", name, describe(rec), err)
 				}
 			}
@@ -145,7 +146,7 @@ func (r *Runner) DiscardDeadLetter(ctx context.Context, name string, eventID uui
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if cp := tx.Checkpoint(); cp.Before(dl.Position) {
-		blocked, err := r.blockedOn(ctx, w.p, cp, dl.EventID)
+		blocked, err := r.blockedOn(ctx, w, cp, dl.EventID)
 		if err != nil {
 			return fmt.Errorf("projection %q: discard dead letter %s: %w", name, eventID, err)
 		}

@@ -9,10 +9,29 @@ import (
 
 // Decoder turns a stored record into the events a handler sees: upcast to
 // the current schema and decoded into Go values. An upcaster that splits one
-// event into several returns several values. The combined codec and upcast
-// helpers satisfy it through [DecoderFunc].
+// event into several returns several values. *upcast.Chain is one, and
+// more: an [UpcastingDecoder]; pass the chain itself to [WithDecoder] rather
+// than wrapping its Decode method, so that the runner can see the upcast
+// records.
 type Decoder interface {
 	Decode(rec eventstore.Record) ([]any, error)
+}
+
+// UpcastingDecoder is a [Decoder] that can also bring a record to the
+// current schema without decoding it, as *upcast.Chain does. With one, the
+// runner upcasts each stored record first, matches the projection's Types
+// against the upcast records (so events stored under a type's old name
+// still reach a projection that lists the new one), decodes only the
+// wanted ones.
+type UpcastingDecoder interface {
+	Decoder
+	// NeedsUpcast reports whether rec is not at its type's current schema
+	// version, so that Upcast would change it.
+	NeedsUpcast(rec eventstore.Record) bool
+	// Upcast returns rec brought to the current schema: one record, or
+	// several for a split, in order. Decode of each returned record yields
+	// its value.
+	Upcast(rec eventstore.Record) ([]eventstore.Record, error)
 }
 
 // DecoderFunc adapts a function to a [Decoder].

@@ -49,7 +49,14 @@ type Projection struct {
 	// Version is the version of the projection's code and read-model shape;
 	// zero means 1. Bumping it rebuilds the read model beside the old one.
 	Version int
-	// Types, when not empty, keeps only events of these types.
+	// Types, when not empty, keeps only events of these types. With a
+	// decoder that upcasts ([UpcastingDecoder], such as *upcast.Chain) the
+	// types are matched after upcasting: list the current names, and events
+	// stored under an older name (an upcast.Rename) or split into a wanted
+	// type reach the handler too. The runner then cannot narrow its reads
+	// by stored type, so it reads every event of the projection's categories
+	// and drops the unwanted ones before decoding them. With a plain
+	// [Decoder], or none, the stored type is matched.
 	Types []string
 	// Categories, when not empty, keeps only events of streams in these
 	// categories.
@@ -129,12 +136,18 @@ func (p Projection) batchSize() int {
 }
 
 // Wants reports whether rec passes the projection's type and category
-// filters.
+// filters. The runner asks it of the upcast record when its decoder is an
+// [UpcastingDecoder], of the stored record otherwise.
 func (p Projection) Wants(rec eventstore.Record) bool {
-	if len(p.Categories) > 0 && !slices.Contains(p.Categories, rec.Category()) {
-		return false
-	}
-	return len(p.Types) == 0 || slices.Contains(p.Types, rec.Type)
+	return p.wantsCategory(rec) && p.wantsType(rec.Type)
+}
+
+func (p Projection) wantsCategory(rec eventstore.Record) bool {
+	return len(p.Categories) == 0 || slices.Contains(p.Categories, rec.Category())
+}
+
+func (p Projection) wantsType(t string) bool {
+	return len(p.Types) == 0 || slices.Contains(p.Types, t)
 }
 
 // Event is what a handler receives: a decoded (and upcast) event and the

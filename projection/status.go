@@ -27,8 +27,10 @@ type Status struct {
 	Checkpoint eventstore.Position
 	// Head is the last position of the log readers can see.
 	Head eventstore.Position
-	// Lag is the number of wanted events after Checkpoint, counted up to
-	// MaxLagCount (then LagCapped is set).
+	// Lag is the number of events after Checkpoint that the projection
+	// reads (those of its Categories, and of its Types unless its decoder
+	// upcasts, see [Projection.Types]), counted up to MaxLagCount (then
+	// LagCapped is set).
 	Lag       int
 	LagCapped bool
 	// LagTime is how long ago the oldest event not applied yet was
@@ -102,7 +104,7 @@ func (r *Runner) status(ctx context.Context, w *worker, head eventstore.Position
 	if st.State == Stopped && reg.Rebuilding() {
 		st.State = Rebuilding
 	}
-	opts := eventstore.ReadAllOptions{After: st.Checkpoint, Types: w.p.Types, Categories: w.p.Categories, Limit: MaxLagCount + 1, BatchSize: 1000}
+	opts := eventstore.ReadAllOptions{After: st.Checkpoint, Types: w.readTypes, Categories: w.p.Categories, Limit: MaxLagCount + 1, BatchSize: 1000}
 	for rec, err := range r.events.ReadAll(ctx, opts) {
 		if err != nil {
 			return Status{}, fmt.Errorf("projection %q: status: count lag: %w", name, err)

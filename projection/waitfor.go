@@ -41,7 +41,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		if !applied.Before(pos) {
 			return nil
 		}
-		done, err := r.nothingWanted(ctx, w.p, applied, pos)
+		done, err := r.nothingWanted(ctx, w, applied, pos)
 		if err != nil {
 			return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 		}
@@ -63,8 +63,8 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 
 // nothingWanted reports whether pos is visible in the log and no event p
 // wants lies after applied and at or before pos.
-func (r *Runner) nothingWanted(ctx context.Context, p Projection, applied, pos eventstore.Position) (bool, error) {
-	if len(p.Types) == 0 && len(p.Categories) == 0 {
+func (r *Runner) nothingWanted(ctx context.Context, w *worker, applied, pos eventstore.Position) (bool, error) {
+	if len(w.readTypes) == 0 && len(w.p.Categories) == 0 {
 		return false, nil
 	}
 	head, err := r.events.Head(ctx)
@@ -74,7 +74,7 @@ func (r *Runner) nothingWanted(ctx context.Context, p Projection, applied, pos e
 	if head.Before(pos) {
 		return false, nil
 	}
-	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: applied, Types: p.Types, Categories: p.Categories, Limit: 1, BatchSize: 1}) {
+	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: applied, Types: w.readTypes, Categories: w.p.Categories, Limit: 1, BatchSize: 1}) {
 		if err != nil {
 			return false, err
 		}

@@ -44,6 +44,10 @@ var (
 type worker struct {
 	r *Runner
 	p Projection
+	// readTypes is the type filter of the worker's reads: p.Types, or nil
+	// when the decoder upcasts, since an event stored under an old name of
+	// a wanted type must be read to be upcast and matched.
+	readTypes []string
 
 	restart chan struct{}
 
@@ -59,7 +63,11 @@ type worker struct {
 }
 
 func newWorker(r *Runner, p Projection) *worker {
-	return &worker{r: r, p: p, restart: make(chan struct{}, 1), state: Stopped, changed: make(chan struct{})}
+	w := &worker{r: r, p: p, readTypes: p.Types, restart: make(chan struct{}, 1), state: Stopped, changed: make(chan struct{})}
+	if _, ok := r.opts.decoder.(UpcastingDecoder); ok {
+		w.readTypes = nil
+	}
+	return w
 }
 
 // update changes the worker's state under its lock and wakes waiters.
@@ -315,7 +323,7 @@ func (w *worker) catchUpPass(ctx context.Context, b Build, cp *eventstore.Positi
 			}
 		}
 		cur := make([]Delivery, 0, bs)
-		opts := eventstore.ReadAllOptions{After: *cp, Types: w.p.Types, Categories: w.p.Categories, BatchSize: bs}
+		opts := eventstore.ReadAllOptions{After: *cp, Types: w.readTypes, Categories: w.p.Categories, BatchSize: bs}
 		for rec, err := range w.r.events.ReadAll(rctx, opts) {
 			if err != nil {
 				send(batch{err: err})
@@ -355,7 +363,7 @@ func (w *worker) catchUpPass(ctx context.Context, b Build, cp *eventstore.Positi
 
 // live applies records from the source until ctx ends or a restart.
 func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position) error {
-	feed, err := w.r.opts.source.Open(ctx, SourceRequest{Build: b, Types: w.p.Types, Categories: w.p.Categories, After: cp})
+	feed, err := w.r.opts.source.Open(ctx, SourceRequest{Build: b, Types: w.readTypes, Categories: w.p.Categories, After: cp})
 	if err != nil {
 		return fmt.Errorf("projection %q: open source: %w", w.p.Name, err)
 	}
@@ -578,12 +586,11 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 		if !last.Before(rec.Position) {
 			continue // applied already: a redelivery
 		}
-		if w.p.Wants(rec) {
-			if err := w.handle(ctx, tx, rec); err != nil {
-				return err
-			}
-			applied++
+		n, err := w.handle(ctx, tx, rec)
+		if err != nil {
+			return err
 		}
+		applied += n
 		last = rec.Position
 	}
 	if last == cp {
@@ -600,27 +607,67 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 	return nil
 }
 
-// handle decodes rec and runs the handler on each resulting event,
-// turning a panic into an error.
-func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (err error) {
+// handle brings rec to the current schema, keeps what the projection
+// wants, decodes it and runs the handler on each resulting event, turning a
+// panic into an error. It returns the number of handler calls.
+func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (n int, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("projection %q: handler panicked on %s: %v\n%s", w.p.Name, describe(rec), v, debug.Stack())
 		}
 	}()
-	evs := []any{nil}
-	if dec := w.r.opts.decoder; dec != nil {
-		evs, err = dec.Decode(rec)
+	if !w.p.wantsCategory(rec) {
+		return 0, nil
+	}
+	dec := w.r.opts.decoder
+	if ud, ok := dec.(UpcastingDecoder); ok {
+		if !ud.NeedsUpcast(rec) {
+			if !w.p.wantsType(rec.Type) {
+				return 0, nil
+			}
+			return w.decodeAndHandle(ctx, tx, dec, rec, rec)
+		}
+		recs, err := ud.Upcast(rec)
 		if err != nil {
-			return fmt.Errorf("projection %q: decode %s: %w", w.p.Name, describe(rec), err)
+			return 0, fmt.Errorf("projection %q: upcast %s: %w", w.p.Name, describe(rec), err)
+		}
+		for _, up := range recs {
+			if !w.p.wantsType(up.Type) {
+				continue
+			}
+			k, err := w.decodeAndHandle(ctx, tx, dec, up, rec)
+			n += k
+			if err != nil {
+				return n, err
+			}
+		}
+		return n, nil
+	}
+	if !w.p.wantsType(rec.Type) {
+		return 0, nil
+	}
+	if dec == nil {
+		if err := w.p.Handler.Handle(ctx, tx, Event{Record: rec}); err != nil {
+			return 0, fmt.Errorf("projection %q: handle %s: %w", w.p.Name, describe(rec), err)
+		}
+		return 1, nil
+	}
+	return w.decodeAndHandle(ctx, tx, dec, rec, rec)
+}
+
+// decodeAndHandle decodes rec and runs the handler on each value, with
+// stored as the event's record.
+func (w *worker) decodeAndHandle(ctx context.Context, tx Tx, dec Decoder, rec, stored eventstore.Record) (int, error) {
+	vals, err := dec.Decode(rec)
+	if err != nil {
+		return 0, fmt.Errorf("projection %q: decode %s: %w", w.p.Name, describe(rec), err)
+	}
+	for i, v := range vals {
+		if err := w.p.Handler.Handle(ctx, tx, Event{Data: v, Record: stored}); err != nil {
+			return i, fmt.Errorf("projection %q: handle %s: %w", w.p.Name, describe(rec), err)
 		}
 	}
-	for _, data := range evs {
-		if err := w.p.Handler.Handle(ctx, tx, Event{Data: data, Record: rec}); err != nil {
-			return fmt.Errorf("projection %q: handle %s: %w", w.p.Name, describe(rec), err)
-		}
-	}
-	return nil
+	return len(vals), nil
 }
 
 // infraError marks a failure of the store itself (beginning a unit of
