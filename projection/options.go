@@ -22,7 +22,8 @@ type Decoder interface {
 // runner upcasts each stored record first, matches the projection's Types
 // against the upcast records (so events stored under a type's old name
 // still reach a projection that lists the new one), decodes only the
-// wanted ones.
+// wanted ones, and hands each handler call its own upcast record in
+// Event.Record (type, schema version and, for a split, the output's ID).
 type UpcastingDecoder interface {
 	Decoder
 	// NeedsUpcast reports whether rec is not at its type's current schema

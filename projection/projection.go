@@ -156,8 +156,13 @@ type Event struct {
 	// Data is the decoded event, or nil when the runner has no decoder; the
 	// raw JSON is always in Record.Data.
 	Data any
-	// Record is the committed record: stream, version, position, type,
-	// metadata, raw data.
+	// Record is the record Data was decoded from: stream, version,
+	// position, type, schema version, metadata, raw data. With an
+	// [UpcastingDecoder] (such as *upcast.Chain) it is the upcast record:
+	// its Type, SchemaVersion and Data are the current ones, and each event
+	// of a 1->N split has its own deterministic ID, while all share the
+	// stored record's stream version and position. With a plain [Decoder]
+	// it is the stored record, shared by every value the decoder returns.
 	Record eventstore.Record
 }
 

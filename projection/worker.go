@@ -625,7 +625,7 @@ func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (n in
 			if !w.p.wantsType(rec.Type) {
 				return 0, nil
 			}
-			return w.decodeAndHandle(ctx, tx, dec, rec, rec)
+			return w.decodeAndHandle(ctx, tx, dec, rec)
 		}
 		recs, err := ud.Upcast(rec)
 		if err != nil {
@@ -635,7 +635,7 @@ func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (n in
 			if !w.p.wantsType(up.Type) {
 				continue
 			}
-			k, err := w.decodeAndHandle(ctx, tx, dec, up, rec)
+			k, err := w.decodeAndHandle(ctx, tx, dec, up)
 			n += k
 			if err != nil {
 				return n, err
@@ -652,18 +652,18 @@ func (w *worker) handle(ctx context.Context, tx Tx, rec eventstore.Record) (n in
 		}
 		return 1, nil
 	}
-	return w.decodeAndHandle(ctx, tx, dec, rec, rec)
+	return w.decodeAndHandle(ctx, tx, dec, rec)
 }
 
-// decodeAndHandle decodes rec and runs the handler on each value, with
-// stored as the event's record.
-func (w *worker) decodeAndHandle(ctx context.Context, tx Tx, dec Decoder, rec, stored eventstore.Record) (int, error) {
+// decodeAndHandle decodes rec and runs the handler on each value, with rec
+// as the event's record.
+func (w *worker) decodeAndHandle(ctx context.Context, tx Tx, dec Decoder, rec eventstore.Record) (int, error) {
 	vals, err := dec.Decode(rec)
 	if err != nil {
 		return 0, fmt.Errorf("projection %q: decode %s: %w", w.p.Name, describe(rec), err)
 	}
 	for i, v := range vals {
-		if err := w.p.Handler.Handle(ctx, tx, Event{Data: v, Record: stored}); err != nil {
+		if err := w.p.Handler.Handle(ctx, tx, Event{Data: v, Record: rec}); err != nil {
 			return i, fmt.Errorf("projection %q: handle %s: %w", w.p.Name, describe(rec), err)
 		}
 	}

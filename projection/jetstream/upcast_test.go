@@ -68,6 +68,11 @@ func TestTypesMatchRenamedEventsThroughJetStream(t *testing.T) {
 	waitFor(t, r, "deposits", last)
 	mu.Lock()
 	got, n := sums, len(types)
+	for _, typ := range types {
+		if typ != "FundsDeposited" {
+			t.Errorf("handler got a record of type %q, want the upcast FundsDeposited", typ)
+		}
+	}
 	mu.Unlock()
 	if got["acct-1"] != 11 || got["acct-2"] != 300 || len(got) != 2 || n != 4 {
 		t.Fatalf("sums %v over %d events, want acct-1 11 and acct-2 300 over 4", got, n)

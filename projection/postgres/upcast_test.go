@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
@@ -111,9 +113,67 @@ func TestTypesMatchRenamedEvents(t *testing.T) {
 	if sums["acct-1"] != 30 || sums["acct-2"] != 101 || len(evs) != 4 {
 		t.Fatalf("sums %v over %d events, want acct-1 30 and acct-2 101 over 4 events", sums, len(evs))
 	}
+	for _, ev := range evs {
+		if ev.Record.Type != "FundsDeposited" {
+			t.Errorf("handler got a record of type %q, want the upcast FundsDeposited", ev.Record.Type)
+		}
+	}
 	st := status(t, r, "deposits")
 	if st.Checkpoint != last.Position || st.Lag != 0 {
 		t.Fatalf("status checkpoint %s lag %d, want %s and 0", st.Checkpoint, st.Lag, last.Position)
+	}
+}
+
+// Each event of a 1->N split reaches the handler with its own upcast record:
+// its type, and the deterministic ID the chain gives it, at the stored
+// record's position; the checkpoint moves past the stored record once.
+func TestSplitEventsCarryTheirOwnRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	chain := bankChain(t)
+	res := appendTyped(t, e.events, "acct-1", "Transferred", 5)
+	var stored eventstore.Record
+	for rec, err := range e.events.ReadAll(testCtx(t), eventstore.ReadAllOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = rec
+	}
+	ups, err := chain.Upcast(stored)
+	if err != nil || len(ups) != 2 {
+		t.Fatalf("upcast: %v, %d records", err, len(ups))
+	}
+	var all, deposits seen
+	r := e.runner([]projection.Projection{
+		{Name: "all", Handler: all.handler()},
+		{Name: "deposits", Types: []string{"FundsDeposited"}, Handler: deposits.handler()},
+	}, projection.WithDecoder(chain))
+	run(t, r)
+	waitFor(t, r, "all", res.Position)
+	waitFor(t, r, "deposits", res.Position)
+
+	evs, sums := all.snapshot()
+	if len(evs) != 2 || sums["acct-1"] != 0 {
+		t.Fatalf("all: %d events, sum %d; want 2 events summing to 0", len(evs), sums["acct-1"])
+	}
+	for i, ev := range evs {
+		want := ups[i]
+		if ev.Record.ID != want.ID || ev.Record.Type != want.Type || ev.Record.Position != stored.Position || ev.Record.StreamVersion != 1 {
+			t.Errorf("event %d: record %s %s at %s version %d, want %s %s at %s version 1",
+				i, ev.Record.ID, ev.Record.Type, ev.Record.Position, ev.Record.StreamVersion, want.ID, want.Type, stored.Position)
+		}
+	}
+	if evs[0].Record.ID != stored.ID || evs[1].Record.ID == stored.ID || evs[1].Record.ID == uuid.Nil {
+		t.Errorf("split IDs %s, %s: want the stored %s, then a derived one", evs[0].Record.ID, evs[1].Record.ID, stored.ID)
+	}
+	devs, dsums := deposits.snapshot()
+	if len(devs) != 1 || dsums["acct-1"] != 5 || devs[0].Record.ID != ups[1].ID {
+		t.Fatalf("deposits: %d events, sum %d; want the split's deposit alone (id %s)", len(devs), dsums["acct-1"], ups[1].ID)
+	}
+	for _, name := range []string{"all", "deposits"} {
+		if st := status(t, r, name); st.Checkpoint != stored.Position {
+			t.Errorf("%s: checkpoint %s, want %s", name, st.Checkpoint, stored.Position)
+		}
 	}
 }
 
