@@ -125,6 +125,9 @@ type session struct {
 	cfg    config
 	stdout io.Writer
 	stderr io.Writer
+	// logOut, when set, receives the logs instead of stderr: a progress
+	// bar that redraws itself below them.
+	logOut io.Writer
 
 	databaseURL string
 	natsURL     string
@@ -227,7 +230,11 @@ func (s *session) logger(level slog.Level) *slog.Logger {
 	if s.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: level}))
+	w := s.logOut
+	if w == nil {
+		w = s.stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // connect opens the PostgreSQL pool and checks that the database answers.

@@ -559,3 +559,64 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		t.Fatalf("no command: %s", r)
 	}
 }
+
+// TestRelayStreamFlagKeepsTheServiceStream gives the stream through
+// WithRelayOptions: --help shows its name, and --stream renames it without
+// resetting its max age, duplicate window or subject prefix.
+func TestRelayStreamFlagKeepsTheServiceStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ns := testenv.NATS(t)
+	svc := strings.ToUpper(testenv.Name("svc"))
+	app := e.app(cli.WithRelayOptions(relay.WithStream(relay.StreamConfig{
+		Name: svc, SubjectPrefix: "svc.ev", MaxAge: time.Hour, Duplicates: time.Minute})))
+	contains(t, mustOK(t, e.run(app, "relay", "--help")).stdout, `--stream string           the JetStream stream to publish to (default "`+svc+`")`)
+	type relayStatus struct {
+		Name   string `json:"name"`
+		Stream string `json:"stream"`
+	}
+	if st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout); st.Stream != svc || st.Name != relay.DefaultName {
+		t.Fatalf("relay status: %+v, want stream %s", st, svc)
+	}
+	other := svc + "_B"
+	if st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json", "--stream", other, "--relay-name", "b")).stdout); st.Stream != other || st.Name != "b" {
+		t.Fatalf("relay status --stream %s --relay-name b: %+v", other, st)
+	}
+
+	e.visible(e.append("account-1", ev("Opened", `{}`)).Position)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result, 1)
+	go func() { done <- e.runCtx(ctx, app, "relay", "--nats-url", ns.URL(), "--stream", other) }()
+
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var info *jetstream.StreamInfo
+	for {
+		if s, err := js.Stream(context.Background(), other); err == nil {
+			if info, err = s.Info(context.Background()); err == nil && info.State.Msgs == 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("relay --stream %s did not publish into it: %+v\n%s", other, info, <-done)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	mustOK(t, <-done)
+	c := info.Config
+	if c.MaxAge != time.Hour || c.Duplicates != time.Minute || len(c.Subjects) != 1 || c.Subjects[0] != "svc.ev.>" {
+		t.Fatalf("stream %s: max age %s, duplicates %s, subjects %v; want the service's 1h, 1m, svc.ev.>",
+			other, c.MaxAge, c.Duplicates, c.Subjects)
+	}
+}

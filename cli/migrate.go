@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
@@ -45,13 +44,6 @@ running migrate again, or from several processes at once, is safe.`,
 			if err != nil {
 				return err
 			}
-			// Relay.Migrate only uses the pool; relay.New wants a NATS
-			// connection, which migrate must not need, so it gets an
-			// unconnected one it never uses.
-			rel, err := relay.New(es, &nats.Conn{}, pool, append(append([]relay.Option{}, s.cfg.relayOpts...), relay.WithSchema(s.schema))...)
-			if err != nil {
-				return err
-			}
 			steps := []struct {
 				name string
 				fn   func() error
@@ -59,7 +51,7 @@ running migrate again, or from several processes at once, is safe.`,
 				{"eventstore", func() error { return es.Migrate(ctx) }},
 				{"snapshot", func() error { return snaps.Migrate(ctx) }},
 				{"projection", func() error { return projs.Migrate(ctx) }},
-				{"relay", func() error { return rel.Migrate(ctx) }},
+				{"relay", func() error { return relay.Migrate(ctx, pool, s.schema) }},
 			}
 			res := migrateResult{Schema: s.schema}
 			for _, st := range steps {

@@ -104,17 +104,19 @@ func WithRunnerOptions(opts ...projection.Option) Option {
 
 // WithRelayOptions passes options to the relay that "relay" runs (for
 // example relay.WithWindow). The CLI already sets the schema and the
-// logger; --relay-name overrides the name. Give the JetStream stream with
-// [WithRelayStream] rather than relay.WithStream, so that --stream and
-// --subject-prefix change only the fields they name.
+// logger; --relay-name overrides the name, and --stream and
+// --subject-prefix change only the stream's name and subject prefix,
+// keeping the rest of a relay.WithStream given here. [WithRelayStream] is
+// the plainer way to give the stream.
 func WithRelayOptions(opts ...relay.Option) Option {
 	return func(c *config) { c.relayOpts = append(c.relayOpts, opts...) }
 }
 
 // WithRelayStream sets the JetStream stream the relay publishes to, as
-// the service's relay does; --stream and --subject-prefix override its name
-// and subject prefix. The default is relay's: stream CHRONICLE, subjects
-// chronicle.events.>.
+// the service's relay does, over any relay.WithStream among
+// [WithRelayOptions]; --stream and --subject-prefix override only its name
+// and subject prefix, and their --help shows the service's values. The
+// default is relay's: stream CHRONICLE, subjects chronicle.events.>.
 func WithRelayStream(sc relay.StreamConfig) Option {
 	return func(c *config) { c.relayStream = &sc }
 }

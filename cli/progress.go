@@ -80,6 +80,33 @@ func (b *progressBar) done() {
 	if b.tty && b.drawn {
 		fmt.Fprintln(b.w)
 	}
+	b.drawn = false
+}
+
+// Write writes log output through the bar, so that logs and the bar share
+// stderr: while the bar is drawn on a terminal, it clears the bar's line,
+// writes p on a line of its own, and draws the bar again below it.
+// Otherwise it writes p as it is.
+func (b *progressBar) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.tty || !b.drawn {
+		return b.w.Write(p)
+	}
+	if _, err := io.WriteString(b.w, "\r\x1b[K"); err != nil {
+		return 0, err
+	}
+	n, err := b.w.Write(p)
+	if err != nil {
+		return n, err
+	}
+	if len(p) > 0 && p[len(p)-1] != '\n' {
+		if _, err := io.WriteString(b.w, "\n"); err != nil {
+			return n, err
+		}
+	}
+	_, err = io.WriteString(b.w, b.line(b.last))
+	return n, err
 }
 
 // line is "rebuild balances@v1_1 [=====>    ]  52%  2600/5000 events  12400 ev/s  ETA 1s".

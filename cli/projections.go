@@ -224,6 +224,7 @@ over; this command then waits for the switch.`,
 				return err
 			}
 			bar := newProgressBar(s.stderr, name)
+			s.logOut = bar // logs go above the bar, not through it
 			progress := func(p projection.Progress) {
 				if p.Build.Name != name {
 					return

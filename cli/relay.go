@@ -12,44 +12,54 @@ import (
 )
 
 type relayFlags struct {
+	cmd    *cobra.Command
 	name   string
 	stream string
 	prefix string
 }
 
-func (f *relayFlags) add(c *cobra.Command, sc *relay.StreamConfig) {
-	stream, prefix := relay.DefaultStreamName, relay.DefaultSubjectPrefix
-	if sc != nil && sc.Name != "" {
-		stream = sc.Name
+// baseRelayOptions are the service's relay options, its WithRelayStream
+// last, so that it wins over a relay.WithStream among the options.
+func (s *session) baseRelayOptions() []relay.Option {
+	opts := append([]relay.Option{}, s.cfg.relayOpts...)
+	if sc := s.cfg.relayStream; sc != nil {
+		opts = append(opts, relay.WithStream(*sc))
 	}
-	if sc != nil && sc.SubjectPrefix != "" {
-		prefix = sc.SubjectPrefix
-	}
-	c.Flags().StringVar(&f.name, "relay-name", relay.DefaultName, "the relay's name (its leadership lock and checkpoint)")
-	c.Flags().StringVar(&f.stream, "stream", stream, "the JetStream stream to publish to")
-	c.Flags().StringVar(&f.prefix, "subject-prefix", prefix, "the subject prefix of published events")
+	return opts
 }
 
-// relay builds the relay; nc may be an unconnected connection for status.
-func (s *session) relay(ctx context.Context, nc *nats.Conn, f relayFlags, log *slog.Logger) (*relay.Relay, error) {
+func (f *relayFlags) add(c *cobra.Command, base relay.StreamConfig) {
+	f.cmd = c
+	c.Flags().StringVar(&f.name, "relay-name", relay.DefaultName, "the relay's name (its leadership lock and checkpoint)")
+	c.Flags().StringVar(&f.stream, "stream", base.Name, "the JetStream stream to publish to")
+	c.Flags().StringVar(&f.prefix, "subject-prefix", base.SubjectPrefix, "the subject prefix of published events")
+}
+
+// options are the relay options: the service's, then only the fields the
+// command line sets, so that --stream changes the stream's name and keeps
+// the service's retention, max age and the rest.
+func (f *relayFlags) options(s *session) []relay.Option {
+	opts := s.baseRelayOptions()
+	opts = append(opts, relay.WithSchema(s.schema))
+	if f.cmd.Flags().Changed("relay-name") {
+		opts = append(opts, relay.WithName(f.name))
+	}
+	if f.cmd.Flags().Changed("stream") {
+		opts = append(opts, relay.WithStreamName(f.stream))
+	}
+	if f.cmd.Flags().Changed("subject-prefix") {
+		opts = append(opts, relay.WithSubjectPrefix(f.prefix))
+	}
+	return opts
+}
+
+// relay builds the relay that publishes through nc.
+func (s *session) relay(ctx context.Context, nc *nats.Conn, f *relayFlags, log *slog.Logger) (*relay.Relay, error) {
 	es, err := s.store(ctx)
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]relay.Option{}, s.cfg.relayOpts...)
-	opts = append(opts, relay.WithSchema(s.schema), relay.WithLogger(log))
-	if f.name != relay.DefaultName {
-		opts = append(opts, relay.WithName(f.name))
-	}
-	if sc := s.cfg.relayStream; sc != nil || f.stream != relay.DefaultStreamName || f.prefix != relay.DefaultSubjectPrefix {
-		var cfg relay.StreamConfig
-		if sc != nil {
-			cfg = *sc
-		}
-		cfg.Name, cfg.SubjectPrefix = f.stream, f.prefix
-		opts = append(opts, relay.WithStream(cfg))
-	}
-	return relay.New(es, nc, s.pool, opts...)
+	return relay.New(es, nc, s.pool, append(f.options(s), relay.WithLogger(log))...)
 }
 
 func (s *session) relayCommand() *cobra.Command {
@@ -85,7 +95,7 @@ the relay. Logs go to stderr.`,
 				return fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 			}
 			defer nc.Close()
-			r, err := s.relay(ctx, nc, f, log)
+			r, err := s.relay(ctx, nc, &f, log)
 			if err != nil {
 				return err
 			}
@@ -102,7 +112,7 @@ the relay. Logs go to stderr.`,
 			return nil
 		},
 	}
-	f.add(c, s.cfg.relayStream)
+	f.add(c, relay.ResolveStream(s.baseRelayOptions()...))
 	c.AddCommand(s.relayStatusCommand())
 	return c
 }
@@ -136,20 +146,21 @@ NATS connection.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := s.relay(ctx, &nats.Conn{}, f, s.logger(slog.LevelWarn))
+			if _, err := s.store(ctx); err != nil {
+				return err
+			}
+			opts := f.options(s)
+			cp, err := relay.ReadCheckpoint(ctx, s.pool, opts...)
 			if err != nil {
 				return err
 			}
-			st, err := r.Status(ctx)
-			if err != nil {
-				return err
-			}
+			stream := relay.ResolveStream(opts...).Name
 			head, err := s.es.Head(ctx)
 			if err != nil {
 				return fmt.Errorf("read the head of the log: %w", err)
 			}
 			var lag int64
-			for _, err := range s.es.ReadAll(ctx, readAfter(st.Checkpoint, maxRelayLag+1)) {
+			for _, err := range s.es.ReadAll(ctx, readAfter(cp.Position, maxRelayLag+1)) {
 				if err != nil {
 					return fmt.Errorf("count unpublished events: %w", err)
 				}
@@ -159,8 +170,8 @@ NATS connection.`,
 			lag = min(lag, maxRelayLag)
 			if asJSON {
 				return writeJSON(s.stdout, jsonRelayStatus{
-					Name: st.Name, Stream: st.Stream, Checkpoint: st.Checkpoint.String(), CheckpointAt: formatTime(st.CheckpointAt),
-					PublishedTotal: st.PublishedTotal, Head: head.String(), LagEvents: lag, LagCapped: capped,
+					Name: cp.Name, Stream: stream, Checkpoint: cp.Position.String(), CheckpointAt: formatTime(cp.At),
+					PublishedTotal: cp.PublishedTotal, Head: head.String(), LagEvents: lag, LagCapped: capped,
 				})
 			}
 			tw := newTable(s.stdout)
@@ -169,12 +180,12 @@ NATS connection.`,
 			if capped {
 				l = ">" + l
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.Name, st.Stream, st.Checkpoint, formatTime(st.CheckpointAt),
-				st.PublishedTotal, head, l)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cp.Name, stream, cp.Position, formatTime(cp.At),
+				cp.PublishedTotal, head, l)
 			return tw.Flush()
 		},
 	}
-	f.add(c, s.cfg.relayStream)
+	f.add(c, relay.ResolveStream(s.baseRelayOptions()...))
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return c
 }
