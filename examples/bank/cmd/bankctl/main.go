@@ -51,7 +51,7 @@ func newApp(extra ...cli.Option) (*cli.App, error) {
 		cli.WithSchema(demo.DefaultSchema),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(bank.PostgresProjections()...),
-		cli.WithRelayOptions(relay.WithStream(relay.StreamConfig{Name: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix})),
+		cli.WithRelayStream(relay.StreamConfig{Name: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix}),
 	}
 	return cli.New(append(opts, extra...)...), nil
 }

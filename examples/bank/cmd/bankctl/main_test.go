@@ -58,3 +58,25 @@ func TestBankctlOnTheDemosData(t *testing.T) {
 		t.Errorf("rebuild output lacks the new build:\n%s", out)
 	}
 }
+
+// TestBankctlRelayDefaultsToTheBankStream checks that the relay commands
+// default to the bank's JetStream stream and subjects, and say so in
+// --help.
+func TestBankctlRelayDefaultsToTheBankStream(t *testing.T) {
+	t.Parallel()
+	app, err := newApp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"relay", "--help"}, {"relay", "status", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := app.Run(context.Background(), cmd, &stdout, &stderr); code != 0 {
+			t.Fatalf("bankctl %s: exit %d: %s", strings.Join(cmd, " "), code, stderr.String())
+		}
+		for _, want := range []string{`(default "` + demo.DefaultStream + `")`, `(default "` + demo.DefaultPrefix + `")`} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("bankctl %s lacks %s:\n%s", strings.Join(cmd, " "), want, stdout.String())
+			}
+		}
+	}
+}
