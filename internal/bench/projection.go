@@ -706,7 +706,11 @@ func prRawRebuild(ctx context.Context, pool *pgxpool.Pool, schema string, want i
 }
 
 // prChild runs the Postgres rebuild in a child process and returns its
-// peak RSS in KiB and the rebuild's duration.
+// peak RSS in KiB and the rebuild's duration. The peak is the child's own
+// VmHWM: the child's rusage Maxrss is no good, since Linux carries the
+// parent's peak over into it (the child is started with vfork and exec
+// keeps the larger of the old and new address space's high-water marks),
+// which made the figure grow with the parent's work, not the rebuild's.
 func prChild(ctx context.Context, env *Env, schema string, want int) (int64, time.Duration, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -723,7 +727,7 @@ func prChild(ctx context.Context, env *Env, schema string, want int) (int64, tim
 		return 0, 0, fmt.Errorf("rebuild child: %w", err)
 	}
 	fields := strings.Fields(string(out))
-	if len(fields) != 2 {
+	if len(fields) != 3 {
 		return 0, 0, fmt.Errorf("rebuild child said %q", out)
 	}
 	d, err := time.ParseDuration(fields[0])
@@ -733,15 +737,35 @@ func prChild(ctx context.Context, env *Env, schema string, want int) (int64, tim
 	if n, err := strconv.Atoi(fields[1]); err != nil || n != want {
 		return 0, 0, fmt.Errorf("rebuild child applied %s events, want %d", fields[1], want)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, 0, errors.New("rebuild child: no rusage on this platform")
+	rss, err := strconv.ParseInt(fields[2], 10, 64)
+	if err != nil || rss <= 0 {
+		return 0, 0, fmt.Errorf("rebuild child said %q: no peak RSS", out)
 	}
-	return ru.Maxrss, d, nil
+	return rss, d, nil
+}
+
+// prPeakRSS returns this process's peak RSS in KiB: VmHWM from
+// /proc/self/status, or the rusage Maxrss where there is no /proc.
+func prPeakRSS() int64 {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		return ru.Maxrss
+	}
+	return 0
 }
 
 // prRebuildChild is the child's side: rebuild the balances read model over
-// the log in schema and print the duration and the events applied.
+// the log in schema and print the duration, the events applied and the
+// peak RSS in KiB.
 func prRebuildChild(schema string) error {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv(prChildDB))
@@ -766,6 +790,6 @@ func prRebuildChild(schema string) error {
 	if err := r.Rebuild(ctx, "balances"); err != nil {
 		return err
 	}
-	fmt.Println(time.Since(start), n.Load())
+	fmt.Println(time.Since(start), n.Load(), prPeakRSS())
 	return nil
 }
