@@ -573,7 +573,16 @@ func (d *demo) rules(ctx context.Context) error {
 	d.say("    open account zed, then close it         -> ok")
 	d.res.Commands += 2
 
+	// Fund the source first: after the random burst it may sit at its
+	// overdraft limit, and then the transfer would be refused for that
+	// instead of for the closed account.
 	from := accountName(1)
+	if res, err = d.bank.Deposit(ctx, from, 25_00); err != nil {
+		return err
+	}
+	d.saw(res)
+	d.res.Commands++
+	d.res.Deposits += 25_00
 	res, err = d.bank.Transfer(ctx, "to-zed", from, "zed", 25_00)
 	if !errors.Is(err, bank.ErrAccountClosed) {
 		return fmt.Errorf("demo: a transfer to a closed account was not refused: %v", err)

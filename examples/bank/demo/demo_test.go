@@ -33,7 +33,7 @@ func check(t *testing.T, cfg demo.Config, res demo.Result, out string) {
 	if want := cfg.Accounts + 2; res.Accounts != want { // + legacy + zed
 		t.Errorf("balances has %d accounts, want %d", res.Accounts, want)
 	}
-	if want := cfg.Clients*cfg.Commands + 4; res.Commands != want {
+	if want := cfg.Clients*cfg.Commands + 5; res.Commands != want { // + the rules: withdraw, open, close, fund, transfer
 		t.Errorf("commands = %d, want %d", res.Commands, want)
 	}
 	if res.Refused < 2 {
