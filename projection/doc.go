@@ -19,6 +19,14 @@
 // aside. With the in-memory [MemoryStore] each event is its own unit of
 // work.
 //
+// # Decoding and upcasting
+//
+// With [WithDecoder], handlers get decoded values in Event.Data. Pass an
+// *upcast.Chain itself: it is an [UpcastingDecoder], so the runner matches
+// [Projection.Types] against the upcast records (events stored under a
+// type's old name reach a projection listing the new one) and gives each
+// event its own upcast record, including each output of a 1->N split.
+//
 // # Failures and dead letters
 //
 // A failing event is retried with exponential backoff, in place, so the
