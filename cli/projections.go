@@ -51,7 +51,7 @@ func (s *session) runner(ctx context.Context, what string, extra ...projection.O
 		projection.WithLogStatus(projpg.LogStatus(es)),
 	}
 	if chain != nil {
-		opts = append(opts, projection.WithDecoder(projection.DecoderFunc(chain.Decode)))
+		opts = append(opts, projection.WithDecoder(chain))
 	}
 	opts = append(opts, s.cfg.runnerOpts...)
 	opts = append(opts, extra...)

@@ -75,7 +75,7 @@ func ExampleMemoryReadModel() {
 		panic(err)
 	}
 	runner, err := projection.NewRunner(events, pstore, rm.Projections(),
-		projection.WithDecoder(projection.DecoderFunc(b.Chain().Decode)))
+		projection.WithDecoder(b.Chain()))
 	if err != nil {
 		panic(err)
 	}

@@ -311,7 +311,7 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	runnerOpts := []projection.Option{
 		source,
-		projection.WithDecoder(projection.DecoderFunc(b.Chain().Decode)),
+		projection.WithDecoder(b.Chain()),
 		projection.WithBackoff(20*time.Millisecond, time.Second),
 		projection.WithHaltPoll(100 * time.Millisecond),
 		projection.WithProgress(func(p projection.Progress) {
