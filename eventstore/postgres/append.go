@@ -115,17 +115,17 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 			meta[i] = &m
 		}
 	}
-	var (
-		status  string
-		version int64
-		tx, pos *int64
-		known   bool
-		err     error
-	)
 	args := []any{streamID, int64(expected), ids, types, svs, data, meta}
+	what := func() string { return fmt.Sprintf("append %d events to stream %q", n, streamID) }
+
+	var (
+		r   appendRow
+		err error
+	)
 	if tx0 != nil {
-		// In the caller's transaction: one batch, and the notification
-		// goes out if and when it commits.
+		// In the caller's transaction, in one batch: the lock first, so
+		// that the append's snapshot is taken once it is held; the
+		// notification goes out if and when tx commits.
 		b := &pgx.Batch{}
 		b.Queue(s.q.lock, streamID)
 		b.Queue(s.q.append, args...)
@@ -134,15 +134,15 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 		}
 		br := tx0.SendBatch(ctx, b)
 		if _, err = br.Exec(); err == nil {
-			err = br.QueryRow().Scan(&status, &version, &tx, &pos, &known)
+			err = br.QueryRow().Scan(&r.n, &r.version, &r.tx, &r.pos)
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
 	} else {
 		var notifyAfter bool
-		status, version, tx, pos, known, notifyAfter, err = s.appendPipelined(ctx, args)
-		if notifyAfter && err == nil && status == "ok" {
+		r, notifyAfter, err = s.appendPipelined(ctx, args)
+		if notifyAfter && err == nil && r.n > 0 {
 			// With the connection back in the pool.
 			s.notify.after(ctx, s.log, func() error {
 				_, err := s.pool.Exec(ctx, s.q.notify, s.channel)
@@ -155,20 +155,70 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
 			return eventstore.AppendResult{}, &knownIDError{sentinel: errIDTaken, actual: -1}
 		}
-		return eventstore.AppendResult{}, s.wrapErr(fmt.Sprintf("append %d events to stream %q", n, streamID), err)
+		if isVersionTaken(err) {
+			// Only in a caller's REPEATABLE READ or SERIALIZABLE
+			// transaction, whose snapshot predates the stream's last
+			// append.
+			return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: -1,
+				Reason: "the stream changed after the transaction's snapshot was taken; retry in a new transaction"}
+		}
+		return eventstore.AppendResult{}, s.wrapErr(what(), err)
+	}
+	if r.n == int64(n) && r.version != nil && r.tx != nil && r.pos != nil {
+		return eventstore.AppendResult{Version: *r.version, Position: eventstore.Position{TxID: uint64(*r.tx), Seq: uint64(*r.pos)}}, nil
+	}
+	if r.n != 0 {
+		return eventstore.AppendResult{}, fmt.Errorf("postgres: %s: %d rows written, want %d", what(), r.n, n)
+	}
+
+	// Nothing was written: find out why, in tx when there is one.
+	var q querier = s.pool
+	if tx0 != nil {
+		q = tx0
+	}
+	var (
+		actual, last int64
+		known        bool
+		myTx         *int64
+	)
+	if err := q.QueryRow(ctx, s.q.appendState, streamID, ids[0]).Scan(&actual, &last, &known, &myTx); err != nil {
+		return eventstore.AppendResult{}, s.wrapErr(what(), err)
 	}
 	switch {
-	case status == "ok" && tx != nil && pos != nil:
-		return eventstore.AppendResult{Version: version, Position: eventstore.Position{TxID: uint64(*tx), Seq: uint64(*pos)}}, nil
-	case status == "conflict" && known:
-		return eventstore.AppendResult{}, &knownIDError{sentinel: errKnownID, actual: version}
-	case status == "conflict":
-		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: version}
-	case status == "stale":
-		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: version,
+	case !versionMatches(expected, actual) && known:
+		return eventstore.AppendResult{}, &knownIDError{sentinel: errKnownID, actual: actual}
+	case myTx != nil && *myTx < last:
+		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: actual,
 			Reason: "the transaction started writing before the stream's last append committed; appending from it would break the stream's order in the global log, retry in a new transaction"}
 	}
-	return eventstore.AppendResult{}, fmt.Errorf("postgres: append to stream %q: unexpected reply %q from append_events", streamID, status)
+	// A version conflict; or the stream moved on since the append read it,
+	// which was a conflict then.
+	return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: actual}
+}
+
+// appendRow is what appendSQL returns.
+type appendRow struct {
+	n                int64 // events written: all or none
+	version, tx, pos *int64
+}
+
+// versionMatches reports whether a stream at version actual passes the
+// expected version check.
+func versionMatches(expected eventstore.ExpectedVersion, actual int64) bool {
+	switch {
+	case expected == eventstore.Any:
+		return true
+	case expected == eventstore.NoStream:
+		return actual == 0
+	case expected == eventstore.StreamExists:
+		return actual > 0
+	}
+	return int64(expected) == actual
+}
+
+func isVersionTaken(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_stream_id_stream_version_key"
 }
 
 // resolveRetry decides, once some event IDs turned out to be stored
@@ -268,88 +318,78 @@ func (s *Store) wrapErr(what string, err error) error {
 	return fmt.Errorf("postgres: %s: %w", what, err)
 }
 
-// appendSQL appends to one stream, once the stream's advisory lock is held
-// (see appendPipelined). It reads the stream's version, checks the expected
-// version ($2: -1 any, -2 no stream, -3 stream exists, >= 0 exact), and only
-// then takes a transaction id and inserts the events with one INSERT ...
-// SELECT FROM unnest. The stream's version is that of its last event, read
-// through the (stream_id, stream_version) index; a new stream is also
-// entered in the streams table. It returns one row:
+// appendSQL appends to one stream, once the stream's transaction-scoped
+// advisory lock is held (see appendPipelined). It reads the stream's
+// version and last writer from its last event (a backward probe of the
+// (stream_id, stream_version) index), checks the expected version ($2: -1
+// any, -2 no stream, -3 stream exists, >= 0 exact), and inserts every event
+// with one INSERT ... SELECT FROM unnest, or none. It returns how many
+// events it wrote and the new version, transaction id and position of the
+// last one.
 //
-//   - status "ok": version is the new version, tx and pos the transaction
-//     id and position of the last event.
-//   - status "conflict": version is the actual version (0: no stream);
-//     nothing was written; known tells whether the first event ID is
-//     already stored (maybe a retry).
-//   - status "stale": the transaction took its id before the stream's last
-//     append committed (only possible in a caller's transaction that wrote
-//     earlier); appending would put the stream out of order in the global
-//     log, so nothing was written.
+// The transaction id check refuses an append from a transaction that took
+// its id before the stream's last append committed (only possible inside a
+// caller's transaction that wrote earlier, see AppendTx).
 const appendSQL = `WITH cur AS MATERIALIZED (
-    SELECT coalesce(l.stream_version, 0) AS v, coalesce(l.transaction_id, 0) AS last,
-           ($2 = -2 AND l.stream_version IS NOT NULL) OR ($2 = -3 AND l.stream_version IS NULL)
-           OR ($2 >= 0 AND $2 <> coalesce(l.stream_version, 0)) AS conflict
+    SELECT coalesce(l.stream_version, 0) AS v, coalesce(l.transaction_id, 0) AS last
       FROM (VALUES (1)) AS one (x)
       LEFT JOIN LATERAL (
             SELECT e.stream_version, e.transaction_id FROM {{schema}}.events e
              WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1) AS l ON true
-), txid AS MATERIALIZED (
-    SELECT cur.v, cur.last, cur.conflict,
-           CASE WHEN NOT cur.conflict THEN pg_current_xact_id()::text::bigint END AS tx
-      FROM cur
-), ok AS MATERIALIZED (
-    SELECT txid.v, txid.tx FROM txid WHERE NOT txid.conflict AND txid.tx >= txid.last
 ), ins AS (
     INSERT INTO {{schema}}.events AS e
         (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
-    SELECT ok.tx, u.id, $1, ok.v + u.ord, u.typ, u.sv, u.dat::jsonb, u.md::jsonb
-      FROM ok, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+    SELECT pg_current_xact_id()::text::bigint, u.id, $1, cur.v + u.ord, u.typ, u.sv, u.dat::jsonb, u.md::jsonb
+      FROM cur CROSS JOIN unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
                WITH ORDINALITY AS u(id, typ, sv, dat, md, ord)
+     WHERE NOT (($2::bigint = -2 AND cur.v > 0) OR ($2::bigint = -3 AND cur.v = 0)
+                OR ($2::bigint >= 0 AND $2::bigint <> cur.v))
+       AND pg_current_xact_id()::text::bigint >= cur.last
      ORDER BY u.ord
-    RETURNING e.position
-), created AS (
-    INSERT INTO {{schema}}.streams (stream_id)
-    SELECT $1 FROM ok WHERE ok.v = 0
-    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING e.position, e.transaction_id, e.stream_version
 )
-SELECT CASE WHEN txid.conflict THEN 'conflict' WHEN txid.tx < txid.last THEN 'stale' ELSE 'ok' END,
-       CASE WHEN NOT txid.conflict AND txid.tx >= txid.last THEN txid.v + cardinality($3::uuid[]) ELSE txid.v END,
-       txid.tx,
-       (SELECT max(ins.position) FROM ins),
-       CASE WHEN txid.conflict THEN EXISTS (SELECT 1 FROM {{schema}}.events e WHERE e.event_id = ($3::uuid[])[1]) ELSE false END
-  FROM txid`
+SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.position) FROM ins`
 
 // appendPipelined runs an append in one round trip: in one implicit
-// transaction, the stream's advisory lock then appendSQL; then, when
+// transaction, the stream's advisory lock, then appendSQL; then, when
 // notifications are on, pg_notify in a second implicit transaction.
 //
-// The lock is taken before the transaction writes anything, so before it
-// has a transaction id: whoever holds it gets a larger id than every earlier
-// append to the stream, and ordering the global log by (transaction id,
-// position) keeps each stream's versions in order. (A row lock would not:
-// transactions queued on it already hold ids and are woken in any order.)
-// appendSQL runs as a second statement, with a snapshot taken once the lock
-// is held, so it sees the previous holder's commit.
+// The lock is a statement of its own, taken before the transaction writes
+// anything or has an id (a single INSERT statement gets its transaction id
+// before it runs any part of its plan): whoever holds it gets a larger
+// transaction id than every earlier append to the stream, and ordering the
+// global log by (transaction id, position) keeps each stream's versions in
+// order. A row lock would not do: transactions queued on it already hold
+// ids and are woken in any order. appendSQL then runs with a snapshot taken
+// once the lock is held, so it sees the previous holder's commit.
 //
 // Notifying from a transaction of its own matters under load: a notifying
 // transaction holds a cluster-wide lock from just before its commit to its
 // end, WAL flush included, which would serialise concurrent appends; one
 // that writes nothing needs no flush. The notification may be spurious (the
 // append conflicted), never early: it is sent after the append committed.
-func (s *Store) appendPipelined(ctx context.Context, args []any) (status string, version int64, tx, pos *int64, known, notifyAfter bool, err error) {
+// Concurrent appends share notifications (see notifier): notifyAfter tells
+// the caller to make sure one follows this append.
+func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, notifyAfter bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer conn.Release()
 	c := conn.Conn()
+	appendSD, err := c.Prepare(ctx, "chronicle_append_"+s.cfg.schema, s.q.append)
+	if err != nil {
+		return
+	}
 	lockSD, err := c.Prepare(ctx, "chronicle_lock_"+s.cfg.schema, s.q.lock)
 	if err != nil {
 		return
 	}
-	appendSD, err := c.Prepare(ctx, "chronicle_append_"+s.cfg.schema, s.q.append)
-	if err != nil {
-		return
+	var notifySD *pgconn.StatementDescription
+	if s.cfg.notify {
+		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
+			return
+		}
 	}
 	m := c.TypeMap()
 	encode := func(sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
@@ -367,26 +407,20 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (status string,
 		}
 		return params, formats, nil
 	}
-	lockParams, lockFormats, err := encode(lockSD, args[:1])
-	if err != nil {
-		return
-	}
 	params, formats, err := encode(appendSD, args)
 	if err != nil {
 		return
 	}
-	var notifySD *pgconn.StatementDescription
-	if s.cfg.notify {
-		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
-			return
-		}
+	lockParams, lockFormats, err := encode(lockSD, args[:1])
+	if err != nil {
+		return
+	}
+	if notifySD != nil {
 		if s.notify.claim() {
 			defer s.notify.done()
 		} else {
-			// Another append's notification is on its way; the caller
-			// makes sure one follows this commit (see notifier.after).
-			notifySD = nil
-			notifyAfter = true
+			// Another append's notification is on its way.
+			notifySD, notifyAfter = nil, true
 		}
 	}
 	binary := []int16{pgtype.BinaryFormatCode}
@@ -403,13 +437,13 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (status string,
 		err = pipelineSkip(p) // the lock's empty result
 	}
 	if err == nil {
-		var r *pgconn.Result
-		if r, err = pipelineRead(p); err == nil {
-			if len(r.Rows) != 1 {
-				err = fmt.Errorf("append returned %d rows", len(r.Rows))
+		var res *pgconn.Result
+		if res, err = pipelineRead(p); err == nil {
+			if len(res.Rows) != 1 {
+				err = fmt.Errorf("append returned %d rows", len(res.Rows))
 			} else {
-				row, fds := r.Rows[0], r.FieldDescriptions
-				dst := []any{&status, &version, &tx, &pos, &known}
+				row, fds := res.Rows[0], res.FieldDescriptions
+				dst := []any{&r.n, &r.version, &r.tx, &r.pos}
 				for i := range dst {
 					if err = m.Scan(fds[i].DataTypeOID, fds[i].Format, row[i], dst[i]); err != nil {
 						err = fmt.Errorf("decode column %d of the append's result: %w", i+1, err)

@@ -493,3 +493,57 @@ func TestAppendTxRetryAndRollback(t *testing.T) {
 		t.Fatal("AppendTx accepted a nil transaction")
 	}
 }
+
+// An append waiting for its stream's lock must not hold a transaction id
+// yet: ids taken before the lock would let a later append to the stream
+// sort before an earlier one in the global log.
+func TestAppendTakesItsTransactionIDAfterTheStreamLock(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	c := ctx(t)
+	mustAppend(t, s, "lock-1", eventstore.NoStream, events(1)...)
+	holder, err := pool.Begin(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	// The same lock append takes: see the lock query in store.go.
+	key := `'` + strings.ReplaceAll(pgx.Identifier{s.Schema()}.Sanitize(), `'`, `''`) + `.' || 'lock-1'`
+	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(hashtextextended(`+key+`, 7157402093))`); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Append(c, "lock-1", eventstore.Exact(1), events(2)...)
+		errc <- err
+	}()
+	var (
+		xid   *string
+		found bool
+	)
+	deadline := time.Now().Add(10 * time.Second)
+	for !found && time.Now().Before(deadline) {
+		err := pool.QueryRow(c, `SELECT backend_xid::text FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid()
+			  AND position('pg_advisory_xact_lock' in query) > 0 AND position($1 in query) > 0`, s.Schema()).Scan(&xid)
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, pgx.ErrNoRows):
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !found {
+		t.Fatal("the append never waited for the stream's lock")
+	}
+	if xid != nil {
+		t.Fatalf("the append holds transaction id %s while it waits for the stream's lock", *xid)
+	}
+	if err := holder.Rollback(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("append after the lock was released: %v", err)
+	}
+}

@@ -85,8 +85,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 type queries struct {
-	lock, append, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat, notify, heldBack       string
+	lock, append, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
+	checkIDs, status, listStreams, listStreamsCat, notify, heldBack                    string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -100,6 +100,12 @@ func newQueries(q string) queries {
 	return queries{
 		lock:   `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
 		append: strings.ReplaceAll(appendSQL, "{{schema}}", q),
+		appendState: `SELECT coalesce(l.stream_version, 0), coalesce(l.transaction_id, 0),
+				EXISTS (SELECT 1 FROM ` + q + `.events x WHERE x.event_id = $2),
+				pg_current_xact_id_if_assigned()::text::bigint
+			FROM (VALUES (1)) AS one (x)
+			LEFT JOIN LATERAL (SELECT e.stream_version, e.transaction_id FROM ` + q + `.events e
+				WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1) AS l ON true`,
 		readStreamFwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
 			WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`,
 		readStreamBwd: `SELECT ` + recordColumns + ` FROM ` + q + `.events
@@ -120,16 +126,31 @@ func newQueries(q string) queries {
 			  (SELECT e.transaction_id FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1),
 			  (SELECT e.position FROM ` + q + `.events e WHERE e.transaction_id < h.xmin ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1)
 			FROM h`,
-		listStreams: `SELECT s.stream_id, (SELECT e.stream_version FROM ` + q + `.events e
-				WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1)
-			FROM ` + q + `.streams s WHERE s.stream_id > $1 ORDER BY s.stream_id LIMIT $2`,
-		// A category's streams are the ID equal to it and the IDs in
+		// Streams are listed by skipping through the (stream_id,
+		// stream_version) index, one probe per stream. A category's
+		// streams are the ID equal to it and the IDs in
 		// [category + "-", category + "."): '.' follows '-' in byte order.
-		listStreamsCat: `SELECT s.stream_id, (SELECT e.stream_version FROM ` + q + `.events e
-				WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1)
-			FROM ` + q + `.streams s
-			WHERE s.stream_id > $1 AND (s.stream_id = $3 OR (s.stream_id >= $3 || '-' AND s.stream_id < $3 || '.'))
-			ORDER BY s.stream_id LIMIT $2`,
+		listStreams: `WITH RECURSIVE s (id) AS (
+				(SELECT e.stream_id FROM ` + q + `.events e WHERE e.stream_id > $1 ORDER BY e.stream_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT e.stream_id FROM ` + q + `.events e WHERE e.stream_id > s.id ORDER BY e.stream_id LIMIT 1)
+				  FROM s WHERE s.id IS NOT NULL)
+			SELECT s.id, (SELECT e.stream_version FROM ` + q + `.events e WHERE e.stream_id = s.id
+				ORDER BY e.stream_version DESC LIMIT 1)
+			  FROM s WHERE s.id IS NOT NULL LIMIT $2`,
+		listStreamsCat: `WITH RECURSIVE s (id) AS (
+				(SELECT e.stream_id FROM ` + q + `.events e
+				  WHERE e.stream_id > $1 AND e.stream_id >= $3 AND e.stream_id < $3 || '.'
+				    AND (e.stream_id = $3 OR e.stream_id >= $3 || '-')
+				  ORDER BY e.stream_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT e.stream_id FROM ` + q + `.events e
+				  WHERE e.stream_id > s.id AND e.stream_id < $3 || '.' AND (e.stream_id = $3 OR e.stream_id >= $3 || '-')
+				  ORDER BY e.stream_id LIMIT 1)
+				  FROM s WHERE s.id IS NOT NULL)
+			SELECT s.id, (SELECT e.stream_version FROM ` + q + `.events e WHERE e.stream_id = s.id
+				ORDER BY e.stream_version DESC LIMIT 1)
+			  FROM s WHERE s.id IS NOT NULL LIMIT $2`,
 		notify:   `SELECT pg_notify($1, '')`,
 		heldBack: `SELECT EXISTS (SELECT 1 FROM ` + q + `.events WHERE transaction_id >= ` + horizon + `)`,
 	}

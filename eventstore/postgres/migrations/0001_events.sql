@@ -1,16 +1,13 @@
--- Chronicle event store: the streams and events tables. {{schema}} is
--- replaced by the quoted schema name. The append statement lives in the Go
--- package (append.go), beside the reasoning that makes it exact.
-
--- streams lists every stream once, written only by the append that creates
--- it. A stream's version and last writer are read from its last event (an
--- index probe on events (stream_id, stream_version)), so an append writes
--- one table, not two. Stream IDs compare byte by byte (COLLATE "C"), like Go
--- strings: cheaper comparisons, and a category is a range of the key.
-CREATE TABLE {{schema}}.streams (
-    stream_id  text COLLATE "C" NOT NULL PRIMARY KEY,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
+-- Chronicle event store: the events table. {{schema}} is replaced by the
+-- quoted schema name. The append statement lives in the Go package
+-- (append.go), beside the reasoning that makes it exact.
+--
+-- There is no separate streams table: the unique index on
+-- (stream_id, stream_version) is one. A stream's version is that of its
+-- last event (one backward index probe), so an append writes one table, and
+-- streams are listed by skipping through that index. Stream IDs compare
+-- byte by byte (COLLATE "C"), like Go strings: cheaper comparisons, and a
+-- category is a range of the index.
 
 -- position is taken from a sequence in one order and committed in another;
 -- transaction_id (pg_current_xact_id() of the writer) is what makes global
