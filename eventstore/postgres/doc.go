@@ -3,22 +3,22 @@
 // # Tables
 //
 // [Store.Migrate] creates, in a schema of its own (default "chronicle"), an
-// events table (global position, writing transaction id, event id, stream id
-// and version, type, schema version, data and metadata as jsonb, recording
-// time) and a streams table that lists every stream once. A stream's
-// version is that of its last event, read through the unique
-// (stream_id, stream_version) index, so an append writes one table. Stream
-// IDs compare byte by byte (COLLATE "C"), like Go strings. Constructors
-// never touch the database.
+// events table: global position, writing transaction id, event id, stream
+// id and version, type, schema version, data and metadata as jsonb,
+// recording time. Its unique (stream_id, stream_version) index doubles as
+// the streams table: a stream's version is that of its last event, one
+// backward index probe, so an append writes one table; [Store.ListStreams]
+// skips through it. Stream IDs compare byte by byte (COLLATE "C"), like Go
+// strings. Constructors never touch the database.
 //
 // # Appends
 //
-// [Store.Append] is one round trip and one transaction whatever the number
-// of events: pipelined in one implicit transaction, a transaction-scoped
-// advisory lock on the stream, then one statement that reads the stream's
-// version, checks the expected version and inserts every event with
-// INSERT ... SELECT FROM unnest of arrays. Taking the lock before the
-// transaction writes anything means appends to one stream get increasing
+// [Store.Append] is one round trip whatever the number of events:
+// pipelined in one implicit transaction, a transaction-scoped advisory lock
+// on the stream, then one INSERT ... SELECT FROM unnest of arrays that reads
+// the stream's version, checks the expected version and writes every event
+// or none. Taking the lock in a statement of its own, before the
+// transaction has an id, means appends to one stream get increasing
 // transaction ids, so each stream's events stay in version order in the
 // global log. Of N concurrent appends with the same expected version
 // exactly one wins; the others get a [*eventstore.ConflictError] with the

@@ -480,10 +480,6 @@ func (b *stBench) rssFig(ctx context.Context) (Row, error) {
 		  FROM generate_series(0, $1 - 1) g`, n, payload); err != nil {
 		return Row{}, fmt.Errorf("fill %d events: %w", n, err)
 	}
-	if _, err := b.env.Pool.Exec(ctx, `INSERT INTO `+q+`.streams (stream_id)
-		SELECT DISTINCT stream_id FROM `+q+`.events`); err != nil {
-		return Row{}, err
-	}
 	small, _, err := b.rssChild(ctx, s.Schema(), n/10)
 	if err != nil {
 		return Row{}, err
