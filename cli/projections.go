@@ -104,6 +104,30 @@ type jsonStatus struct {
 	HeldBack      int64   `json:"held_back"`
 	OldestOpenSec float64 `json:"oldest_open_seconds"`
 	LastError     string  `json:"last_error,omitempty"`
+	jsonHeartbeat
+}
+
+// jsonHeartbeat is the JSON form of the heartbeat that speaks for a
+// projection: which runner, and when it was last heard from.
+type jsonHeartbeat struct {
+	Owner      string     `json:"owner,omitempty"`
+	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
+}
+
+func heartbeatJSON(h projection.Heartbeat) jsonHeartbeat {
+	if h.SeenAt.IsZero() {
+		return jsonHeartbeat{}
+	}
+	t := h.SeenAt.UTC()
+	return jsonHeartbeat{Owner: h.Owner, LastSeenAt: &t}
+}
+
+// lastSeen says how long ago a heartbeat was recorded.
+func lastSeen(h projection.Heartbeat) string {
+	if h.SeenAt.IsZero() {
+		return "-"
+	}
+	return formatDuration(time.Since(h.SeenAt)) + " ago"
 }
 
 func buildName(b projection.Build) string {
@@ -123,8 +147,12 @@ build readers see and the build under way, its state, checkpoint, the head
 of the log, its lag in events and in time, its dead letters, and how many
 committed events an old open transaction holds back from every reader.
 
-STATE is what the projection does in this process: "stopped" unless a
-rebuild is under way, since this command does not run projections itself.`,
+STATE is what the projection is doing where it runs: a runner records a
+heartbeat every few seconds (projection.WithHeartbeat, default 5s), and
+while one was heard from within three of its intervals STATE is what that
+runner reports (running, halted, rebuilding, failing...), with its OWNER
+(host:pid) and when it was LAST SEEN. Otherwise STATE is "rebuilding"
+while a rebuild is under way, else "stopped".`,
 		Example: `  bankctl projections status
   bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'`,
 		Args: noArgs,
@@ -146,13 +174,13 @@ rebuild is under way, since this command does not run projections itself.`,
 						State: string(st.State), Checkpoint: st.Checkpoint.String(), Head: st.Head.String(),
 						LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
 						DeadLetters: st.DeadLetters, HeldBack: st.HeldBack, OldestOpenSec: st.OldestOpen.Seconds(),
-						LastError: st.LastError,
+						LastError: st.LastError, jsonHeartbeat: heartbeatJSON(st.Heartbeat),
 					}
 				}
 				return writeJSONIndent(s.stdout, out)
 			}
 			tw := newTable(s.stdout)
-			fmt.Fprintln(tw, "NAME\tVERSION\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tLAG\tLAG TIME\tDEAD LETTERS\tHELD BACK")
+			fmt.Fprintln(tw, "NAME\tVERSION\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tLAG\tLAG TIME\tDEAD LETTERS\tHELD BACK\tOWNER\tLAST SEEN")
 			var errs []string
 			for _, st := range sts {
 				lag := fmt.Sprint(st.Lag)
@@ -163,9 +191,10 @@ rebuild is under way, since this command does not run projections itself.`,
 				if st.HeldBack > 0 {
 					held = fmt.Sprintf("%d (open %s)", st.HeldBack, formatDuration(st.OldestOpen))
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
 					st.Name, st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
-					st.Checkpoint, st.Head, lag, formatDuration(st.LagTime), st.DeadLetters, held)
+					st.Checkpoint, st.Head, lag, formatDuration(st.LagTime), st.DeadLetters, held,
+					dash(st.Heartbeat.Owner), lastSeen(st.Heartbeat))
 				if st.LastError != "" {
 					errs = append(errs, fmt.Sprintf("%s: last error: %s", st.Name, st.LastError))
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,18 @@ type MemoryStore struct {
 	regs   map[string]Registration
 	dead   map[string]map[uuid.UUID]DeadLetter
 	tables map[string]string // stable name -> current build table, for inspection
+	beats  map[beatKey]Heartbeat
 }
+
+type beatKey struct {
+	b     Build
+	owner string
+}
+
+var (
+	_ HeartbeatStore = (*MemoryStore)(nil)
+	_ Lister         = (*MemoryStore)(nil)
+)
 
 type memCheckpoint struct {
 	pos     eventstore.Position
@@ -40,7 +52,52 @@ func NewMemoryStore() *MemoryStore {
 		regs:   map[string]Registration{},
 		dead:   map[string]map[uuid.UUID]DeadLetter{},
 		tables: map[string]string{},
+		beats:  map[beatKey]Heartbeat{},
 	}
+}
+
+// Beat records heartbeats, stamped with the current time.
+func (s *MemoryStore) Beat(_ context.Context, beats []Heartbeat) error {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range beats {
+		h.SeenAt = now
+		s.beats[beatKey{h.Build, h.Owner}] = h
+	}
+	return nil
+}
+
+// Heartbeats returns the heartbeats of a projection's builds, freshest
+// first.
+func (s *MemoryStore) Heartbeats(_ context.Context, name string) ([]Heartbeat, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heartbeatsLocked(name), nil
+}
+
+func (s *MemoryStore) heartbeatsLocked(name string) []Heartbeat {
+	var out []Heartbeat
+	for k, h := range s.beats {
+		if k.b.Name == name {
+			out = append(out, h)
+		}
+	}
+	sortHeartbeats(out)
+	return out
+}
+
+// List returns a summary of every registered projection, by name.
+func (s *MemoryStore) List(_ context.Context) ([]Summary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Summary, 0, len(s.regs))
+	for _, r := range s.regs {
+		out = append(out, Summary{Registration: r, Checkpoint: s.cps[r.Target].pos, DeadLetters: len(s.dead[r.Name]),
+			Heartbeats: s.heartbeatsLocked(r.Name)})
+	}
+	slices.SortFunc(out, func(a, b Summary) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // Atomic reports false: see [MemoryStore].

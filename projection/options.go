@@ -95,6 +95,8 @@ type options struct {
 	catchUpBatch int
 	haltPoll     time.Duration
 	logStatus    LogStatusFunc
+	heartbeat    time.Duration
+	owner        string
 }
 
 func defaultOptions() options {
@@ -103,6 +105,7 @@ func defaultOptions() options {
 		backoffMax:   5 * time.Second,
 		catchUpBatch: 1000,
 		haltPoll:     time.Second,
+		heartbeat:    DefaultHeartbeatInterval,
 	}
 }
 
@@ -140,3 +143,14 @@ func WithCatchUpBatchSize(n int) Option { return func(o *options) { o.catchUpBat
 // WithHaltPoll sets how often a halted projection looks for its dead letter
 // being retried or discarded by another process (default 1s).
 func WithHaltPoll(d time.Duration) Option { return func(o *options) { o.haltPoll = d } }
+
+// WithHeartbeat sets how often a running runner records a heartbeat per
+// projection build in its store (default [DefaultHeartbeatInterval]), when
+// the store is a [HeartbeatStore]. Readers take a runner not heard from
+// for [HeartbeatTolerance] intervals for stopped. Zero or less turns
+// heartbeats off.
+func WithHeartbeat(interval time.Duration) Option { return func(o *options) { o.heartbeat = interval } }
+
+// WithOwner sets the name under which the runner records its heartbeats
+// (default: host name and process ID, "host:1234").
+func WithOwner(name string) Option { return func(o *options) { o.owner = name } }

@@ -78,6 +78,9 @@ func NewRunner(events eventstore.Store, store Store, projections []Projection, o
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	r.log = o.logger
+	if o.owner == "" {
+		r.opts.owner = defaultOwner()
+	}
 	if o.source == nil {
 		r.opts.source = NewStoreSource(events)
 	}
@@ -90,7 +93,11 @@ func (r *Runner) Projections() []string { return append([]string(nil), r.order..
 
 // Run runs every projection until ctx ends, then returns nil once every
 // goroutine it started has exited. A projection halted on a dead letter
-// waits without stopping the others. Run returns an error when a
+// waits without stopping the others. While it runs, it records a
+// [Heartbeat] per projection build in the store every few seconds (see
+// [WithHeartbeat]) when the store is a [HeartbeatStore], so that Status in
+// other processes reports the projection's state; when it returns, it
+// records them as stopped. Run returns an error when a
 // projection cannot start (its Setup fails) or when Run is already running.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
@@ -105,12 +112,20 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.running = false
 		r.mu.Unlock()
 	}()
+	hctx, stopBeats := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		r.heartbeat(hctx)
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, name := range r.order {
 		w := r.workers[name]
 		g.Go(func() error { return w.loop(gctx) })
 	}
 	err := g.Wait()
+	stopBeats()
+	<-beating
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return nil
 	}

@@ -21,8 +21,16 @@ type Status struct {
 	// Current is the build readers see; Target the build under way (equal
 	// to Current unless rebuilding).
 	Current, Target Build
-	// State is what the projection is doing in this runner.
+	// State is what the projection is doing: in this runner when it runs
+	// it; otherwise as the freshest alive heartbeat of another runner says
+	// (see [Heartbeat.Alive]); otherwise Rebuilding while a build other
+	// than the current one is registered, else Stopped.
 	State State
+	// Heartbeat is the heartbeat that speaks for the projection (the
+	// freshest alive one, else the freshest one): the runner's Owner and
+	// when it was last seen (SeenAt). It is zero when the store records
+	// none.
+	Heartbeat Heartbeat
 	// Checkpoint is the position of the last event Target has applied.
 	Checkpoint eventstore.Position
 	// Head is the last position of the log readers can see.
@@ -99,6 +107,17 @@ func (r *Runner) status(ctx context.Context, w *worker, head eventstore.Position
 	if !reg.Target.IsZero() {
 		if st.Checkpoint, err = r.store.Checkpoint(ctx, reg.Target); err != nil {
 			return Status{}, fmt.Errorf("projection %q: status: %w", name, err)
+		}
+	}
+	if hs, ok := r.store.(HeartbeatStore); ok {
+		hbs, err := hs.Heartbeats(ctx, name)
+		if err != nil {
+			return Status{}, fmt.Errorf("projection %q: status: read heartbeats: %w", name, err)
+		}
+		now := time.Now()
+		st.Heartbeat = pickHeartbeat(hbs, now)
+		if st.State == Stopped && st.Heartbeat.Alive(now) {
+			st.State = st.Heartbeat.State
 		}
 	}
 	if st.State == Stopped && reg.Rebuilding() {
