@@ -140,15 +140,7 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 			err = cerr
 		}
 	} else {
-		var notifyAfter bool
-		r, notifyAfter, err = s.appendPipelined(ctx, args)
-		if notifyAfter && err == nil && r.n > 0 {
-			// With the connection back in the pool.
-			s.notify.after(ctx, s.log, func() error {
-				_, err := s.pool.Exec(ctx, s.q.notify, s.channel)
-				return err
-			})
-		}
+		r, err = s.appendPipelined(ctx, args)
 	}
 	if err != nil {
 		var pe *pgconn.PgError
@@ -368,9 +360,9 @@ SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.posit
 // end, WAL flush included, which would serialise concurrent appends; one
 // that writes nothing needs no flush. The notification may be spurious (the
 // append conflicted), never early: it is sent after the append committed.
-// Concurrent appends share notifications (see notifier): notifyAfter tells
-// the caller to make sure one follows this append.
-func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, notifyAfter bool, err error) {
+// (Coalescing the notifications of concurrent appends, with appenders
+// waiting for one already on its way, measured slower than this.)
+func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
@@ -414,14 +406,6 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, n
 	lockParams, lockFormats, err := encode(lockSD, args[:1])
 	if err != nil {
 		return
-	}
-	if notifySD != nil {
-		if s.notify.claim() {
-			defer s.notify.done()
-		} else {
-			// Another append's notification is on its way.
-			notifySD, notifyAfter = nil, true
-		}
 	}
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.PgConn().StartPipeline(ctx)

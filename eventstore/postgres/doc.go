@@ -47,9 +47,9 @@
 // ([WithPollInterval]), whichever comes first, and reads again; while
 // committed events wait behind an older open transaction it re-reads every
 // few milliseconds instead. Appends notify from a second implicit
-// transaction pipelined after their own (a notifying transaction holds a
-// cluster-wide lock through its commit, WAL flush included), and concurrent
-// appends of one Store share notifications, each commit still being
-// followed by one. [WithNotify] turns notifications off; followers then
-// poll.
+// transaction pipelined after their own, in the same round trip: a
+// notifying transaction holds a cluster-wide lock through its commit, WAL
+// flush included, so notifying from the appending transaction itself would
+// serialise concurrent appends. [WithNotify] turns notifications off;
+// followers then poll.
 package postgres

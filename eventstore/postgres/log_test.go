@@ -386,8 +386,8 @@ func TestAppendTxFromAnOlderTransactionIsRefused(t *testing.T) {
 	}
 }
 
-// Notifications are coalesced under concurrent appends; every commit must
-// still be followed by one, so a follower that never polls sees them all.
+// Every commit is followed by a notification, so a follower that never polls
+// sees all of many concurrent appends.
 func TestFollowSeesConcurrentAppendsWithoutPolling(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t, postgres.WithPollInterval(time.Minute))

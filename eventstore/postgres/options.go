@@ -36,10 +36,10 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
 // WithNotify turns the notifications that wake followers on (the default)
-// or off. Each append, or under concurrent appends one append in a
-// round trip's worth, then runs pg_notify in a second implicit transaction
-// pipelined after its own; that costs PostgreSQL a short cluster-wide lock
-// and some appenders a short wait (see the package documentation). With
+// or off. Each append then runs pg_notify in a second implicit transaction
+// pipelined after its own, in the same round trip; under concurrent
+// appends that costs some throughput (the store section of make bench
+// measures it). With
 // notifications off, followers see new events within the poll interval.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 

@@ -31,7 +31,6 @@ type Store struct {
 	log     *slog.Logger
 	channel string
 	q       queries
-	notify  *notifier
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -62,7 +61,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema)), notify: newNotifier()}, nil
+	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema))}, nil
 }
 
 // Schema returns the name of the schema holding the store's tables.
