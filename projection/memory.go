@@ -244,6 +244,9 @@ func (t *memTx) Commit(context.Context) error {
 	if t.active {
 		r := s.regs[t.b.Name]
 		r.Name = t.b.Name
+		if !r.Current.IsZero() && r.Current != t.b {
+			r.Previous = r.Current
+		}
 		r.Current = t.b
 		if r.Target.IsZero() {
 			r.Target = t.b

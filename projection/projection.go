@@ -214,6 +214,10 @@ type Registration struct {
 	Target Build
 	// SwitchedAt is when Current became current.
 	SwitchedAt time.Time
+	// Previous is the build that was current before Current; zero when
+	// there was none. A runner going live on Current retires it from its
+	// source (see [Retirer]).
+	Previous Build
 }
 
 // Rebuilding reports whether a build other than the current one is under

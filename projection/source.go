@@ -31,6 +31,20 @@ type SourceRequest struct {
 	After eventstore.Position
 }
 
+// Retirer is implemented by a [Source] that keeps something per build
+// (the JetStream source: a durable consumer, which with interest retention
+// keeps the stream's messages until it acknowledges them). After a rebuild
+// switched builds, a runner calls Retire with the old build once the
+// switch has committed and the new build's feed is open; it does the same
+// with [Registration.Previous] whenever it goes live on the current build,
+// so a switch made by another process (the CLI) is cleaned up too.
+// Failures are logged and never fail the switch.
+type Retirer interface {
+	// Retire releases what the source keeps for b; releasing what does
+	// not exist is not an error.
+	Retire(ctx context.Context, b Build) error
+}
+
 // Feed is an open delivery of records.
 type Feed interface {
 	// Deliveries yields deliveries in order. It is closed when the feed

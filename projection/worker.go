@@ -60,10 +60,11 @@ type worker struct {
 	haltedOn  uuid.UUID
 	lastErr   error
 	runningIn bool
+	retired   map[Build]bool // builds released from the source
 }
 
 func newWorker(r *Runner, p Projection) *worker {
-	w := &worker{r: r, p: p, readTypes: p.Types, restart: make(chan struct{}, 1), state: Stopped, changed: make(chan struct{})}
+	w := &worker{r: r, p: p, readTypes: p.Types, restart: make(chan struct{}, 1), state: Stopped, changed: make(chan struct{}), retired: map[Build]bool{}}
 	if _, ok := r.opts.decoder.(UpcastingDecoder); ok {
 		w.readTypes = nil
 	}
@@ -204,7 +205,46 @@ func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
 		return nil
 	}
 	w.setState(Running)
-	return w.live(ctx, b, cp)
+	return w.live(ctx, b, cp, retiredBuild(reg, b))
+}
+
+// retiredBuild returns the build whose source resources may be released
+// once b is live: the build this run switched from, or the one that was
+// current before b when another process made the switch; zero when none.
+// reg is the registration as read before any switch of this run.
+func retiredBuild(reg Registration, b Build) Build {
+	if !reg.Current.IsZero() && reg.Current != b {
+		return reg.Current // this run switched from it
+	}
+	if reg.Current == b && !reg.Previous.IsZero() && reg.Previous != b && reg.Previous != reg.Target {
+		return reg.Previous
+	}
+	return Build{}
+}
+
+// retire releases what the source keeps for old, once; best effort.
+func (w *worker) retire(ctx context.Context, old Build) {
+	rt, ok := w.r.opts.source.(Retirer)
+	if !ok || old.IsZero() {
+		return
+	}
+	w.mu.Lock()
+	done := w.retired[old]
+	w.mu.Unlock()
+	if done {
+		return
+	}
+	if err := rt.Retire(ctx, old); err != nil {
+		if ctx.Err() == nil {
+			w.r.log.Warn("could not release the source of an old build; it is tried again at the next start",
+				"projection", w.p.Name, "build", old.String(), "err", err)
+		}
+		return
+	}
+	w.mu.Lock()
+	w.retired[old] = true
+	w.mu.Unlock()
+	w.r.log.Info("released the source of an old build", "projection", w.p.Name, "build", old.String())
 }
 
 func (w *worker) setup(ctx context.Context, b Build, activate bool) error {
@@ -362,12 +402,14 @@ func (w *worker) catchUpPass(ctx context.Context, b Build, cp *eventstore.Positi
 }
 
 // live applies records from the source until ctx ends or a restart.
-func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position) error {
+// Once the feed is open, it retires the old build from the source.
+func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position, old Build) error {
 	feed, err := w.r.opts.source.Open(ctx, SourceRequest{Build: b, Types: w.readTypes, Categories: w.p.Categories, After: cp})
 	if err != nil {
 		return fmt.Errorf("projection %q: open source: %w", w.p.Name, err)
 	}
 	defer feed.Close()
+	w.retire(ctx, old)
 	ch := feed.Deliveries()
 	bs := w.p.batchSize()
 	batch := make([]Delivery, 0, bs)

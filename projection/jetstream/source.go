@@ -48,7 +48,10 @@ type Source struct {
 	log            *slog.Logger
 }
 
-var _ projection.Source = (*Source)(nil)
+var (
+	_ projection.Source  = (*Source)(nil)
+	_ projection.Retirer = (*Source)(nil)
+)
 
 // Option configures a [Source].
 type Option func(*Source)
@@ -117,6 +120,22 @@ func NewSource(js jetstream.JetStream, opts ...Option) (*Source, error) {
 // ConsumerName returns the durable consumer name of a build.
 func (s *Source) ConsumerName(b projection.Build) string {
 	return s.consumerPrefix + "_" + b.Name + "_" + b.Suffix()
+}
+
+// Retire deletes the durable consumer of a build that is no longer run (the
+// runner calls it once a rebuild has switched and the new build's consumer
+// is open), so that with interest retention the stream does not keep
+// messages for it forever. A consumer that does not exist is not an error.
+func (s *Source) Retire(ctx context.Context, b projection.Build) error {
+	name := s.ConsumerName(b)
+	err := s.js.DeleteConsumer(ctx, s.stream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("jetstream: delete consumer %s of old build %s on stream %s: %w", name, b, s.stream, err)
+	}
+	if err == nil {
+		s.log.Info("deleted the consumer of an old projection build", "consumer", name, "build", b.String())
+	}
+	return nil
 }
 
 // FilterSubjects returns the subjects a projection with these filters

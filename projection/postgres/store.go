@@ -141,10 +141,11 @@ func (s *Store) Checkpoint(ctx context.Context, b projection.Build) (eventstore.
 // Registration returns the projection's builds.
 func (s *Store) Registration(ctx context.Context, name string) (projection.Registration, error) {
 	r := projection.Registration{Name: name}
-	var cv, cg, tv, tg int
+	var cv, cg, tv, tg, pv, pg int
 	var sw *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT current_version, current_generation, target_version, target_generation, switched_at
-		FROM `+s.q+`.projection_registry WHERE name = $1`, name).Scan(&cv, &cg, &tv, &tg, &sw)
+	err := s.pool.QueryRow(ctx, `SELECT current_version, current_generation, target_version, target_generation, switched_at,
+		previous_version, previous_generation
+		FROM `+s.q+`.projection_registry WHERE name = $1`, name).Scan(&cv, &cg, &tv, &tg, &sw, &pv, &pg)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, nil
 	}
@@ -159,6 +160,9 @@ func (s *Store) Registration(ctx context.Context, name string) (projection.Regis
 	}
 	if sw != nil {
 		r.SwitchedAt = *sw
+	}
+	if pv > 0 {
+		r.Previous = projection.Build{Name: name, Version: pv, Generation: pg}
 	}
 	return r, nil
 }

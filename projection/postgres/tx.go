@@ -155,9 +155,13 @@ func (t *Tx) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.UUI
 // Activate makes the build current and re-points each stable table name
 // (a view) at the build's table, in this transaction.
 func (t *Tx) Activate(ctx context.Context, tables []string) error {
-	if _, err := t.Exec(ctx, `INSERT INTO `+t.s.q+`.projection_registry
+	if _, err := t.Exec(ctx, `INSERT INTO `+t.s.q+`.projection_registry AS r
 		(name, current_version, current_generation, target_version, target_generation, switched_at) VALUES ($1, $2, $3, $2, $3, now())
-		ON CONFLICT (name) DO UPDATE SET current_version = $2, current_generation = $3, switched_at = now(), updated_at = now()`,
+		ON CONFLICT (name) DO UPDATE SET current_version = $2, current_generation = $3, switched_at = now(), updated_at = now(),
+			previous_version = CASE WHEN r.current_version > 0 AND (r.current_version, r.current_generation) <> ($2, $3)
+				THEN r.current_version ELSE r.previous_version END,
+			previous_generation = CASE WHEN r.current_version > 0 AND (r.current_version, r.current_generation) <> ($2, $3)
+				THEN r.current_generation ELSE r.previous_generation END`,
 		t.b.Name, t.b.Version, t.b.Generation); err != nil {
 		return fmt.Errorf("postgres: make %s current: %w", t.b, err)
 	}
