@@ -38,13 +38,22 @@ type jsonDeadLetter struct {
 }
 
 // deadLetters lists the dead letters of the named projections, or of every
-// registered one when names is empty. Listing needs no projection code.
+// registered one when names is empty: those registered in this binary, or
+// without any, every projection the database knows. Listing needs no
+// projection code.
 func (s *session) deadLetters(ctx context.Context, names []string) ([]projection.DeadLetter, error) {
 	if len(names) == 0 {
 		if len(s.cfg.projections) == 0 {
-			return nil, fmt.Errorf("no projections are registered in %s: name the projections to list (%s dlq list NAME...)", s.cfg.name, s.cfg.name)
+			sums, err := s.summaries(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, sum := range sums {
+				names = append(names, sum.Name)
+			}
+		} else {
+			names = s.projectionNames()
 		}
-		names = s.projectionNames()
 	}
 	for _, n := range names {
 		if err := s.checkProjection(n); err != nil {
@@ -70,8 +79,13 @@ func (s *session) dlqListCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "list [PROJECTION...]",
-		Short: "List dead letters, of the named projections or of every registered one",
-		Example: `  chronicle dlq list balances
+		Short: "List dead letters, of the named projections or of every one",
+		Long: `List dead letters with their last error: of the named projections, or
+without names, of every projection registered in this binary, or, in a
+binary without projections (the generic chronicle), of every projection
+the database knows.`,
+		Example: `  chronicle dlq list
+  chronicle dlq list balances
   bankctl dlq list
   bankctl dlq list --json | jq -r '.[].event_id'`,
 		RunE: func(cmd *cobra.Command, args []string) error {

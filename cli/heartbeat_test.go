@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/cli"
+	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
@@ -99,5 +100,58 @@ func TestServiceBinaryStatusSeesTheRunningService(t *testing.T) {
 	sts = e.waitStatus(app, "stopped")
 	if sts[0].Owner != "bank-7" || sts[0].LastSeenAt == nil {
 		t.Fatalf("a stopped service keeps who ran it last, and when: %+v", sts[0])
+	}
+}
+
+// The generic binary, without the service's code, lists every projection
+// and every dead letter from the database.
+func TestGenericBinaryListsProjectionsFromTheDatabase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	ps := projections(&failing)
+	generic := e.app()
+	acct := e.append("account-1", ev("Opened", `{"owner":"ada"}`), eventstore.Event{Type: "Deposited", SchemaVersion: 2, Data: []byte(`{"cents":25}`)})
+	bad := e.append("misc-1", ev("Bad", `{}`))
+	e.visible(bad.Position)
+
+	stop := e.startService("bank-9", ps)
+	var sts []statusJSON
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sts = e.waitStatus(generic, "running")
+		if len(sts) == 2 && sts[0].Checkpoint == bad.Position.String() && sts[1].Checkpoint == acct.Position.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the generic status never showed both projections caught up: %+v", sts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// By name: picky, then totals.
+	if sts[0].Name != "picky" || sts[1].Name != "totals" || sts[0].Current != "picky@v1" || sts[1].Target != "totals@v1" ||
+		sts[0].DeadLetters != 1 || sts[1].DeadLetters != 0 || sts[0].Owner != "bank-9" || sts[1].LastSeenAt == nil {
+		t.Fatalf("generic status: %+v", sts)
+	}
+	r := mustOK(t, e.run(generic, "projections", "status"))
+	contains(t, r.stdout, "NAME", "CURRENT", "TARGET", "STATE", "CHECKPOINT", "HEAD", "DEAD LETTERS", "OWNER", "LAST SEEN",
+		"picky@v1", "totals@v1", "running", "bank-9", bad.Position.String())
+	notContains(t, r.stdout, "LAG")
+
+	r = mustOK(t, e.run(generic, "dlq", "list"))
+	contains(t, r.stdout, "PROJECTION", "picky", "misc-1@1", "Bad", "cannot stomach misc-1")
+	dls := jsonValue[[]struct {
+		Projection string `json:"projection"`
+		StreamID   string `json:"stream_id"`
+	}](t, mustOK(t, e.run(generic, "dlq", "list", "--json")).stdout)
+	if len(dls) != 1 || dls[0].Projection != "picky" || dls[0].StreamID != "misc-1" {
+		t.Fatalf("generic dlq list --json: %+v", dls)
+	}
+
+	stop()
+	sts = e.waitStatus(generic, "stopped")
+	if sts[0].Owner != "bank-9" {
+		t.Fatalf("generic status after the service stopped: %+v", sts)
 	}
 }

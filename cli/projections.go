@@ -141,11 +141,17 @@ func (s *session) projectionsStatusCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "Show each projection's build, checkpoint, lag and dead letters",
+		Short: "Show each projection's build, state, checkpoint, lag and dead letters",
 		Long: `Show, for each projection registered in this binary: its version, the
 build readers see and the build under way, its state, checkpoint, the head
-of the log, its lag in events and in time, its dead letters, and how many
-committed events an old open transaction holds back from every reader.
+of the log, its lag in events and in time, its dead letters, how many
+committed events an old open transaction holds back from every reader,
+and which runner runs it.
+
+A binary without projections registered (the generic chronicle) shows
+what the database knows of every projection instead: builds, state,
+checkpoint, head of the log, dead letters and runner; the lag needs the
+projection's filters, so only the service's own binary shows it.
 
 STATE is what the projection is doing where it runs: a runner records a
 heartbeat every few seconds (projection.WithHeartbeat, default 5s), and
@@ -154,10 +160,14 @@ runner reports (running, halted, rebuilding, failing...), with its OWNER
 (host:pid) and when it was LAST SEEN. Otherwise STATE is "rebuilding"
 while a rebuild is under way, else "stopped".`,
 		Example: `  bankctl projections status
-  bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'`,
+  bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'
+  chronicle projections status --json | jq '.[] | select(.state != "running")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if len(s.cfg.projections) == 0 {
+				return s.storedStatus(ctx, asJSON)
+			}
 			r, err := s.runner(ctx, "projections status")
 			if err != nil {
 				return err
@@ -302,4 +312,75 @@ func mustRegistration(ctx context.Context, s *session, name string) (projection.
 		return reg, fmt.Errorf("projection %q: read registration: %w", name, err)
 	}
 	return reg, nil
+}
+
+// jsonSummary is the JSON form of what the store knows of a projection.
+type jsonSummary struct {
+	Name        string `json:"name"`
+	Current     string `json:"current"`
+	Target      string `json:"target"`
+	Previous    string `json:"previous,omitempty"`
+	State       string `json:"state"`
+	Checkpoint  string `json:"checkpoint"`
+	Head        string `json:"head"`
+	DeadLetters int    `json:"dead_letters"`
+	SwitchedAt  string `json:"switched_at,omitempty"`
+	jsonHeartbeat
+}
+
+// summaries lists every projection the database knows.
+func (s *session) summaries(ctx context.Context) ([]projection.Summary, error) {
+	ps, err := s.projectionStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sums, err := ps.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list projections: %w", err)
+	}
+	return sums, nil
+}
+
+// storedStatus prints what the database knows of every projection, for a
+// binary without the projections' code.
+func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
+	es, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	sums, err := s.summaries(ctx)
+	if err != nil {
+		return err
+	}
+	head, err := es.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head of the log: %w", err)
+	}
+	now := time.Now()
+	if asJSON {
+		out := make([]jsonSummary, len(sums))
+		for i, sum := range sums {
+			out[i] = jsonSummary{
+				Name: sum.Name, Current: buildName(sum.Current), Target: buildName(sum.Target), Previous: buildName(sum.Previous),
+				State: string(sum.State(now)), Checkpoint: sum.Checkpoint.String(), Head: head.String(),
+				DeadLetters: sum.DeadLetters, jsonHeartbeat: heartbeatJSON(sum.Heartbeat(now)),
+			}
+			if !sum.SwitchedAt.IsZero() {
+				out[i].SwitchedAt = formatTime(sum.SwitchedAt)
+			}
+		}
+		return writeJSONIndent(s.stdout, out)
+	}
+	if len(sums) == 0 {
+		_, err := fmt.Fprintln(s.stdout, "(no projections have run on this database)")
+		return err
+	}
+	tw := newTable(s.stdout)
+	fmt.Fprintln(tw, "NAME\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tDEAD LETTERS\tOWNER\tLAST SEEN")
+	for _, sum := range sums {
+		hb := sum.Heartbeat(now)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", sum.Name, dash(buildName(sum.Current)), dash(buildName(sum.Target)),
+			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(hb.Owner), lastSeen(hb))
+	}
+	return tw.Flush()
 }

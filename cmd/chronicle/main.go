@@ -1,10 +1,13 @@
 // Command chronicle is Chronicle's generic operations tool: it migrates the
-// tables, lists and shows streams, tails the global log, runs the relay and
-// lists dead letters of any Chronicle database.
+// tables, lists and shows streams, tails the global log, runs the relay,
+// and shows every projection of any Chronicle database (builds, state from
+// the runners' heartbeats, checkpoint, dead letters) and lists their dead
+// letters.
 //
-// Commands that run a service's own code (projection status and rebuilds,
-// retrying dead letters, upcasting events) need a binary built by the
-// service with package cli and its projections registered; see docs/cli.md.
+// Commands that run a service's own code (projection lag and rebuilds,
+// retrying and discarding dead letters, upcasting events) need a binary
+// built by the service with package cli and its projections registered;
+// see docs/cli.md.
 //
 // Usage:
 //
