@@ -86,8 +86,9 @@ func TestUnusableSnapshotsAreIgnored(t *testing.T) {
 				repo := aggregate.NewRepository(b.events, registry(t), newAccount,
 					aggregate.WithSnapshots(b.snaps, snapshot.Every(1000)), aggregate.WithLogger(log))
 				seed(t, repo, "x-1", 8)
-				tc.snap.StreamID = "x-1"
-				if err := b.snaps.Save(ctx, tc.snap); err != nil {
+				snap := tc.snap // each backend's subtest runs in parallel
+				snap.StreamID = "x-1"
+				if err := b.snaps.Save(ctx, snap); err != nil {
 					t.Fatal(err)
 				}
 				a, err := repo.Load(ctx, "x-1")
