@@ -251,8 +251,9 @@ stderr shows events done out of the total, the rate and the time left.
 
 If the rebuild is interrupted (Ctrl-C), the current build is untouched and
 the next run or rebuild resumes the new build from its own checkpoint.
-When the projection's runner is running elsewhere, it may take the rebuild
-over; this command then waits for the switch.`,
+When the projection's runner is running elsewhere, it notices the new
+build at its next heartbeat and works on it too, and after the switch it
+goes on live on the new build.`,
 		Example: `  bankctl projections rebuild balances
   bankctl projections rebuild balances --no-progress --json`,
 		Args: exactArgs("NAME"),

@@ -142,16 +142,21 @@ func (r *Runner) beats() []Heartbeat {
 
 // heartbeat records the runner's heartbeats until ctx ends, then marks the
 // builds it ran as stopped (best effort: a failure is logged, and readers
-// take a runner not heard from for stopped anyway).
+// take a runner not heard from for stopped anyway). At each beat it also
+// looks for builds switched or registered by another process (see
+// [Runner.watchBuilds]).
 func (r *Runner) heartbeat(ctx context.Context) {
-	hs, ok := r.store.(HeartbeatStore)
 	interval := r.opts.heartbeat
-	if !ok || interval <= 0 {
+	if interval <= 0 {
 		return
+	}
+	hs, ok := r.store.(HeartbeatStore)
+	if !ok {
+		hs = nil
 	}
 	beaten := map[Build]bool{}
 	beat := func(ctx context.Context, beats []Heartbeat) {
-		if len(beats) == 0 {
+		if len(beats) == 0 || hs == nil {
 			return
 		}
 		bctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
@@ -180,6 +185,46 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		beat(ctx, r.beats())
+		r.watchBuilds(ctx)
 		t.Reset(interval)
+	}
+}
+
+// watchBuilds restarts the workers that run live on a build other than the
+// one the store now says they should: a rebuild asked for by another
+// process (the CLI) registered a new target, which this runner then takes
+// over, or another process switched builds, which this runner then
+// follows (and retires the old build from its source).
+func (r *Runner) watchBuilds(ctx context.Context) {
+	for _, name := range r.order {
+		w := r.workers[name]
+		w.mu.Lock()
+		b, st, in := w.build, w.state, w.runningIn
+		w.mu.Unlock()
+		if !in || b.IsZero() || (st != Running && st != Halted) {
+			continue
+		}
+		reg, err := r.store.Registration(ctx, name)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("read projection registration", "projection", name, "err", err)
+			}
+			continue
+		}
+		v := w.p.version()
+		want := b
+		switch {
+		case reg.Target.Version == v:
+			want = reg.Target
+		case reg.Target.Version > v && reg.Current.Version == v:
+			want = reg.Current
+		case reg.Target.Version > v:
+			want = Build{} // newer code took over: idle
+		}
+		if want != b {
+			r.log.Info("projection build changed in the store; restarting on it", "projection", name,
+				"from", b.String(), "to", want.String())
+			w.signal()
+		}
 	}
 }

@@ -147,8 +147,9 @@ func WithHaltPoll(d time.Duration) Option { return func(o *options) { o.haltPoll
 // WithHeartbeat sets how often a running runner records a heartbeat per
 // projection build in its store (default [DefaultHeartbeatInterval]), when
 // the store is a [HeartbeatStore]. Readers take a runner not heard from
-// for [HeartbeatTolerance] intervals for stopped. Zero or less turns
-// heartbeats off.
+// for [HeartbeatTolerance] intervals for stopped. At the same pace the
+// runner looks for builds registered or switched by other processes. Zero
+// or less turns both off.
 func WithHeartbeat(interval time.Duration) Option { return func(o *options) { o.heartbeat = interval } }
 
 // WithOwner sets the name under which the runner records its heartbeats

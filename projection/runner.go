@@ -97,7 +97,9 @@ func (r *Runner) Projections() []string { return append([]string(nil), r.order..
 // [Heartbeat] per projection build in the store every few seconds (see
 // [WithHeartbeat]) when the store is a [HeartbeatStore], so that Status in
 // other processes reports the projection's state; when it returns, it
-// records them as stopped. Run returns an error when a
+// records them as stopped. At the same pace it reads each projection's
+// registration, and follows a build that another process registered
+// (a rebuild asked for by the CLI) or switched to. Run returns an error when a
 // projection cannot start (its Setup fails) or when Run is already running.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()

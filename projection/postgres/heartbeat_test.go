@@ -129,3 +129,41 @@ func TestStaleHeartbeatMeansStopped(t *testing.T) {
 		t.Fatalf("List with a live and a dead runner: %+v", sums)
 	}
 }
+
+// A rebuild made by another process (the CLI) while the service runs:
+// the service notices the new build at its next heartbeat and follows it,
+// so the read model readers see keeps up after the switch.
+func TestRunnerFollowsARebuildMadeByAnotherProcess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	ps := []projection.Projection{counting("counts", 1)}
+	service := e.runner(ps, projection.WithHeartbeat(50*time.Millisecond), projection.WithOwner("service"))
+	run(t, service)
+	want, last := e.write("acct", 3, 20)
+	waitFor(t, service, "counts", last)
+
+	cli := e.runner(ps)
+	if err := cli.Rebuild(ctx, "counts"); err != nil {
+		t.Fatal(err)
+	}
+	more, last := e.write("more", 2, 20)
+	for k, v := range more {
+		want[k] = v
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := service.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].State == projection.Running && st[0].Heartbeat.Build.String() == "counts@v1_1" && !st[0].Checkpoint.Before(last) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service never followed the switch to counts@v1_1: %+v", st[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.checkCounts("counts", want) // the view, now over counts_v1_1
+}
