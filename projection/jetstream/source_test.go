@@ -182,6 +182,26 @@ func TestStartsAfterCheckpointAndFilters(t *testing.T) {
 	if _, err := e.events.Append(ctx, "other-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
 		t.Fatal(err)
 	}
+	// Wait for the relay to publish that history, so the consumer has
+	// something to skip.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := e.js.Stream(ctx, relay.DefaultStreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs >= 121 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay published %d of 121 events in 10s", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	src := e.source()
 	var applied atomic.Int64
 	p := counting("counts", func(p *projection.Projection) {
