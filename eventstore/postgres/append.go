@@ -140,7 +140,11 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 			err = cerr
 		}
 	} else {
-		r, err = s.appendPipelined(ctx, args)
+		var led bool
+		r, led, err = s.appendPipelined(ctx, args)
+		if err == nil && r.n > 0 && s.cfg.notify && !led {
+			s.trail()
+		}
 	}
 	if err != nil {
 		var pe *pgconn.PgError
@@ -344,7 +348,8 @@ SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.posit
 
 // appendPipelined runs an append in one round trip: in one implicit
 // transaction, the stream's advisory lock, then appendSQL; then, when
-// notifications are on, pg_notify in a second implicit transaction.
+// notifications are on and this append leads (see notifier), pg_notify in
+// a second implicit transaction. led reports that it carried one.
 //
 // The lock is a statement of its own, taken before the transaction writes
 // anything or has an id (a single INSERT statement gets its transaction id
@@ -360,9 +365,12 @@ SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.posit
 // end, WAL flush included, which would serialise concurrent appends; one
 // that writes nothing needs no flush. The notification may be spurious (the
 // append conflicted), never early: it is sent after the append committed.
-// (Coalescing the notifications of concurrent appends, with appenders
-// waiting for one already on its way, measured slower than this.)
-func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, err error) {
+// Appends that do not lead leave their notification to a trailing one
+// (Store.trail), sent within NotifyWindow; no appender ever waits for it.
+// (Coalescing with appenders waiting for a notification already on its
+// way measured slower than notifying every append; throttling without
+// waiting measured faster.)
+func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, led bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
@@ -378,7 +386,8 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, e
 		return
 	}
 	var notifySD *pgconn.StatementDescription
-	if s.cfg.notify {
+	if s.cfg.notify && s.notifier.lead() {
+		led = true
 		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
 			return
 		}
@@ -442,8 +451,9 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, e
 	// followers poll.
 	cerr := p.Close()
 	if err == nil && cerr != nil {
-		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed",
+		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed; trying again shortly",
 			slog.String("stream", args[0].(string)), slog.Any("error", cerr))
+		led = false // so that a trailing notification covers it
 	}
 	if err != nil {
 		var pe *pgconn.PgError

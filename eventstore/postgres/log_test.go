@@ -547,3 +547,77 @@ func TestAppendTakesItsTransactionIDAfterTheStreamLock(t *testing.T) {
 		t.Fatalf("append after the lock was released: %v", err)
 	}
 }
+
+// Appends notify at most once per NotifyWindow, the rest being covered by a
+// trailing notification: after a burst of appends and then silence, a
+// follower that never polls still sees the last one within the window plus
+// a read.
+func TestFollowSeesTheLastOfABurstWithoutPolling(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, postgres.WithPollInterval(10*time.Second))
+	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
+	defer cancel()
+	type seen struct {
+		rec eventstore.Record
+		at  time.Time
+	}
+	got := make(chan seen, 1000)
+	go func() {
+		for r, err := range s.Follow(c, eventstore.ReadAllOptions{}) {
+			if err != nil {
+				return
+			}
+			got <- seen{r, time.Now()}
+		}
+	}()
+	waitListening(t, pool, s.Channel())
+	const writers, appends = 4, 40
+	for round := 0; round < 3; round++ {
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			last     eventstore.AppendResult
+			lastDone time.Time
+		)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < appends; i++ {
+					res, err := s.Append(c, fmt.Sprintf("burst%d-%d", round, w), eventstore.Any, events(1)...)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if now := time.Now(); now.After(lastDone) {
+						last, lastDone = res, now
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		// Every record up to the last append must arrive, the last one
+		// within a second of its commit (the window is 3ms; a missed notification would leave it for the 10s poll).
+		deadline := time.After(5 * time.Second) // half the poll interval
+		for done := false; !done; {
+			select {
+			case sn := <-got:
+				if sn.rec.Position == last.Position {
+					if d := sn.at.Sub(lastDone); d > time.Second {
+						t.Errorf("round %d: the last append of the burst reached the follower %s after it returned, want <= 1s", round, d)
+					}
+					done = true
+				}
+			case <-deadline:
+				t.Fatalf("round %d: the last append of the burst (%v) never reached the follower; only a notification could have woken it", round, last.Position)
+			}
+		}
+		// Silence, longer than the window, before the next burst.
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -36,11 +36,15 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
 // WithNotify turns the notifications that wake followers on (the default)
-// or off. Each append then runs pg_notify in a second implicit transaction
-// pipelined after its own, in the same round trip; under concurrent
-// appends that costs some throughput (the store section of make bench
-// measures it). With
-// notifications off, followers see new events within the poll interval.
+// or off. With them on, an append that finds no notification sent by this
+// Store within [NotifyWindow] runs pg_notify in a second implicit
+// transaction pipelined after its own, in the same round trip; other
+// appends leave it to one trailing notification, sent through the pool
+// when the window ends. Followers therefore see an append at most
+// NotifyWindow (plus a read) after it committed, and PostgreSQL runs at
+// most about two notifying transactions per window, however many appends.
+// With notifications off, followers see new events within the poll
+// interval.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 
 func (c *config) validate() error {

@@ -31,6 +31,8 @@ type Store struct {
 	log     *slog.Logger
 	channel string
 	q       queries
+	// notifier throttles the notifications of appends.
+	notifier *notifier
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -61,7 +63,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema))}, nil
+	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema)), notifier: newNotifier()}, nil
 }
 
 // Schema returns the name of the schema holding the store's tables.

@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// NotifyWindow bounds how often one [Store] notifies followers, and so how
+// much later than its commit a follower may be woken: an append notifies
+// only when the store has not notified within this window; otherwise one
+// notification is sent when the window ends, covering every append that
+// committed meanwhile.
+const NotifyWindow = 3 * time.Millisecond
+
+// notifyTimeout bounds a trailing notification, pool wait included.
+const notifyTimeout = 5 * time.Second
+
+// notifier throttles one Store's notifications: a follower needs one
+// notification sent after each commit, not one per commit. Each
+// notification costs PostgreSQL a transaction of its own and a short
+// cluster-wide lock, so under a stream of appends most of them are left out:
+//
+//   - an append leads (carries a notification, pipelined after its commit)
+//     when no notification went out within [NotifyWindow];
+//   - any other append, once committed, makes sure a trailing notification
+//     is armed: a timer that fires when the window ends and sends one
+//     pg_notify through the pool. At most one is armed at a time; an append
+//     that finds one armed relies on it, since the timer disarms before it
+//     sends, so its notification goes out after that append's commit.
+//
+// It holds no goroutine and needs no closing: an armed timer is the only
+// thing in flight, and it ends within notifyTimeout.
+type notifier struct {
+	base  time.Time    // monotonic origin of last
+	last  atomic.Int64 // when the last notification was sent, in ns since base
+	armed atomic.Bool  // a trailing notification is armed and not yet sent
+}
+
+func newNotifier() *notifier {
+	n := &notifier{base: time.Now()}
+	n.last.Store(-int64(NotifyWindow))
+	return n
+}
+
+func (n *notifier) now() int64 { return int64(time.Since(n.base)) }
+
+// lead reports whether an append about to be sent should carry a
+// notification, and if so counts it as sent.
+func (n *notifier) lead() bool {
+	now, last := n.now(), n.last.Load()
+	return now-last >= int64(NotifyWindow) && n.last.CompareAndSwap(last, now)
+}
+
+// trail is called after an append that did not lead committed: it makes
+// sure a notification is sent after now, within the window.
+func (s *Store) trail() {
+	n := s.notifier
+	if !n.armed.CompareAndSwap(false, true) {
+		return // armed, not yet sent: it will cover this commit
+	}
+	delay := min(max(time.Duration(n.last.Load()+int64(NotifyWindow)-n.now()), 0), NotifyWindow)
+	time.AfterFunc(delay, func() {
+		n.last.Store(n.now())
+		n.armed.Store(false) // before sending: later commits arm anew
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		defer cancel()
+		if _, err := s.pool.Exec(ctx, s.q.notify, s.channel); err != nil {
+			s.log.Debug("postgres: trailing notification failed; followers will poll",
+				slog.String("channel", s.channel), slog.Any("error", err))
+		}
+	})
+}
