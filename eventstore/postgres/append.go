@@ -96,16 +96,8 @@ func (e *knownIDError) Unwrap() error { return e.sentinel }
 // nil.
 func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event) (eventstore.AppendResult, error) {
 	n := len(evs)
-	ids := make([]pgtype.UUID, n)
-	types := make([]string, n)
-	svs := make([]int32, n)
-	data := make([]string, n)
 	meta := make([]*string, n)
 	for i, e := range evs {
-		ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
-		types[i] = e.Type
-		svs[i] = int32(e.SchemaVersion)
-		data[i] = string(e.Data)
 		if e.Metadata != nil {
 			b, err := json.Marshal(e.Metadata)
 			if err != nil {
@@ -115,7 +107,29 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 			meta[i] = &m
 		}
 	}
-	args := []any{streamID, int64(expected), ids, types, svs, data, meta}
+	// One event takes a statement of its own with plain parameters: arrays
+	// and unnest cost more to encode, plan and run than the whole insert.
+	one := n == 1
+	var sql, name string
+	var args []any
+	if one {
+		e := evs[0]
+		sql, name = s.q.append1, "chronicle_append1_"+s.cfg.schema
+		args = []any{streamID, int64(expected), pgtype.UUID{Bytes: e.ID, Valid: true}, e.Type, int32(e.SchemaVersion), string(e.Data), meta[0]}
+	} else {
+		ids := make([]pgtype.UUID, n)
+		types := make([]string, n)
+		svs := make([]int32, n)
+		data := make([]string, n)
+		for i, e := range evs {
+			ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
+			types[i] = e.Type
+			svs[i] = int32(e.SchemaVersion)
+			data[i] = string(e.Data)
+		}
+		sql, name = s.q.append, "chronicle_append_"+s.cfg.schema
+		args = []any{streamID, int64(expected), ids, types, svs, data, meta}
+	}
 	what := func() string { return fmt.Sprintf("append %d events to stream %q", n, streamID) }
 
 	var (
@@ -128,20 +142,28 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 		// notification goes out if and when tx commits.
 		b := &pgx.Batch{}
 		b.Queue(s.q.lock, streamID)
-		b.Queue(s.q.append, args...)
+		b.Queue(sql, args...)
 		if s.cfg.notify {
 			b.Queue(s.q.notify, s.channel)
 		}
 		br := tx0.SendBatch(ctx, b)
 		if _, err = br.Exec(); err == nil {
-			err = br.QueryRow().Scan(&r.n, &r.version, &r.tx, &r.pos)
+			if one {
+				r.n = 1
+				err = br.QueryRow().Scan(&r.version, &r.tx, &r.pos)
+				if errors.Is(err, pgx.ErrNoRows) {
+					r, err = appendRow{}, nil
+				}
+			} else {
+				err = br.QueryRow().Scan(&r.n, &r.version, &r.tx, &r.pos)
+			}
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
 	} else {
 		var led bool
-		r, led, err = s.appendPipelined(ctx, args)
+		r, led, err = s.appendPipelined(ctx, name, sql, one, args)
 		if err == nil && r.n > 0 && s.cfg.notify && !led {
 			s.trail()
 		}
@@ -177,7 +199,7 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 		known        bool
 		myTx         *int64
 	)
-	if err := q.QueryRow(ctx, s.q.appendState, streamID, ids[0]).Scan(&actual, &last, &known, &myTx); err != nil {
+	if err := q.QueryRow(ctx, s.q.appendState, streamID, pgtype.UUID{Bytes: evs[0].ID, Valid: true}).Scan(&actual, &last, &known, &myTx); err != nil {
 		return eventstore.AppendResult{}, s.wrapErr(what(), err)
 	}
 	switch {
@@ -346,6 +368,26 @@ const appendSQL = `WITH cur AS MATERIALIZED (
 )
 SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.position) FROM ins`
 
+// append1SQL is appendSQL for one event, with plain parameters rather than
+// arrays: $3 event id, $4 type, $5 schema version, $6 data, $7 metadata. It
+// returns the new version, transaction id and position of the event, or no
+// row when it wrote nothing.
+const append1SQL = `WITH cur AS MATERIALIZED (
+    SELECT coalesce(l.stream_version, 0) AS v, coalesce(l.transaction_id, 0) AS last
+      FROM (VALUES (1)) AS one (x)
+      LEFT JOIN LATERAL (
+            SELECT e.stream_version, e.transaction_id FROM {{schema}}.events e
+             WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1) AS l ON true
+)
+INSERT INTO {{schema}}.events AS e
+    (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+SELECT pg_current_xact_id()::text::bigint, $3::uuid, $1, cur.v + 1, $4::text, $5::int, $6::text::jsonb, $7::text::jsonb
+  FROM cur
+ WHERE NOT (($2::bigint = -2 AND cur.v > 0) OR ($2::bigint = -3 AND cur.v = 0)
+            OR ($2::bigint >= 0 AND $2::bigint <> cur.v))
+   AND pg_current_xact_id()::text::bigint >= cur.last
+RETURNING e.stream_version, e.transaction_id, e.position`
+
 // appendPipelined runs an append in one round trip: in one implicit
 // transaction, the stream's advisory lock, then appendSQL; then, when
 // notifications are on and this append leads (see notifier), pg_notify in
@@ -370,14 +412,14 @@ SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.posit
 // (Coalescing with appenders waiting for a notification already on its
 // way measured slower than notifying every append; throttling without
 // waiting measured faster.)
-func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, led bool, err error) {
+func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer conn.Release()
 	c := conn.Conn()
-	appendSD, err := c.Prepare(ctx, "chronicle_append_"+s.cfg.schema, s.q.append)
+	appendSD, err := c.Prepare(ctx, name, sql)
 	if err != nil {
 		return
 	}
@@ -432,11 +474,22 @@ func (s *Store) appendPipelined(ctx context.Context, args []any) (r appendRow, l
 	if err == nil {
 		var res *pgconn.Result
 		if res, err = pipelineRead(p); err == nil {
-			if len(res.Rows) != 1 {
+			switch {
+			case one && len(res.Rows) == 0:
+				// Not written: r.n is 0.
+			case len(res.Rows) != 1:
 				err = fmt.Errorf("append returned %d rows", len(res.Rows))
-			} else {
+			default:
 				row, fds := res.Rows[0], res.FieldDescriptions
 				dst := []any{&r.n, &r.version, &r.tx, &r.pos}
+				if one {
+					r.n = 1
+					dst = dst[1:]
+				}
+				if len(fds) != len(dst) {
+					err = fmt.Errorf("append returned %d columns, want %d", len(fds), len(dst))
+					break
+				}
 				for i := range dst {
 					if err = m.Scan(fds[i].DataTypeOID, fds[i].Format, row[i], dst[i]); err != nil {
 						err = fmt.Errorf("decode column %d of the append's result: %w", i+1, err)

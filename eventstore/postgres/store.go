@@ -86,8 +86,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 type queries struct {
-	lock, append, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat, notify, heldBack                    string
+	lock, append, append1, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
+	checkIDs, status, listStreams, listStreamsCat, notify, heldBack                             string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -99,8 +99,9 @@ const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
 
 func newQueries(q string) queries {
 	return queries{
-		lock:   `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
-		append: strings.ReplaceAll(appendSQL, "{{schema}}", q),
+		lock:    `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
+		append:  strings.ReplaceAll(appendSQL, "{{schema}}", q),
+		append1: strings.ReplaceAll(append1SQL, "{{schema}}", q),
 		appendState: `SELECT coalesce(l.stream_version, 0), coalesce(l.transaction_id, 0),
 				EXISTS (SELECT 1 FROM ` + q + `.events x WHERE x.event_id = $2),
 				pg_current_xact_id_if_assigned()::text::bigint
