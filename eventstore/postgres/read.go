@@ -56,19 +56,17 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 		if batch == 0 {
 			batch = DefaultStreamBatchSize
 		}
-		buf := make([]eventstore.Record, 0, min(batch, 64))
+		var buf streamBuf
 		for first := true; ; first = false {
 			n := batch
 			if left > 0 && left < n {
 				n = left
 			}
-			var err error
-			buf, err = s.fetch(ctx, buf[:0], sql, streamID, next, n)
-			if err != nil {
+			if err := s.fetchStream(ctx, &buf, sql, streamID, next, n); err != nil {
 				yield(eventstore.Record{}, s.wrapErr(fmt.Sprintf("read stream %q from version %d", streamID, next), err))
 				return
 			}
-			if first && len(buf) == 0 {
+			if first && buf.n == 0 {
 				info, err := s.streamInfo(ctx, s.pool, streamID)
 				switch {
 				case err != nil:
@@ -78,21 +76,23 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 				}
 				return
 			}
-			for _, r := range buf {
-				if !yield(r, nil) {
-					return
+			for _, c := range buf.chunks {
+				for _, r := range c {
+					if !yield(r, nil) {
+						return
+					}
 				}
 			}
-			if len(buf) < n {
+			if buf.n < n {
 				return
 			}
 			if left > 0 {
-				left -= len(buf)
+				left -= buf.n
 				if left == 0 {
 					return
 				}
 			}
-			last := buf[len(buf)-1].StreamVersion
+			last := buf.last().StreamVersion
 			if backward {
 				next = last - 1
 				if next < 1 {
@@ -104,6 +104,112 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 		}
 	}
 }
+
+// streamBuf holds one batch of a stream read. It grows by adding chunks,
+// each as large as all the previous ones together, so that it never copies
+// the records it holds, and holds at most twice as many as it needs. It
+// keeps its chunks from one batch to the next.
+type streamBuf struct {
+	chunks [][]eventstore.Record
+	n      int // records held
+	size   int // records the chunks can hold
+	cur    int // chunk being filled
+}
+
+// minStreamChunk is the capacity of a stream read's first chunk of records.
+const minStreamChunk = 64
+
+// reset empties the buffer, keeping its chunks.
+func (b *streamBuf) reset() {
+	for i := range b.chunks {
+		clear(b.chunks[i])
+		b.chunks[i] = b.chunks[i][:0]
+	}
+	b.n, b.cur = 0, 0
+}
+
+// add appends r; want is the number of records the batch may hold in all,
+// which bounds the size of a new chunk.
+func (b *streamBuf) add(r *eventstore.Record, want int) {
+	for b.cur < len(b.chunks) && len(b.chunks[b.cur]) == cap(b.chunks[b.cur]) {
+		b.cur++
+	}
+	if b.cur == len(b.chunks) {
+		c := max(b.size, minStreamChunk)
+		c = max(min(c, want-b.n), 1)
+		b.chunks = append(b.chunks, make([]eventstore.Record, 0, c))
+		b.size += c
+	}
+	b.chunks[b.cur] = append(b.chunks[b.cur], *r)
+	b.n++
+}
+
+// last returns the last record added; the buffer must not be empty.
+func (b *streamBuf) last() *eventstore.Record {
+	c := b.chunks[b.cur]
+	return &c[len(c)-1]
+}
+
+// fetchStream runs a stream query and fills buf with up to n of its rows.
+// Every row belongs to streamID, so the records share that string; rows of
+// the same type share their type's string too.
+func (s *Store) fetchStream(ctx context.Context, buf *streamBuf, sql, streamID string, from int64, n int) error {
+	buf.reset()
+	rows, err := s.pool.Query(ctx, sql, streamID, from, n)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var (
+		r         eventstore.Record
+		pos, tx   int64
+		id        pgtype.UUID
+		typ       pgtype.DriverBytes
+		sv        int32
+		md        pgtype.DriverBytes
+		at        time.Time
+		lastType  string
+		typeNames map[string]string
+	)
+	// The stream_id column is skipped (nil): it is streamID. typ and md
+	// point into the connection's buffer, valid until the next row.
+	dest := []any{&pos, &tx, &id, nil, &r.StreamVersion, &typ, &sv, &r.Data, &md, &at}
+	for rows.Next() {
+		r = eventstore.Record{}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		r.ID = id.Bytes
+		r.StreamID = streamID
+		r.Position = eventstore.Position{TxID: uint64(tx), Seq: uint64(pos)}
+		r.SchemaVersion = int(sv)
+		r.RecordedAt = at
+		if string(typ) != lastType {
+			if t, ok := typeNames[string(typ)]; ok {
+				lastType = t
+			} else {
+				lastType = string(typ)
+				if typeNames == nil {
+					typeNames = make(map[string]string)
+				}
+				if len(typeNames) < maxTypeNames {
+					typeNames[lastType] = lastType
+				}
+			}
+		}
+		r.Type = lastType
+		if md != nil {
+			if err := json.Unmarshal(md, &r.Metadata); err != nil {
+				return fmt.Errorf("decode metadata of event %s in stream %q at version %d: %w", r.ID, streamID, r.StreamVersion, err)
+			}
+		}
+		buf.add(&r, n)
+	}
+	return rows.Err()
+}
+
+// maxTypeNames bounds the event type names one stream read shares.
+const maxTypeNames = 64
 
 // ReadAll reads the global log after opts.After in (transaction id,
 // position) order, fetching opts.BatchSize records at a time. See
