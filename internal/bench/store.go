@@ -90,21 +90,24 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		workers       int
 		store         *postgres.Store
 		goal          float64
+		// checked adds an informative row against a second baseline
+		// measured in the same rounds: raw version-checked INSERTs.
+		checked bool
 	}
 	quiet, err := b.newStore(ctx, "store_nonotify", postgres.WithNotify(false))
 	if err != nil {
 		return nil, err
 	}
 	figs := []appendFig{
-		{"Append 1 event/call, 1 goroutine", "single-row INSERT, 1 conn", env.N(4000, 300), 1, 1, b.store, 0.85},
-		{"Append 1 event/call, 8 goroutines", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, b.store, 0.85},
-		{"Append 1 event/call, 8 goroutines, WithNotify(false)", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, quiet, 0.85},
-		{"Append 100 events/call", "pgx.Batch of 100 INSERTs", env.N(40000, 3000), 100, 1, b.store, 0.75},
+		{"Append 1 event/call, 1 goroutine", "single-row INSERT, 1 conn", env.N(4000, 300), 1, 1, b.store, 0.85, true},
+		{"Append 1 event/call, 8 goroutines", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, b.store, 0.85, true},
+		{"Append 1 event/call, 8 goroutines, WithNotify(false)", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, quiet, 0.85, false},
+		{"Append 100 events/call", "pgx.Batch of 100 INSERTs", env.N(40000, 3000), 100, 1, b.store, 0.75, false},
 	}
 	for _, f := range figs {
-		// Alternate short runs of the baseline and Chronicle and sum
-		// them, so that load from elsewhere on the machine falls on both.
-		var total, totalRaw time.Duration
+		// Alternate short runs of the baseline(s) and Chronicle and sum
+		// them, so that load from elsewhere on the machine falls on all.
+		var total, totalRaw, totalChecked time.Duration
 		per := max(f.n/stRounds/f.perCall, 1) * f.perCall
 		for round := 0; round < stRounds; round++ {
 			d, err := b.rawInsert(ctx, per, f.perCall, f.workers)
@@ -112,6 +115,13 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 				return nil, fmt.Errorf("%s raw: %w", f.name, err)
 			}
 			totalRaw += d
+			if f.checked {
+				d, err = b.rawCheckedInsert(ctx, per, f.workers)
+				if err != nil {
+					return nil, fmt.Errorf("%s raw version-checked: %w", f.name, err)
+				}
+				totalChecked += d
+			}
 			d, err = b.appendRun(ctx, f.store, per, f.perCall, f.workers)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f.name, err)
@@ -122,6 +132,16 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		r := ratioRow(f.name, rate(n, total), rate(n, totalRaw), "events/s", f.goal, true)
 		r.Baseline += " (" + f.rawName + ")"
 		rows = append(rows, r)
+		if f.checked {
+			r := ratioRow(f.name+", vs raw version-checked INSERT", rate(n, total), rate(n, totalChecked), "events/s", 0, true)
+			conns := "1 conn"
+			if f.workers > 1 {
+				conns = fmt.Sprintf("%d conns", f.workers)
+			}
+			r.Baseline += " (INSERT ... SELECT WHERE version = expected, " + conns + ")"
+			r.Goal, r.Pass = "(info)", ""
+			rows = append(rows, r)
+		}
 	}
 
 	// ReadAll over 100k events, decoded.
@@ -284,6 +304,72 @@ func (b *stBench) rawInsert(ctx context.Context, n, perCall, workers int) (time.
 					fail(err)
 					return
 				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
+// rawCheckedInsert inserts n rows into the raw table the least an
+// optimistic-concurrency append can do: one autocommit INSERT ... SELECT
+// per event that reads the stream's last version with a backward probe of
+// the (stream_id, stream_version) index and writes nothing unless it is the
+// version the client expects. It is the store's append1SQL without the
+// advisory lock, the transaction-id check and the pipeline. A row not
+// written is a conflict and fails the run.
+func (b *stBench) rawCheckedInsert(ctx context.Context, n, workers int) (time.Duration, error) {
+	q := pgx.Identifier{b.rawSchema}.Sanitize()
+	sql := `WITH cur AS MATERIALIZED (
+    SELECT coalesce(l.stream_version, 0) AS v
+      FROM (VALUES (1)) AS one (x)
+      LEFT JOIN LATERAL (
+            SELECT e.stream_version FROM ` + q + `.events e
+             WHERE e.stream_id = $2 ORDER BY e.stream_version DESC LIMIT 1) AS l ON true
+)
+INSERT INTO ` + q + `.events
+    (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+SELECT pg_current_xact_id()::text::bigint, $1::uuid, $2, cur.v + 1, $4::text, 1, $5::text::jsonb, NULL
+  FROM cur
+ WHERE cur.v = $3::bigint`
+	// Each run writes streams of its own, so versions start at 0.
+	b.rawRuns++
+	prefix := fmt.Sprintf("chk%d-", b.rawRuns)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail := func(err error) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			conn, err := b.env.Pool.Acquire(ctx)
+			if err != nil {
+				fail(err)
+				return
+			}
+			defer conn.Release()
+			versions := make(map[string]int64)
+			for c := w; c < n; c += workers {
+				stream := prefix + stStream(c)
+				id, _ := uuid.NewV7()
+				tag, err := conn.Exec(ctx, sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c)))
+				if err != nil {
+					fail(err)
+					return
+				}
+				if tag.RowsAffected() != 1 {
+					fail(fmt.Errorf("stream %s: expected version %d: nothing written", stream, versions[stream]))
+					return
+				}
+				versions[stream]++
 			}
 		}()
 	}
