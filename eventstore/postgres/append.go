@@ -499,9 +499,22 @@ func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool,
 			}
 		}
 	}
-	// Close reads what is left: the sync, the notification and its sync.
-	// A failed notification fails nothing: the append committed and
-	// followers poll.
+	if err == nil {
+		// The append's sync: its implicit transaction commits here, and a
+		// commit can fail (a deferred constraint, a serialization failure,
+		// a lost connection) after the INSERT returned its rows.
+		var res any
+		if res, err = p.GetResults(); err == nil {
+			if _, ok := res.(*pgconn.PipelineSync); !ok {
+				err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	// Close reads what is left: the notification and its sync. A failed
+	// notification fails nothing: the append committed and followers poll.
 	cerr := p.Close()
 	if err == nil && cerr != nil {
 		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed; trying again shortly",
