@@ -69,7 +69,10 @@ func (r *Runner) blockedOn(ctx context.Context, w *worker, cp eventstore.Positio
 // checkpoint moves past it and the projection resumes (also when it runs in
 // another process, within its halt poll interval). When the projection has
 // not reached the event yet (a rebuild), the dead letter is only removed:
-// the event will be applied in turn. On failure the dead letter stays, with
+// the event will be applied in turn. When a build other than the one that
+// dead-lettered the event has already applied it (a rebuild with a fixed
+// handler), the dead letter is only removed too, so the event is never
+// applied twice. On failure the dead letter stays, with
 // the new error and one more attempt.
 func (r *Runner) RetryDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error {
 	w, dl, b, err := r.findDeadLetter(ctx, name, eventID)
@@ -88,6 +91,10 @@ func (r *Runner) RetryDeadLetter(ctx context.Context, name string, eventID uuid.
 		defer tx.Rollback(context.WithoutCancel(ctx))
 		cp := tx.Checkpoint()
 		switch {
+		case !cp.Before(rec.Position) && dl.Build != b:
+			// b passed the event without dead-lettering it (its own dead
+			// letter would name it): b applied it, so only remove the
+			// dead letter of the older build.
 		case !cp.Before(rec.Position):
 			if _, err := w.handle(ctx, tx, rec); err != nil {
 				return err

@@ -61,6 +61,11 @@ type worker struct {
 	lastErr   error
 	runningIn bool
 	retired   map[Build]bool // builds released from the source
+	// pendingDL holds the IDs of the build's dead letters the build has
+	// not passed yet (it halted on them): applying one of them removes its
+	// dead letter in the same unit of work, so that a later retry cannot
+	// apply it a second time.
+	pendingDL map[uuid.UUID]bool
 }
 
 func newWorker(r *Runner, p Projection) *worker {
@@ -184,8 +189,18 @@ func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("projection %q: read checkpoint of %s: %w", w.p.Name, b, err)
 	}
+	dls, err := w.r.store.DeadLetters(ctx, w.p.Name)
+	if err != nil {
+		return fmt.Errorf("projection %q: list dead letters of %s: %w", w.p.Name, b, err)
+	}
+	pending := map[uuid.UUID]bool{}
+	for _, dl := range dls {
+		if dl.Build == b && cp.Before(dl.Position) {
+			pending[dl.EventID] = true
+		}
+	}
 	w.update(func() {
-		w.build, w.current, w.state, w.applied, w.lastErr = b, current, st, cp, nil
+		w.build, w.current, w.state, w.applied, w.lastErr, w.pendingDL = b, current, st, cp, nil, pending
 	})
 	if err := w.setup(ctx, b, fresh); err != nil {
 		return err
@@ -623,6 +638,7 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	cp := tx.Checkpoint()
 	last, applied := cp, 0
+	var resolved []uuid.UUID
 	for _, d := range ds {
 		rec := d.Record
 		if !last.Before(rec.Position) {
@@ -634,6 +650,15 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 		}
 		applied += n
 		last = rec.Position
+		w.mu.Lock()
+		pending := w.pendingDL[rec.ID]
+		w.mu.Unlock()
+		if pending {
+			if err := tx.DeleteDeadLetter(ctx, w.p.Name, rec.ID); err != nil {
+				return fmt.Errorf("projection %q: remove the dead letter of %s, now applied: %w", w.p.Name, describe(rec), err)
+			}
+			resolved = append(resolved, rec.ID)
+		}
 	}
 	if last == cp {
 		w.setApplied(cp) // another runner of the build may have moved it
@@ -644,6 +669,13 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("projection %q: commit %d events up to %s: %w", w.p.Name, applied, last, err)
+	}
+	if len(resolved) > 0 {
+		w.mu.Lock()
+		for _, id := range resolved {
+			delete(w.pendingDL, id)
+		}
+		w.mu.Unlock()
 	}
 	w.setApplied(last)
 	return nil
