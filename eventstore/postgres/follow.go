@@ -44,13 +44,34 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 			if l == nil && s.cfg.notify {
 				l = s.listen(ctx)
 			}
+			// Read on the listening connection when there is one: a
+			// follower holding one connection to listen and waiting for a
+			// second one to read would deadlock with as many followers as
+			// the pool has connections.
+			var q querier = s.pool
+			if l != nil {
+				q = l.conn
+			}
 			// Catch up: read until a batch comes back short.
 			for {
 				var (
 					full bool
 					err  error
 				)
-				buf, full, err = s.readAllBatch(ctx, buf[:0], after, opts, left)
+				buf, full, err = s.readAllBatch(ctx, q, buf[:0], after, opts, left)
+				if err != nil && l != nil && ctx.Err() == nil && l.conn.Conn().IsClosed() {
+					// The listening connection broke: listen again on
+					// another one and read there.
+					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; listening again",
+						slog.String("schema", s.cfg.schema), slog.Any("error", err))
+					l.close()
+					if l = s.listen(ctx); l != nil {
+						q = l.conn
+					} else {
+						q = s.pool
+					}
+					buf, full, err = s.readAllBatch(ctx, q, buf[:0], after, opts, left)
+				}
 				if err != nil {
 					if ctx.Err() != nil {
 						err = ctx.Err()
@@ -77,7 +98,14 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 				}
 			}
 			wait := s.cfg.pollInterval
-			held, err := s.heldBack(ctx)
+			held, err := s.heldBack(ctx, q)
+			if err != nil && l != nil && ctx.Err() == nil && l.conn.Conn().IsClosed() {
+				// The listening connection broke: read again at once, on
+				// a new one.
+				l.close()
+				l = nil
+				continue
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					err = ctx.Err()
@@ -178,9 +206,9 @@ func (l *listener) close() {
 
 // heldBack reports whether committed events are waiting behind an open
 // transaction older than them.
-func (s *Store) heldBack(ctx context.Context) (bool, error) {
+func (s *Store) heldBack(ctx context.Context, q querier) (bool, error) {
 	var held bool
-	if err := s.pool.QueryRow(ctx, s.q.heldBack).Scan(&held); err != nil {
+	if err := q.QueryRow(ctx, s.q.heldBack).Scan(&held); err != nil {
 		return false, s.wrapErr("check for events held back", err)
 	}
 	return held, nil

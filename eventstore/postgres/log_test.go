@@ -146,6 +146,19 @@ func TestFollowCatchesUpThenWakesOnNotify(t *testing.T) {
 	}
 }
 
+// listenerWhere finds a follower's listening connection in
+// pg_stat_activity: its last query is its LISTEN ($1) or, since a follower
+// reads on that connection, the check for events held back that precedes
+// each wait ($2, a LIKE pattern).
+const listenerWhere = `(query = $1 OR query LIKE $2)`
+
+// listenerHeldBack is the LIKE pattern of the held-back check of the store
+// whose channel is channel (its schema followed by "_events").
+func listenerHeldBack(channel string) string {
+	schema := strings.TrimSuffix(channel, "_events")
+	return "SELECT EXISTS (SELECT 1 FROM " + pgx.Identifier{schema}.Sanitize() + ".events WHERE transaction_id >= %"
+}
+
 func waitListening(t *testing.T, pool interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, channel string) {
@@ -153,8 +166,8 @@ func waitListening(t *testing.T, pool interface {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var n int
-		if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_stat_activity WHERE query = $1`,
-			"LISTEN "+pgx.Identifier{channel}.Sanitize()).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_stat_activity WHERE `+listenerWhere,
+			"LISTEN "+pgx.Identifier{channel}.Sanitize(), listenerHeldBack(channel)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {
@@ -445,8 +458,8 @@ func TestFollowSurvivesLosingItsListener(t *testing.T) {
 		}
 	}()
 	waitListening(t, pool, s.Channel())
-	if _, err := pool.Exec(c, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
-		"LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+	if _, err := pool.Exec(c, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE `+listenerWhere,
+		"LISTEN "+pgx.Identifier{s.Channel()}.Sanitize(), listenerHeldBack(s.Channel())); err != nil {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, "after-1", eventstore.NoStream, events(1)...)

@@ -228,7 +228,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ite
 		for {
 			var err error
 			var full bool
-			buf, full, err = s.readAllBatch(ctx, buf[:0], after, opts, left)
+			buf, full, err = s.readAllBatch(ctx, s.pool, buf[:0], after, opts, left)
 			if err != nil {
 				yield(eventstore.Record{}, err)
 				return
@@ -254,9 +254,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ite
 	}
 }
 
-// readAllBatch reads one batch of the log after after; full reports whether
-// the batch was full (more may follow).
-func (s *Store) readAllBatch(ctx context.Context, buf []eventstore.Record, after eventstore.Position, opts eventstore.ReadAllOptions, left int) ([]eventstore.Record, bool, error) {
+// readAllBatch reads one batch of the log after after through q; full
+// reports whether the batch was full (more may follow).
+func (s *Store) readAllBatch(ctx context.Context, q querier, buf []eventstore.Record, after eventstore.Position, opts eventstore.ReadAllOptions, left int) ([]eventstore.Record, bool, error) {
 	n := opts.Batch()
 	if left > 0 && left < n {
 		n = left
@@ -272,16 +272,16 @@ func (s *Store) readAllBatch(ctx context.Context, buf []eventstore.Record, after
 	if after.TxID > math.MaxInt64 || after.Seq > math.MaxInt64 {
 		return buf, false, &eventstore.ValidationError{Index: -1, Field: "options", Problem: fmt.Sprintf("position %s is out of range", after)}
 	}
-	buf, err := s.fetch(ctx, buf, s.q.readAll, int64(after.TxID), int64(after.Seq), cats, types, n)
+	buf, err := s.fetch(ctx, q, buf, s.q.readAll, int64(after.TxID), int64(after.Seq), cats, types, n)
 	if err != nil {
 		return buf, false, s.wrapErr(fmt.Sprintf("read the log after %s", after), err)
 	}
 	return buf, len(buf) == n, nil
 }
 
-// fetch runs a record query and appends its rows to buf.
-func (s *Store) fetch(ctx context.Context, buf []eventstore.Record, sql string, args ...any) ([]eventstore.Record, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+// fetch runs a record query through q and appends its rows to buf.
+func (s *Store) fetch(ctx context.Context, q querier, buf []eventstore.Record, sql string, args ...any) ([]eventstore.Record, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return buf, err
 	}
