@@ -428,6 +428,7 @@ func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position, old 
 	ch := feed.Deliveries()
 	bs := w.p.batchSize()
 	batch := make([]Delivery, 0, bs)
+	verified := false
 	for {
 		batch = batch[:0]
 		select {
@@ -456,10 +457,62 @@ func (w *worker) live(ctx context.Context, b Build, cp eventstore.Position, old 
 				break drain
 			}
 		}
+		if !verified {
+			ok, err := w.verifyFirst(ctx, b, &cp, batch)
+			if err != nil {
+				nakAll(batch, 0)
+				return err
+			}
+			verified = ok
+		}
 		if err := w.apply(ctx, b, batch); err != nil {
 			return err
 		}
 	}
+}
+
+// verifyFirst checks, once per feed, that the feed's first delivery after
+// the checkpoint is the next record the projection wants from the log.
+// Within a feed the source guarantees that nothing is skipped (the
+// JetStream feed stops on a gap in its consumer sequence), but not before
+// its first delivery: another process sharing the durable consumer may hold
+// an earlier record it has not applied yet, and applying a later one first
+// would move the checkpoint past it for good. It reports whether the check
+// was made (false when every delivery was at or before the checkpoint), and
+// an error, to catch up from the event store again, when the log holds a
+// wanted record between the checkpoint and that delivery.
+func (w *worker) verifyFirst(ctx context.Context, b Build, cp *eventstore.Position, batch []Delivery) (bool, error) {
+	var first *eventstore.Record
+	for i := range batch {
+		if cp.Before(batch[i].Record.Position) {
+			first = &batch[i].Record
+			break
+		}
+	}
+	if first == nil {
+		return false, nil
+	}
+	stored, err := w.r.store.Checkpoint(ctx, b)
+	if err != nil {
+		return false, fmt.Errorf("projection %q: read checkpoint of %s: %w", w.p.Name, b, err)
+	}
+	if cp.Before(stored) {
+		*cp = stored
+	}
+	if !cp.Before(first.Position) {
+		return true, nil // another runner of the build applied it
+	}
+	opts := eventstore.ReadAllOptions{After: *cp, Types: w.readTypes, Categories: w.p.Categories, Limit: 1, BatchSize: 1}
+	for rec, err := range w.r.events.ReadAll(ctx, opts) {
+		if err != nil {
+			return false, fmt.Errorf("projection %q: check the source's first record against the log: %w", w.p.Name, err)
+		}
+		if rec.Position.Before(first.Position) {
+			return false, fmt.Errorf("projection %q: the source's first record %s skips %s after checkpoint %s (held by another consumer?); catching up from the event store",
+				w.p.Name, describe(*first), describe(rec), *cp)
+		}
+	}
+	return true, nil
 }
 
 // apply applies deliveries in order: as one unit of work when the store is
