@@ -98,7 +98,7 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 				}
 			}
 			wait := s.cfg.pollInterval
-			held, err := s.heldBack(ctx, q)
+			held, err := s.heldBack(ctx, q, after, opts)
 			if err != nil && l != nil && ctx.Err() == nil && l.conn.Conn().IsClosed() {
 				// The listening connection broke: read again at once, on
 				// a new one.
@@ -204,11 +204,20 @@ func (l *listener) close() {
 	c.Release()
 }
 
-// heldBack reports whether committed events are waiting behind an open
-// transaction older than them.
-func (s *Store) heldBack(ctx context.Context, q querier) (bool, error) {
+// heldBack reports whether committed events the follower wants lie after
+// after, the last position it read, once it read all it could: they wait
+// behind an open transaction older than them, or that transaction ended
+// since the read.
+func (s *Store) heldBack(ctx context.Context, q querier, after eventstore.Position, opts eventstore.ReadAllOptions) (bool, error) {
+	cats, types := opts.Categories, opts.Types
+	if cats == nil {
+		cats = []string{}
+	}
+	if types == nil {
+		types = []string{}
+	}
 	var held bool
-	if err := q.QueryRow(ctx, s.q.heldBack).Scan(&held); err != nil {
+	if err := q.QueryRow(ctx, s.q.heldBack, int64(after.TxID), int64(after.Seq), cats, types).Scan(&held); err != nil {
 		return false, s.wrapErr("check for events held back", err)
 	}
 	return held, nil

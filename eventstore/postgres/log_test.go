@@ -156,7 +156,7 @@ const listenerWhere = `(query = $1 OR query LIKE $2)`
 // whose channel is channel (its schema followed by "_events").
 func listenerHeldBack(channel string) string {
 	schema := strings.TrimSuffix(channel, "_events")
-	return "SELECT EXISTS (SELECT 1 FROM " + pgx.Identifier{schema}.Sanitize() + ".events WHERE transaction_id >= %"
+	return "SELECT EXISTS (SELECT 1 FROM " + pgx.Identifier{schema}.Sanitize() + ".events%"
 }
 
 func waitListening(t *testing.T, pool interface {

@@ -153,8 +153,15 @@ func newQueries(q string) queries {
 			SELECT s.id, (SELECT e.stream_version FROM ` + q + `.events e WHERE e.stream_id = s.id
 				ORDER BY e.stream_version DESC LIMIT 1)
 			  FROM s WHERE s.id IS NOT NULL LIMIT $2`,
-		notify:   `SELECT pg_notify($1, '')`,
-		heldBack: `SELECT EXISTS (SELECT 1 FROM ` + q + `.events WHERE transaction_id >= ` + horizon + `)`,
+		notify: `SELECT pg_notify($1, '')`,
+		// Any committed record after the last one read, held back or
+		// readable since the read: checking transaction_id >= horizon
+		// instead would miss a record whose holder ended between the
+		// read and this check.
+		heldBack: `SELECT EXISTS (SELECT 1 FROM ` + q + `.events
+			WHERE (transaction_id, position) > ($1, $2)
+			  AND (cardinality($3::text[]) = 0 OR split_part(stream_id, '-', 1) = ANY($3))
+			  AND (cardinality($4::text[]) = 0 OR type = ANY($4)))`,
 	}
 }
 
