@@ -64,7 +64,9 @@ func New(opts ...Option) *Store {
 		wake:    make(chan struct{}),
 	}
 	for _, o := range opts {
-		o(s)
+		if o != nil {
+			o(s)
+		}
 	}
 	return s
 }
