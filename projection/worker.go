@@ -361,12 +361,18 @@ func (w *worker) catchUp(ctx context.Context, b Build, cp eventstore.Position, r
 // goroutine that reads the next batch while this one applies the last.
 func (w *worker) catchUpPass(ctx context.Context, b Build, cp *eventstore.Position, bs int, done func(int)) (int, error) {
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type batch struct {
 		ds  []Delivery
 		err error
 	}
 	ch := make(chan batch, 2)
+	defer func() {
+		// Stop the reader and wait for it, so that no read of the log
+		// outlives the pass (nor Run).
+		cancel()
+		for range ch {
+		}
+	}()
 	go func() {
 		defer close(ch)
 		send := func(bt batch) bool {
