@@ -339,8 +339,19 @@ func (r *Repository[T]) save(ctx context.Context, stream string, a T) (eventstor
 // returned.
 func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, version int64, data []byte) {
 	s := snapshot.Snapshot{StreamID: stream, Version: version, Revision: r.revision(a), Data: data, TakenAt: time.Now().UTC()}
+	// The write slot is taken under the lock that Close sets closed under,
+	// so a background write either starts before Close and is waited for
+	// by its Flush, or sees closed and writes here.
 	r.mu.Lock()
 	async := r.cfg.async && !r.closed
+	busy := false
+	if async {
+		select {
+		case r.sem <- struct{}{}:
+		default:
+			busy = true
+		}
+	}
 	r.mu.Unlock()
 	if !async {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.snapTimeout)
@@ -348,9 +359,7 @@ func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, versio
 		r.storeSnapshot(wctx, s)
 		return
 	}
-	select {
-	case r.sem <- struct{}{}:
-	default:
+	if busy {
 		r.stats.skipped.Add(1)
 		r.log.Debug("aggregate: snapshot skipped, background writers busy", "stream", stream, "version", version)
 		return
