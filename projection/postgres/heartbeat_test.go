@@ -90,7 +90,10 @@ func TestStaleHeartbeatMeansStopped(t *testing.T) {
 	if err := e.store.SetTarget(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	dead := projection.Heartbeat{Build: b, Owner: "dead:1", State: projection.Halted, Interval: 20 * time.Millisecond}
+	// An interval long enough that a loaded machine still lists the
+	// heartbeat as fresh, short enough to wait out.
+	const interval = 250 * time.Millisecond
+	dead := projection.Heartbeat{Build: b, Owner: "dead:1", State: projection.Halted, Interval: interval}
 	if err := e.store.Beat(ctx, []projection.Heartbeat{dead}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +104,7 @@ func TestStaleHeartbeatMeansStopped(t *testing.T) {
 	if len(sums) != 1 || sums[0].State(time.Now()) != projection.Halted {
 		t.Fatalf("fresh heartbeat: %+v", sums)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(projection.HeartbeatTolerance*interval + 100*time.Millisecond)
 	sums, err = e.store.List(ctx)
 	if err != nil {
 		t.Fatal(err)
