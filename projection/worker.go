@@ -61,6 +61,12 @@ type worker struct {
 	lastErr   error
 	runningIn bool
 	retired   map[Build]bool // builds released from the source
+	// follower marks a worker that only keeps the current build live
+	// beside a rebuild (see keepCurrentLive): it reports no progress.
+	follower bool
+	// parent is the worker a follower runs beside; its waiters (WaitFor)
+	// are woken when the follower applies events.
+	parent *worker
 	// pendingDL holds the IDs of the build's dead letters the build has
 	// not passed yet (it halted on them): applying one of them removes its
 	// dead letter in the same unit of work, so that a later retry cannot
@@ -93,6 +99,9 @@ func (w *worker) setApplied(pos eventstore.Position) {
 			w.applied = pos
 		}
 	})
+	if w.parent != nil {
+		w.parent.update(func() {})
+	}
 }
 
 func (w *worker) signal() {
@@ -205,6 +214,13 @@ func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
 	if err := w.setup(ctx, b, fresh); err != nil {
 		return err
 	}
+	stopFollower := func() {}
+	if !current && !rebuildOnly && reg.Current.Version == b.Version {
+		// An explicit rebuild of this code's version: readers see the
+		// current build until the switch, so keep it live meanwhile.
+		stopFollower = w.keepCurrentLive(ctx, reg.Current)
+		defer stopFollower()
+	}
 	cp, err = w.catchUp(ctx, b, cp, !current)
 	if err != nil {
 		return err
@@ -213,7 +229,15 @@ func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
 		if err := w.activate(ctx, b); err != nil {
 			return err
 		}
-		w.update(func() { w.current = true })
+		// The switch is committed: b is the live build now, and the old
+		// one must be left before live retires it from the source.
+		stopFollower()
+		w.update(func() {
+			w.current = true
+			if !rebuildOnly {
+				w.state = Running
+			}
+		})
 		w.r.log.Info("projection build switched", "projection", w.p.Name, "build", b.String())
 	}
 	if rebuildOnly {
@@ -221,6 +245,83 @@ func (w *worker) runOnce(ctx context.Context, rebuildOnly bool) error {
 	}
 	w.setState(Running)
 	return w.live(ctx, b, cp, retiredBuild(reg, b))
+}
+
+// keepCurrentLive starts a second worker of the projection that applies
+// live records to cur, the build readers see, while w builds a new
+// generation of the same version beside it; it returns a function, safe to
+// call more than once, that stops that worker and waits for it. The
+// follower commits cur's checkpoint with its writes like any runner of
+// cur, so each event is still applied once per build. It retries failures
+// with backoff and stops for good when cur halts on a dead letter (the
+// rebuild goes on; cur then stays as it was until the switch).
+func (w *worker) keepCurrentLive(ctx context.Context, cur Build) (stop func()) {
+	f := newWorker(w.r, w.p)
+	f.follower, f.parent = true, w
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.follow(fctx, cur)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+// follow keeps cur live (see keepCurrentLive) until ctx ends.
+func (w *worker) follow(ctx context.Context, cur Build) {
+	w.r.log.Info("keeping the current build live during the rebuild", "projection", w.p.Name, "build", cur.String())
+	failures := 0
+	for {
+		err := w.followOnce(ctx, cur)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrHalted) {
+			w.r.log.Error("current build halted on a dead letter during a rebuild; it is not updated until the switch",
+				"projection", w.p.Name, "build", cur.String(), "err", err)
+			<-ctx.Done()
+			return
+		}
+		failures++
+		d := backoff(w.r.opts.backoffMin*4, w.r.opts.backoffMax*6, failures)
+		w.r.log.Warn("keeping the current build live failed; restarting", "projection", w.p.Name,
+			"build", cur.String(), "err", err, "in", d)
+		if sleep(ctx, d, nil) != nil {
+			return
+		}
+	}
+}
+
+// followOnce catches cur up from the event store, then applies live
+// records from the source, until ctx ends or an error.
+func (w *worker) followOnce(ctx context.Context, cur Build) error {
+	cp, err := w.r.store.Checkpoint(ctx, cur)
+	if err != nil {
+		return fmt.Errorf("projection %q: read checkpoint of %s: %w", w.p.Name, cur, err)
+	}
+	dls, err := w.r.store.DeadLetters(ctx, w.p.Name)
+	if err != nil {
+		return fmt.Errorf("projection %q: list dead letters of %s: %w", w.p.Name, cur, err)
+	}
+	pending := map[uuid.UUID]bool{}
+	for _, dl := range dls {
+		if dl.Build == cur && cp.Before(dl.Position) {
+			pending[dl.EventID] = true
+		}
+	}
+	w.update(func() {
+		w.build, w.current, w.state, w.applied, w.pendingDL = cur, true, Running, cp, pending
+	})
+	if cp, err = w.catchUp(ctx, cur, cp, false); err != nil {
+		return err
+	}
+	return w.live(ctx, cur, cp, Build{})
 }
 
 // retiredBuild returns the build whose source resources may be released
@@ -320,7 +421,7 @@ func (w *worker) catchUp(ctx context.Context, b Build, cp eventstore.Position, r
 	var applied int64
 	lastReport := time.Time{}
 	report := func(pos eventstore.Position, finished bool) {
-		if w.r.opts.progress == nil || (!finished && time.Since(lastReport) < 200*time.Millisecond) {
+		if w.r.opts.progress == nil || w.follower || (!finished && time.Since(lastReport) < 200*time.Millisecond) {
 			return
 		}
 		lastReport = time.Now()
