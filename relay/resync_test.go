@@ -60,17 +60,28 @@ func (h sessionCounter) WithGroup(g string) slog.Handler {
 	return h
 }
 
-// logRecords reads the whole event log.
-func (e *env) logRecords(ctx context.Context) []eventstore.Record {
+// logRecords reads the whole event log once it holds want records: the
+// gap-safe log may hold fresh appends back while another test's
+// transaction is open anywhere on the cluster.
+func (e *env) logRecords(ctx context.Context, want int) []eventstore.Record {
 	e.t.Helper()
-	var recs []eventstore.Record
-	for rec, err := range e.store.ReadAll(ctx, eventstore.ReadAllOptions{}) {
-		if err != nil {
-			e.t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var recs []eventstore.Record
+		for rec, err := range e.store.ReadAll(ctx, eventstore.ReadAllOptions{}) {
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			recs = append(recs, rec)
 		}
-		recs = append(recs, rec)
+		if len(recs) >= want || time.Now().After(deadline) {
+			if len(recs) != want {
+				e.t.Fatalf("the log holds %d records, want %d", len(recs), want)
+			}
+			return recs
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return recs
 }
 
 // waitCheckpoint waits until r's stored checkpoint is pos.
@@ -300,7 +311,7 @@ func testResync(t *testing.T, tc resyncCase, oldN, newN int) {
 	if err := e.appendEvents(ctx, oldN-oldN/2, oldN/2); err != nil {
 		t.Fatal(err)
 	}
-	old := e.logRecords(ctx)
+	old := e.logRecords(ctx, oldN)
 	waitCheckpoint(t, ctx, r1, old[len(old)-1].Position)
 	run1.stop(t)
 
@@ -332,7 +343,7 @@ func testResync(t *testing.T, tc resyncCase, oldN, newN int) {
 	if err := e.appendEvents(ctx, newN, oldN); err != nil {
 		t.Fatal(err)
 	}
-	all := e.logRecords(ctx)
+	all := e.logRecords(ctx, oldN+newN)
 	fresh := all[len(old):]
 	lastOld := old[len(old)-1].Position
 	var got []eventstore.Record
