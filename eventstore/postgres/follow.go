@@ -79,19 +79,8 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 					yield(eventstore.Record{}, err)
 					return
 				}
-				for _, r := range buf {
-					if !yield(r, nil) {
-						return
-					}
-				}
-				if len(buf) > 0 {
-					after = buf[len(buf)-1].Position
-				}
-				if left > 0 {
-					left -= len(buf)
-					if left == 0 {
-						return
-					}
+				if !yieldBatch(buf, yield, &after, &left) {
+					return
 				}
 				if !full {
 					break

@@ -233,25 +233,33 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ite
 				yield(eventstore.Record{}, err)
 				return
 			}
-			for _, r := range buf {
-				if !yield(r, nil) {
-					return
-				}
-			}
-			if len(buf) > 0 {
-				after = buf[len(buf)-1].Position
-			}
-			if left > 0 {
-				left -= len(buf)
-				if left == 0 {
-					return
-				}
-			}
-			if !full {
+			if !yieldBatch(buf, yield, &after, &left) || !full {
 				return
 			}
 		}
 	}
+}
+
+// yieldBatch yields a batch of the log and advances after and left (the
+// records still wanted; 0 for no limit) past it. It reports whether the
+// read should go on: false when the consumer stopped or the limit is
+// reached.
+func yieldBatch(buf []eventstore.Record, yield func(eventstore.Record, error) bool, after *eventstore.Position, left *int) bool {
+	for _, r := range buf {
+		if !yield(r, nil) {
+			return false
+		}
+	}
+	if len(buf) > 0 {
+		*after = buf[len(buf)-1].Position
+	}
+	if *left > 0 {
+		*left -= len(buf)
+		if *left == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // readAllBatch reads one batch of the log after after through q; full
