@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/projection"
 )
 
@@ -96,25 +97,7 @@ func appendN(t *testing.T, ctx context.Context, store eventstore.Store, stream, 
 // failing the test if Run returned an error.
 func run(t *testing.T, r *projection.Runner) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("Run did not return after its context ended")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runnertest.Run(t, r)
 }
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {

@@ -14,6 +14,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/jetstream"
@@ -219,32 +220,10 @@ func (e *env) write(prefix string, streams, n int) (map[string]int64, eventstore
 
 func run(t *testing.T, r *projection.Runner) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("Run did not return after its context ended")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runnertest.Run(t, r)
 }
 
 func waitFor(t *testing.T, r *projection.Runner, name string, pos eventstore.Position) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.WaitFor(ctx, name, pos); err != nil {
-		t.Fatal(err)
-	}
+	runnertest.WaitFor(t, r, name, pos)
 }

@@ -1,0 +1,50 @@
+// Package runnertest holds the helpers Chronicle's projection tests share
+// to run a projection.Runner in the background and wait on it.
+package runnertest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/projection"
+)
+
+// Run starts r.Run in the background and returns a stop function, also run
+// when the test ends, that cancels it and fails the test if Run returned an
+// error or did not return within 20 seconds.
+func Run(t testing.TB, r *projection.Runner) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("Run did not return after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// WaitFor waits, at most 30 seconds, until projection name has applied pos,
+// and fails the test otherwise.
+func WaitFor(t testing.TB, r *projection.Runner, name string, pos eventstore.Position) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.WaitFor(ctx, name, pos); err != nil {
+		t.Fatal(err)
+	}
+}
