@@ -26,6 +26,7 @@ import (
 	"github.com/chronicle-go/chronicle/examples/bank"
 	"github.com/chronicle-go/chronicle/examples/bank/demo"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func main() {
@@ -51,7 +52,7 @@ func newApp(extra ...cli.Option) (*cli.App, error) {
 		cli.WithSchema(demo.DefaultSchema),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(bank.PostgresProjections()...),
-		cli.WithRelayStream(relay.StreamConfig{Name: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix}),
+		cli.WithRelayStream(relay.StreamConfig{Topology: wire.Topology{Stream: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix}}),
 	}
 	return cli.New(append(opts, extra...)...), nil
 }
