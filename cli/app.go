@@ -82,7 +82,7 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cmd != nil && cmd != root {
 		path += ": " + strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
 	}
-	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	msg := escapeText(strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " "))
 	var pgErr *pgconn.PgError
 	undefined := errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") ||
 		strings.Contains(msg, "SQLSTATE 42P01") || strings.Contains(msg, "SQLSTATE 3F000")

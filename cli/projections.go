@@ -202,11 +202,11 @@ while a rebuild is under way, else "stopped".`,
 					held = fmt.Sprintf("%d (open %s)", st.HeldBack, formatDuration(st.OldestOpen))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
-					st.Name, st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
+					field(st.Name), st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
 					st.Checkpoint, st.Head, lag, formatDuration(st.LagTime), st.DeadLetters, held,
-					dash(st.Heartbeat.Owner), lastSeen(st.Heartbeat))
+					dash(field(st.Heartbeat.Owner)), lastSeen(st.Heartbeat))
 				if st.LastError != "" {
-					errs = append(errs, fmt.Sprintf("%s: last error: %s", st.Name, st.LastError))
+					errs = append(errs, fmt.Sprintf("%s: last error: %s", field(st.Name), escapeText(st.LastError)))
 				}
 			}
 			if err := tw.Flush(); err != nil {
@@ -380,8 +380,8 @@ func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
 	fmt.Fprintln(tw, "NAME\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tDEAD LETTERS\tOWNER\tLAST SEEN")
 	for _, sum := range sums {
 		hb := sum.Heartbeat(now)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", sum.Name, dash(buildName(sum.Current)), dash(buildName(sum.Target)),
-			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(hb.Owner), lastSeen(hb))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", field(sum.Name), dash(buildName(sum.Current)), dash(buildName(sum.Target)),
+			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(field(hb.Owner)), lastSeen(hb))
 	}
 	return tw.Flush()
 }
