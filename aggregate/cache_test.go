@@ -13,8 +13,8 @@ func TestCache(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		cachedRepo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCache(10))
-		other := aggregate.NewRepository(b.events, registry(t), newAccount)
+		cachedRepo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCache(10))
+		other := newRepo(t, b.events, registry(t), newAccount)
 		seed(t, cachedRepo, "c-1", 3)
 		if st := cachedRepo.Stats(); st.CacheHits != 2 {
 			t.Fatalf("after create and 2 updates: stats %+v, want 2 cache hits", st)
@@ -54,7 +54,7 @@ func TestCacheHotAggregate(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCache(2),
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCache(2),
 			aggregate.WithRetries(1000), aggregate.WithSnapshots(b.snaps, snapshot.Every(10)))
 		if _, err := repo.Create(ctx, "hot", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
@@ -93,8 +93,8 @@ func TestCacheStaleRejectionOrNoOpCatchesUp(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
 		counted := &countingStore{EventStore: b.events}
-		procA := aggregate.NewRepository(counted, registry(t), newAccount, aggregate.WithCache(10))
-		procB := aggregate.NewRepository(b.events, registry(t), newAccount)
+		procA := newRepo(t, counted, registry(t), newAccount, aggregate.WithCache(10))
+		procB := newRepo(t, b.events, registry(t), newAccount)
 		if _, err := procA.Create(ctx, "s-1", func(a *Account) error { _ = a.Open("ada"); return a.Deposit(10) }); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +157,8 @@ func TestCacheLoadCatchesUpAndRefreshes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
 		counted := &countingStore{EventStore: b.events}
-		procA := aggregate.NewRepository(counted, registry(t), newAccount, aggregate.WithCache(10))
-		procB := aggregate.NewRepository(b.events, registry(t), newAccount)
+		procA := newRepo(t, counted, registry(t), newAccount, aggregate.WithCache(10))
+		procB := newRepo(t, b.events, registry(t), newAccount)
 		seed(t, procA, "l-1", 3)
 		for range 5 {
 			if _, err := procB.Update(ctx, "l-1", func(a *Account) error { return a.Deposit(10) }); err != nil {

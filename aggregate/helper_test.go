@@ -203,3 +203,13 @@ func (c *countingStore) ReadStream(ctx context.Context, stream string, opts even
 func (c *countingStore) calls() (reads, appends, records int64) {
 	return c.reads.Swap(0), c.appends.Swap(0), c.records.Swap(0)
 }
+
+// newRepo returns a repository or fails the test.
+func newRepo[T aggregate.Aggregate](t testing.TB, store aggregate.EventStore, c aggregate.Codec, newT func(string) T, opts ...aggregate.Option) *aggregate.Repository[T] {
+	t.Helper()
+	r, err := aggregate.NewRepository(store, c, newT, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

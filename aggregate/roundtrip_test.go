@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
 	pgstore "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
@@ -55,7 +54,7 @@ func TestUpdateIsOneReadPlusAppendOnPostgres(t *testing.T) {
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	repo := aggregate.NewRepository(store, registry(t), newAccount)
+	repo := newRepo(t, store, registry(t), newAccount)
 	seed(t, repo, "q-1", 5)
 	seed(t, repo, "q-2", 5)
 
