@@ -72,7 +72,8 @@ func WithSnapshotTimeout(d time.Duration) Option {
 }
 
 // WithLogger sets the logger for warnings about ignored or failed
-// snapshots and retried updates. nil discards.
+// snapshots and retried updates (default, and with nil: slog.Default()).
+// Errors are logged under the key "err".
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithRetries sets how many times Update runs a command again after a

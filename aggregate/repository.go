@@ -71,7 +71,7 @@ func NewRepository[T Aggregate](store EventStore, reg *codec.Registry, newT func
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	return &Repository[T]{store: store, reg: reg, newT: newT, cfg: cfg, log: log,
 		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize)}
@@ -243,7 +243,7 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	s, err := r.cfg.snapshots.Load(ctx, stream)
 	if err != nil {
 		if !errors.Is(err, snapshot.ErrNotFound) && ctx.Err() == nil {
-			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "error", err)
+			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "err", err)
 		}
 		return zero, false
 	}
@@ -260,7 +260,7 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	if err := json.Unmarshal(s.Data, a); err != nil {
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: cannot decode snapshot; replaying the stream",
-			"stream", stream, "snapshot_version", s.Version, "error", err)
+			"stream", stream, "snapshot_version", s.Version, "err", err)
 		return zero, false
 	}
 	root := a.root()
@@ -324,7 +324,7 @@ func (r *Repository[T]) save(ctx context.Context, stream string, a T) (eventstor
 		r.cache.drop(stream)
 		if due {
 			r.stats.failed.Add(1)
-			r.log.Warn("aggregate: cannot encode snapshot", "stream", stream, "version", res.Version, "error", err)
+			r.log.Warn("aggregate: cannot encode snapshot", "stream", stream, "version", res.Version, "err", err)
 		}
 		return res, nil
 	}
@@ -375,7 +375,7 @@ func (r *Repository[T]) snapshot(ctx context.Context, stream string, a T, versio
 func (r *Repository[T]) storeSnapshot(ctx context.Context, s snapshot.Snapshot) {
 	if err := r.cfg.snapshots.Save(ctx, s); err != nil {
 		r.stats.failed.Add(1)
-		r.log.Warn("aggregate: cannot store snapshot", "stream", s.StreamID, "version", s.Version, "error", err)
+		r.log.Warn("aggregate: cannot store snapshot", "stream", s.StreamID, "version", s.Version, "err", err)
 		return
 	}
 	r.stats.taken.Add(1)
@@ -474,7 +474,7 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 			return res, fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", stream, attempt+1, err)
 		}
 		r.stats.retries.Add(1)
-		r.log.Debug("aggregate: update conflicted; retrying", "stream", stream, "attempt", attempt+1, "error", err)
+		r.log.Debug("aggregate: update conflicted; retrying", "stream", stream, "attempt", attempt+1, "err", err)
 		if err := sleep(ctx, r.backoff(attempt)); err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("aggregate: update %q: %w while waiting to retry after a conflict", stream, err)
 		}
