@@ -110,13 +110,7 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // concurrency conflict before it returns the conflict (default 10; 0 never
 // retries). n must not be negative.
 func WithRetries(n int) Option {
-	return func(c *config) {
-		if n < 0 {
-			c.bad("WithRetries(%d): want 0 or more", n)
-			return
-		}
-		c.retries = n
-	}
+	return nonNegative("WithRetries", n, func(c *config) *int { return &c.retries })
 }
 
 // WithBackoff sets the wait between [Repository.Update]'s retries, the only
@@ -139,13 +133,7 @@ func WithBackoff(first, longest time.Duration) Option {
 // WithReadBatchSize sets how many events a load fetches per round trip
 // (default, and with 0: the store's default). n must not be negative.
 func WithReadBatchSize(n int) Option {
-	return func(c *config) {
-		if n < 0 {
-			c.bad("WithReadBatchSize(%d): want 0 or more", n)
-			return
-		}
-		c.readBatch = n
-	}
+	return nonNegative("WithReadBatchSize", n, func(c *config) *int { return &c.readBatch })
 }
 
 // WithCache keeps the state of up to n recently saved aggregates in memory,
@@ -162,11 +150,17 @@ func WithReadBatchSize(n int) Option {
 // writing to an aggregate. n = 0 disables the cache (the default); n must
 // not be negative.
 func WithCache(n int) Option {
+	return nonNegative("WithCache", n, func(c *config) *int { return &c.cacheSize })
+}
+
+// nonNegative returns the option called name, which sets the field that
+// field points to to n, or records that n is negative.
+func nonNegative(name string, n int, field func(*config) *int) Option {
 	return func(c *config) {
 		if n < 0 {
-			c.bad("WithCache(%d): want 0 or more", n)
+			c.bad("%s(%d): want 0 or more", name, n)
 			return
 		}
-		c.cacheSize = n
+		*field(c) = n
 	}
 }
