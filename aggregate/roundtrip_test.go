@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	pgstore "github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
 
@@ -47,7 +47,7 @@ func TestUpdateIsOneReadPlusAppendOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(traced.Close)
-	store, err := pgstore.New(traced, pgstore.WithSchema(schema))
+	store, err := espg.New(traced, espg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}

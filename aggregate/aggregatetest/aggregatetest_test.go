@@ -71,7 +71,7 @@ func TestPasses(t *testing.T) {
 		When(func(a *Account) error { return a.Withdraw(0) }).ThenNothing()
 	var version int64
 	var id string
-	aggregatetest.For(f, newAccount, aggregatetest.WithID("acc-9")).Given(Opened{"ada"}, Deposited{1}).
+	aggregatetest.For(f, newAccount, nil, aggregatetest.WithID("acc-9"), nil).Given(Opened{"ada"}, Deposited{1}).
 		When(func(a *Account) error { version, id = a.Version(), a.ID(); return nil }).ThenNothing()
 	if len(f.errors) > 0 {
 		t.Fatalf("passing scenarios failed:\n%s", f.failed())
