@@ -95,7 +95,8 @@ type Stats struct {
 // *upcast.Chain built on the registry (an [UpcastingCodec]) so that events
 // stored at older versions are brought to the current ones on every load.
 // newT returns a new, empty aggregate (a non-nil pointer) for an ID; the
-// repository sets the ID on it.
+// repository sets the ID on it. A nil aggregate from newT fails the load or
+// Create that asked for it with an error.
 //
 // It returns an error, joining every problem found, for a nil store, codec
 // or newT, or an option given a value it cannot use; nil options are
@@ -176,10 +177,16 @@ func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T
 	return r.load(ctx, r.StreamID(id), id, version)
 }
 
-func (r *Repository[T]) fresh(id string) T {
+// fresh returns a new aggregate from newT with its ID set, or an error
+// when newT returned nil.
+func (r *Repository[T]) fresh(id string) (T, error) {
 	a := r.newT(id)
+	if isNil(a) || a.root() == nil {
+		var zero T
+		return zero, fmt.Errorf("aggregate: the constructor returned a nil %T for %q; it must return a new, non-nil aggregate", a, id)
+	}
 	SetID(a, id)
-	return a
+	return a, nil
 }
 
 // load loads the aggregate id, whose stream is stream, like LoadAt (at > 0)
@@ -216,7 +223,11 @@ func (r *Repository[T]) load(ctx context.Context, stream, id string, at int64) (
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: snapshot is ahead of its stream; replaying the stream", "stream", stream, "snapshot_version", v)
 	}
-	return r.replay(ctx, stream, r.fresh(id), 0, at)
+	a, err := r.fresh(id)
+	if err != nil {
+		return zero, err
+	}
+	return r.replay(ctx, stream, a, 0, at)
 }
 
 var errSnapshotAhead = errors.New("snapshot ahead of stream")
@@ -312,7 +323,10 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	if s.Version < 1 || (at > 0 && s.Version > at) {
 		return zero, false
 	}
-	a := r.fresh(id)
+	a, err := r.fresh(id)
+	if err != nil {
+		return zero, false
+	}
 	if rev := r.revision(a); s.Revision != rev {
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: snapshot of another revision ignored; replaying the stream",
@@ -549,7 +563,10 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 // it never retries. A command that raises nothing is an error, since
 // nothing would be created.
 func (r *Repository[T]) Create(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
-	a := r.fresh(id)
+	a, err := r.fresh(id)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
 	if err := cmd(a); err != nil {
 		return eventstore.AppendResult{}, err
 	}

@@ -496,3 +496,27 @@ func TestUpcastSplitAppliesEveryEvent(t *testing.T) {
 		t.Fatalf("Load = balance %d, %d deposits, v%d, %v; want both halves of the split applied at v2", a.Balance, a.Deposits, a.Version(), err)
 	}
 }
+
+// A constructor that returns nil is an error naming the aggregate, never a
+// panic.
+func TestNilFromConstructorIsAnError(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	store := memory.New()
+	if _, err := store.Append(ctx, "n-1", eventstore.NoStream, eventstore.Event{Type: "Opened", SchemaVersion: 1, Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	repo := newRepo(t, store, registry(t), func(string) *Account { return nil })
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "constructor returned a nil *aggregate_test.Account") || !strings.Contains(err.Error(), `"n-1"`) {
+			t.Errorf("%s: err = %v", what, err)
+		}
+	}
+	_, err := repo.Load(ctx, "n-1")
+	check("Load", err)
+	_, err = repo.Update(ctx, "n-1", func(*Account) error { return nil })
+	check("Update", err)
+	_, err = repo.Create(ctx, "n-1", func(*Account) error { return nil })
+	check("Create", err)
+}
