@@ -489,8 +489,9 @@ func (r *Repository[T]) Close(ctx context.Context) error {
 
 // Update loads the aggregate id, runs cmd on it and saves the events cmd
 // raised. When the save meets a concurrency conflict, it waits a jittered,
-// growing delay, loads the aggregate again and runs cmd again, up to the
-// number of retries set by [WithRetries]; then it returns the conflict. cmd
+// growing pause (see [WithBackoff]), loads the aggregate again and runs cmd
+// again, up to the number of retries set by [WithRetries]; then it returns
+// the conflict. cmd
 // may therefore run more than once and must have no side effects beyond
 // the aggregate. An error from cmd is returned as it is, with nothing
 // saved; a missing aggregate fails with [ErrNotFound] (use

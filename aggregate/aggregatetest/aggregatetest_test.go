@@ -225,3 +225,20 @@ func TestRegistryRoundTripShowsWhereEventsDiffer(t *testing.T) {
 		t.Errorf("the failure shows fields that survived:\n%s", msg)
 	}
 }
+
+type withMeta struct {
+	Meta map[string]any
+}
+
+// A difference that prints the same on both sides is shown with the types.
+func TestRegistryRoundTripShowsTypesWhenValuesPrintAlike(t *testing.T) {
+	t.Parallel()
+	reg := codec.NewRegistry()
+	codec.MustRegister[withMeta](reg, "WithMeta", 1)
+	f := &fakeTB{}
+	aggregatetest.For(f, newAccount, aggregatetest.WithRegistry(reg)).Given(withMeta{Meta: map[string]any{"n": 1}}).
+		When(func(*Account) error { return nil }).ThenNothing()
+	if len(f.errors) != 1 || !strings.Contains(f.errors[0], ".Meta[n]: 1 (int) != 1 (float64)") {
+		t.Fatalf("failures:\n%s", f.failed())
+	}
+}
