@@ -315,7 +315,9 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	}
 	s, err := r.cfg.snapshots.Load(ctx, stream)
 	if err != nil {
-		if !errors.Is(err, snapshot.ErrNotFound) && ctx.Err() == nil {
+		// An invalid stream ID is not worth a warning: the event store
+		// refuses it next, and that error reaches the caller.
+		if !errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, eventstore.ErrInvalidInput) && ctx.Err() == nil {
 			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "err", err)
 		}
 		return zero, false
