@@ -48,11 +48,15 @@ type Snapshot struct {
 // for concurrent use.
 type Store interface {
 	// Load returns the latest snapshot of a stream, or an error matching
-	// [ErrNotFound] when there is none.
+	// [ErrNotFound] when there is none. A stream ID that
+	// [ValidateStreamID] refuses is an error matching
+	// eventstore.ErrInvalidInput.
 	Load(ctx context.Context, streamID string) (Snapshot, error)
 	// Save stores s as the stream's latest snapshot, unless the store holds
 	// a snapshot of the same revision at a higher version (snapshots saved
-	// out of order never move a stream's snapshot backwards).
+	// out of order never move a stream's snapshot backwards). A snapshot
+	// that [Snapshot.Validate] refuses is not written; the error matches
+	// eventstore.ErrInvalidInput.
 	Save(ctx context.Context, s Snapshot) error
 }
 
