@@ -77,8 +77,7 @@ binary without projections (the generic chronicle), of every projection
 the database knows.`,
 		Example: `  chronicle dlq list
   chronicle dlq list balances
-  bankctl dlq list
-  bankctl dlq list --json | jq -r '.[].event_id'`,
+  chronicle dlq list --json | jq -r '.[].event_id'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dls, err := s.deadLetters(cmd.Context(), args)
 			if err != nil {
@@ -102,8 +101,8 @@ the database knows.`,
 			tw := newTable(s.stdout)
 			fmt.Fprintln(tw, "PROJECTION\tEVENT ID\tSTREAM\tTYPE\tPOSITION\tATTEMPTS\tFAILED AT\tERROR")
 			for _, d := range dls {
-				fmt.Fprintf(tw, "%s\t%s\t%s@%d\t%s\t%s\t%d\t%s\t%s\n", d.Projection, d.EventID, d.StreamID, d.StreamVersion,
-					d.Type, d.Position, d.Attempts, formatTime(d.FailedAt), oneLine(d.Error, 1000))
+				fmt.Fprintf(tw, "%s\t%s\t%s@%d\t%s\t%s\t%d\t%s\t%s\n", field(d.Projection), d.EventID, field(d.StreamID), d.StreamVersion,
+					field(d.Type), d.Position, d.Attempts, formatTime(d.FailedAt), oneLine(d.Error, 1000))
 			}
 			return tw.Flush()
 		},
@@ -112,10 +111,12 @@ the database knows.`,
 	return c
 }
 
+// oneLine is a message on one line, escaped (see escapeText), at most
+// about n bytes long.
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = escapeText(strings.Join(strings.Fields(s), " "))
 	if len(s) > n {
-		return s[:n-3] + "..."
+		return strings.ToValidUTF8(s[:n-3], "") + "..."
 	}
 	return s
 }
@@ -149,9 +150,9 @@ the projection's filters, so it needs the service's own binary.`
 		Use:   action + " PROJECTION [EVENT_ID...] | PROJECTION --all | --all",
 		Short: short,
 		Long:  long,
-		Example: fmt.Sprintf(`  bankctl dlq %[1]s balances 0190a4c2-7d1e-7a3b-9c55-2f1e4b8d6a01
-  bankctl dlq %[1]s balances --all
-  bankctl dlq %[1]s --all`, action),
+		Example: fmt.Sprintf(`  chronicle dlq %[1]s balances 0190a4c2-7d1e-7a3b-9c55-2f1e4b8d6a01
+  chronicle dlq %[1]s balances --all
+  chronicle dlq %[1]s --all`, action),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			switch {
@@ -218,9 +219,9 @@ the projection's filters, so it needs the service's own binary.`
 				results = append(results, res)
 				if !asJSON {
 					if err != nil {
-						fmt.Fprintf(s.stdout, "failed   %s %s: %s\n", t.name, t.id, oneLine(err.Error(), 200))
+						fmt.Fprintf(s.stdout, "failed   %s %s: %s\n", field(t.name), t.id, oneLine(err.Error(), 200))
 					} else {
-						fmt.Fprintf(s.stdout, "%-8s %s %s\n", past, t.name, t.id)
+						fmt.Fprintf(s.stdout, "%-8s %s %s\n", past, field(t.name), t.id)
 					}
 				}
 			}

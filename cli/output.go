@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/upcast"
@@ -122,10 +125,10 @@ func (s shown) json() jsonRecord {
 
 // typeLabel is "Type v2", with where it was upcast from.
 func (s shown) typeLabel() string {
-	l := fmt.Sprintf("%s v%d", s.rec.Type, s.rec.SchemaVersion)
+	l := fmt.Sprintf("%s v%d", field(s.rec.Type), s.rec.SchemaVersion)
 	if s.upcast {
 		if s.stored.Type != s.rec.Type {
-			l += fmt.Sprintf(" (upcast from %s v%d)", s.stored.Type, s.stored.SchemaVersion)
+			l += fmt.Sprintf(" (upcast from %s v%d)", field(s.stored.Type), s.stored.SchemaVersion)
 		} else {
 			l += fmt.Sprintf(" (upcast from v%d)", s.stored.SchemaVersion)
 		}
@@ -145,25 +148,103 @@ func metadataText(md eventstore.Metadata) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + quoteIfNeeded(md[k])
+		parts[i] = quoteIfNeeded(k) + "=" + quoteIfNeeded(md[k])
 	}
 	return strings.Join(parts, " ")
 }
 
+// quoteIfNeeded quotes s when it is empty, would split a key=value pair,
+// or holds anything [field] quotes.
 func quoteIfNeeded(s string) string {
-	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
-		return fmt.Sprintf("%q", s)
+	if s == "" || strings.ContainsAny(s, " =") {
+		return strconv.Quote(s)
 	}
-	return s
+	return field(s)
 }
 
-// dataText is the record's data as compact JSON on one line.
+// Text output shows what users and services wrote: stream IDs, event
+// types, metadata, data, projection names, runners' owners and errors.
+// Printed raw, a newline in a stream ID forges a row of a table, and an
+// escape sequence moves the cursor, recolours or retitles the operator's
+// terminal. Every such value goes through field (a value in a table or a
+// line) or escapeText (a message); JSON output is safe as it is.
+
+// printable reports whether s is valid UTF-8 made only of printable runes
+// (strconv.IsPrint: no control characters, no format characters such as
+// bidi overrides, no space but ASCII space).
+func printable(s string) bool {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return false // an invalid byte; U+FFFD itself is printable
+			}
+		}
+		if !strconv.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// field is s as it is when it is printable and does not start with a
+// double quote, else s quoted with Go escapes (strconv.Quote), so that a
+// value stays on its line and in its column, and a quoted value cannot be
+// mistaken for a plain one.
+func field(s string) string {
+	if printable(s) && !strings.HasPrefix(s, `"`) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// escapeText replaces, in a message, every rune that is not printable with
+// its Go escape (\n, \x1b, \u202e) and every invalid UTF-8 byte with \xNN,
+// leaving the rest, quotes and backslashes included, as it is.
+func escapeText(s string) string {
+	if printable(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case strconv.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// dataText is the record's data on one line: compact JSON whose
+// unprintable runes are written as JSON escapes (so it is the same JSON),
+// or, for data that is not JSON, the data as a [field].
 func dataText(b []byte) string {
 	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err == nil {
-		return buf.String()
+	if !utf8.Valid(b) || json.Compact(&buf, b) != nil {
+		return field(string(b))
 	}
-	return strings.ReplaceAll(string(b), "\n", " ")
+	s := buf.String()
+	if printable(s) {
+		return s
+	}
+	var out strings.Builder
+	for _, r := range s {
+		switch r1, r2 := utf16.EncodeRune(r); {
+		case strconv.IsPrint(r):
+			out.WriteRune(r)
+		case r1 == utf8.RuneError:
+			fmt.Fprintf(&out, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&out, `\u%04x\u%04x`, r1, r2)
+		}
+	}
+	return out.String()
 }
 
 // formatDuration rounds a duration for a table.

@@ -159,8 +159,8 @@ while one was heard from within three of its intervals STATE is what that
 runner reports (running, halted, rebuilding, failing...), with its OWNER
 (host:pid) and when it was LAST SEEN. Otherwise STATE is "rebuilding"
 while a rebuild is under way, else "stopped".`,
-		Example: `  bankctl projections status
-  bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'
+		Example: `  chronicle projections status
+  chronicle projections status --json | jq '.[] | select(.lag_events > 1000)'
   chronicle projections status --json | jq '.[] | select(.state != "running")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -202,11 +202,11 @@ while a rebuild is under way, else "stopped".`,
 					held = fmt.Sprintf("%d (open %s)", st.HeldBack, formatDuration(st.OldestOpen))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
-					st.Name, st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
+					field(st.Name), st.Version, dash(buildName(st.Current)), dash(buildName(st.Target)), st.State,
 					st.Checkpoint, st.Head, lag, formatDuration(st.LagTime), st.DeadLetters, held,
-					dash(st.Heartbeat.Owner), lastSeen(st.Heartbeat))
+					dash(field(st.Heartbeat.Owner)), lastSeen(st.Heartbeat))
 				if st.LastError != "" {
-					errs = append(errs, fmt.Sprintf("%s: last error: %s", st.Name, st.LastError))
+					errs = append(errs, fmt.Sprintf("%s: last error: %s", field(st.Name), escapeText(st.LastError)))
 				}
 			}
 			if err := tw.Flush(); err != nil {
@@ -254,8 +254,8 @@ the next run or rebuild resumes the new build from its own checkpoint.
 When the projection's runner is running elsewhere, it notices the new
 build at its next heartbeat and works on it too, and after the switch it
 goes on live on the new build.`,
-		Example: `  bankctl projections rebuild balances
-  bankctl projections rebuild balances --no-progress --json`,
+		Example: `  chronicle projections rebuild balances
+  chronicle projections rebuild balances --no-progress --json`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -380,8 +380,8 @@ func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
 	fmt.Fprintln(tw, "NAME\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tDEAD LETTERS\tOWNER\tLAST SEEN")
 	for _, sum := range sums {
 		hb := sum.Heartbeat(now)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", sum.Name, dash(buildName(sum.Current)), dash(buildName(sum.Target)),
-			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(hb.Owner), lastSeen(hb))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", field(sum.Name), dash(buildName(sum.Current)), dash(buildName(sum.Target)),
+			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(field(hb.Owner)), lastSeen(hb))
 	}
 	return tw.Flush()
 }

@@ -65,7 +65,7 @@ with the --after value of the next page.`,
 				if n == 1 {
 					fmt.Fprintln(tw, "STREAM\tVERSION")
 				}
-				fmt.Fprintf(tw, "%s\t%d\n", info.StreamID, info.Version)
+				fmt.Fprintf(tw, "%s\t%d\n", field(info.StreamID), info.Version)
 			}
 			if asJSON {
 				return nil
@@ -79,7 +79,7 @@ with the --after value of the next page.`,
 			case n == 0:
 				_, err = fmt.Fprintln(s.stdout, "(no streams)")
 			case opts.Limit > 0 && n == opts.Limit:
-				_, err = fmt.Fprintf(s.stdout, "(%d streams; next page: --after %s)\n", n, last)
+				_, err = fmt.Fprintf(s.stdout, "(%d streams; next page: --after %s)\n", n, field(last))
 			default:
 				_, err = fmt.Fprintf(s.stdout, "(%d streams)\n", n)
 			}
@@ -178,10 +178,10 @@ func (s *session) printEvent(sh shown, asJSON bool) error {
 	r := sh.rec
 	goType := ""
 	if sh.goType != "" {
-		goType = "  go " + sh.goType
+		goType = "  go " + field(sh.goType)
 	}
 	_, err := fmt.Fprintf(s.stdout, "%s@%d  %s  position %s  %s  id %s%s\n    metadata  %s\n    data      %s\n",
-		r.StreamID, r.StreamVersion, sh.typeLabel(), r.Position, formatTime(r.RecordedAt), r.ID, goType,
+		field(r.StreamID), r.StreamVersion, sh.typeLabel(), r.Position, formatTime(r.RecordedAt), r.ID, goType,
 		metadataText(r.Metadata), dataText(r.Data))
 	return err
 }

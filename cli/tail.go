@@ -99,7 +99,7 @@ func (s *session) tail(ctx context.Context, es eventstore.Store, opts eventstore
 				err = writeJSON(s.stdout, sh.json())
 			} else {
 				r := sh.rec
-				_, err = fmt.Fprintf(s.stdout, "%s  %s@%d  %s  %s\n", r.Position, r.StreamID, r.StreamVersion, sh.typeLabel(), dataText(r.Data))
+				_, err = fmt.Fprintf(s.stdout, "%s  %s@%d  %s  %s\n", r.Position, field(r.StreamID), r.StreamVersion, sh.typeLabel(), dataText(r.Data))
 			}
 			if err != nil {
 				return err

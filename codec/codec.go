@@ -100,11 +100,13 @@ type entry struct {
 	decode  func(enc Encoding, data []byte) (any, error)
 }
 
-// NewRegistry returns an empty registry.
+// NewRegistry returns an empty registry. A nil option is ignored.
 func NewRegistry(opts ...Option) *Registry {
 	r := &Registry{enc: JSON{}, byName: map[string]*entry{}, byType: map[reflect.Type]*entry{}}
 	for _, o := range opts {
-		o(r)
+		if o != nil {
+			o(r)
+		}
 	}
 	return r
 }
@@ -113,9 +115,13 @@ func NewRegistry(opts ...Option) *Registry {
 func (r *Registry) Encoding() Encoding { return r.enc }
 
 // Register maps the event type name to the Go type T at the current schema
-// version schemaVersion (1 or more). Registering a name twice, or one Go
-// type under two names, is an error. T is the value type that decoding
-// returns; register AccountOpened, not *AccountOpened.
+// version schemaVersion (1 to [eventstore.MaxSchemaVersion]). Registering a
+// name twice, or one Go type under two names, is an error. T is the value
+// type that decoding returns; register AccountOpened, not *AccountOpened: a
+// pointer or interface type is refused. A name the event store would refuse
+// (empty, longer than [eventstore.MaxTypeLength] bytes, not valid UTF-8, or
+// holding a NUL byte) is refused here, with an error matching
+// [eventstore.ErrInvalidInput] for the last two, rather than at every save.
 func Register[T any](r *Registry, name string, schemaVersion int) error {
 	typ := reflect.TypeFor[T]()
 	switch {
@@ -123,10 +129,20 @@ func Register[T any](r *Registry, name string, schemaVersion int) error {
 		return fmt.Errorf("codec: register %s: empty event type name", typ)
 	case len(name) > eventstore.MaxTypeLength:
 		return fmt.Errorf("codec: register %s: event type name %.40q... is longer than %d bytes", typ, name, eventstore.MaxTypeLength)
-	case schemaVersion < 1:
-		return fmt.Errorf("codec: register %s as %q: schema version %d, want 1 or more", typ, name, schemaVersion)
+	case schemaVersion < 1 || int64(schemaVersion) > eventstore.MaxSchemaVersion:
+		return fmt.Errorf("codec: register %s as %q: schema version %d, want 1 to %d", typ, name, schemaVersion, eventstore.MaxSchemaVersion)
 	case typ.Kind() == reflect.Interface:
 		return fmt.Errorf("codec: register %s as %q: an interface type cannot be decoded into", typ, name)
+	case typ.Kind() == reflect.Pointer:
+		return fmt.Errorf("codec: register %s as %q: a pointer type; events are values, register %s", typ, name, typ.Elem())
+	}
+	if err := eventstore.ValidateEventType(name); err != nil {
+		// What the event store would refuse at every save.
+		var ve *eventstore.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("codec: register %s as %q: event type name %s: %w", typ, name, ve.Problem, eventstore.ErrInvalidInput)
+		}
+		return fmt.Errorf("codec: register %s as %q: %w", typ, name, err)
 	}
 	e := &entry{name: name, version: schemaVersion, typ: typ,
 		decode: func(enc Encoding, data []byte) (any, error) {

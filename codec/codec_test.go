@@ -63,12 +63,24 @@ func TestRegisterRejects(t *testing.T) {
 		{"long name", func(r *codec.Registry) error {
 			return codec.Register[struct{ W int }](r, strings.Repeat("x", 300), 1)
 		}, "longer than"},
+		{"NUL in name", func(r *codec.Registry) error { return codec.Register[struct{ N int }](r, "A\x00B", 1) }, "NUL"},
+		{"invalid UTF-8 name", func(r *codec.Registry) error { return codec.Register[struct{ U int }](r, "A\xffB", 1) }, "UTF-8"},
+		{"pointer type", func(r *codec.Registry) error { return codec.Register[*struct{ P int }](r, "P", 1) }, "pointer"},
+		{"pointer to registered type", func(r *codec.Registry) error { return codec.Register[*opened](r, "OpenedPtr", 1) }, "pointer"},
+		{"schema version too large", func(r *codec.Registry) error {
+			return codec.Register[struct{ V int }](r, "V", eventstore.MaxSchemaVersion+1)
+		}, "2147483647"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.reg(newReg(t))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			r := newReg(t)
+			before := r.Names()
+			err := tc.reg(r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "codec: ") {
+				t.Fatalf("err = %v, want it to start with codec: and contain %q", err, tc.want)
+			}
+			if after := r.Names(); len(after) != len(before) {
+				t.Fatalf("a refused registration changed the names from %v to %v", before, after)
 			}
 		})
 	}

@@ -52,8 +52,13 @@ type ValidationError struct {
 	Stream string
 	// Index is the position of the offending event in the append, or -1.
 	Index int
-	// Field names what was wrong: "stream id", "type", "data", "metadata",
-	// "expected version", "events", "options".
+	// Type is the offending event's type, when Index is not -1 and the
+	// type itself is printable (it is empty when the type is what was
+	// wrong).
+	Type string
+	// Field names what was wrong: "stream id", "type", "schema version",
+	// "data", "metadata", "id", "size", "expected version", "events",
+	// "options".
 	Field string
 	// Problem says what was wrong with it.
 	Problem string
@@ -64,6 +69,9 @@ func (e *ValidationError) Error() string {
 	msg := "eventstore: invalid " + e.Field
 	if e.Index >= 0 {
 		msg += fmt.Sprintf(" of event %d", e.Index)
+		if e.Type != "" {
+			msg += fmt.Sprintf(" (type %q)", truncate(e.Type, 80))
+		}
 	}
 	if e.Stream != "" {
 		msg += fmt.Sprintf(" in stream %q", truncate(e.Stream, 80))

@@ -107,18 +107,48 @@ func TestExpectedVersion(t *testing.T) {
 		{eventstore.StreamExists, "stream exists", false},
 		{eventstore.Exact(0), "0", true},
 		{eventstore.Exact(7), "7", true},
-		{eventstore.ExpectedVersion(-4), "invalid(-4)", false},
+		{eventstore.Exact(-1), "invalid(-1)", false},
+		{eventstore.Exact(-4), "invalid(-4)", false},
 	}
 	for _, c := range cases {
 		if got := c.v.String(); got != c.s {
-			t.Errorf("ExpectedVersion(%d).String() = %q, want %q", int64(c.v), got, c.s)
+			t.Errorf("%s.String() = %q, want %q", c.s, got, c.s)
 		}
 		if got := c.v.IsExact(); got != c.exact {
-			t.Errorf("ExpectedVersion(%d).IsExact() = %v, want %v", int64(c.v), got, c.exact)
+			t.Errorf("%s.IsExact() = %v, want %v", c.s, got, c.exact)
+		}
+		if err := c.v.Validate(); (err == nil) != (c.s[0] != 'i') {
+			t.Errorf("%s.Validate() = %v", c.s, err)
 		}
 	}
-	if eventstore.Exact(3) != eventstore.ExpectedVersion(3) {
-		t.Error("Exact(3) != ExpectedVersion(3)")
+	if eventstore.Exact(3) != eventstore.Exact(3) || eventstore.Exact(0) != (eventstore.ExpectedVersion{}) {
+		t.Error("Exact(3) != Exact(3), or the zero ExpectedVersion is not Exact(0)")
+	}
+	// No exact version stands for a condition.
+	for _, v := range []int64{-1, -2, -3} {
+		e := eventstore.Exact(v)
+		if e == eventstore.Any || e == eventstore.NoStream || e == eventstore.StreamExists {
+			t.Errorf("Exact(%d) = %s", v, e)
+		}
+		if !errors.Is(e.Validate(), eventstore.ErrInvalidInput) {
+			t.Errorf("Exact(%d).Validate() = %v, want ErrInvalidInput", v, e.Validate())
+		}
+	}
+	matches := []struct {
+		e      eventstore.ExpectedVersion
+		actual int64
+		want   bool
+	}{
+		{eventstore.Any, 0, true}, {eventstore.Any, 5, true},
+		{eventstore.NoStream, 0, true}, {eventstore.NoStream, 5, false},
+		{eventstore.StreamExists, 0, false}, {eventstore.StreamExists, 5, true},
+		{eventstore.Exact(5), 5, true}, {eventstore.Exact(5), 4, false}, {eventstore.Exact(0), 0, true},
+		{eventstore.Exact(-1), 5, false}, {eventstore.Exact(-1), 0, false},
+	}
+	for _, m := range matches {
+		if got := m.e.Matches(m.actual); got != m.want {
+			t.Errorf("%s.Matches(%d) = %v, want %v", m.e, m.actual, got, m.want)
+		}
 	}
 }
 
@@ -134,7 +164,7 @@ func TestConflictError(t *testing.T) {
 			t.Errorf("%v matches an unrelated sentinel", e)
 		}
 		var ce *eventstore.ConflictError
-		if !errors.As(e, &ce) || ce.Stream != "account-42" || ce.Expected != 3 || ce.Actual != 5 {
+		if !errors.As(e, &ce) || ce.Stream != "account-42" || ce.Expected != eventstore.Exact(3) || ce.Actual != 5 {
 			t.Errorf("errors.As(%v) = %+v", e, ce)
 		}
 		if !eventstore.IsRetryable(e) {
@@ -237,7 +267,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 		{"long stream", strings.Repeat("a", 256), eventstore.Any, []eventstore.Event{ok}, "stream id", -1},
 		{"NUL stream", "a\x00b", eventstore.Any, []eventstore.Event{ok}, "stream id", -1},
 		{"bad UTF-8 stream", "\xc3\x28", eventstore.Any, []eventstore.Event{ok}, "stream id", -1},
-		{"version -4", "s", -4, []eventstore.Event{ok}, "expected version", -1},
+		{"version -4", "s", eventstore.Exact(-4), []eventstore.Event{ok}, "expected version", -1},
 		{"nil events", "s", eventstore.Any, nil, "events", -1},
 		{"no events", "s", eventstore.Any, []eventstore.Event{}, "events", -1},
 		{"empty type", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "" }), "type", 0},

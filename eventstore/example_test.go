@@ -91,6 +91,6 @@ func ExamplePrepareAppend() {
 	fmt.Println(events[0].SchemaVersion, string(events[0].Data), events[0].ID.Version())
 	// Output:
 	// true
-	// eventstore: invalid data of event 0 in stream "order-7": not valid JSON
+	// eventstore: invalid data of event 0 (type "OrderPlaced") in stream "order-7": not valid JSON
 	// 1 {} VERSION_7
 }

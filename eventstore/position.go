@@ -8,7 +8,9 @@ import (
 
 // Position is a record's place in the global log. Records are ordered by
 // TxID, then Seq. The zero Position is before the first record, so reading
-// after it reads the whole log.
+// after it reads the whole log. Both parts are at most math.MaxInt64 in
+// every store (PostgreSQL keeps them as bigint); reading after a Position
+// beyond that is invalid input.
 //
 // In PostgreSQL TxID is the ID of the transaction that wrote the record and
 // Seq a sequence value; ordering by the pair, and reading only transactions

@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"iter"
 	"slices"
 )
@@ -138,6 +140,8 @@ func (o ReadAllOptions) Validate() error {
 		p = "Limit must not be negative"
 	case o.BatchSize < 0:
 		p = "BatchSize must not be negative"
+	case o.After.TxID > math.MaxInt64 || o.After.Seq > math.MaxInt64:
+		p = fmt.Sprintf("After %s is no position: both parts are at most %d", o.After, int64(math.MaxInt64))
 	default:
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -17,6 +18,9 @@ const (
 	MaxTypeLength = 255
 	// MaxMetadataKeyLength is the longest metadata key, in bytes.
 	MaxMetadataKeyLength = 255
+	// MaxSchemaVersion is the largest schema version: PostgreSQL keeps it
+	// in an int column (32 bits), and every store keeps the same range.
+	MaxSchemaVersion = math.MaxInt32
 )
 
 // ValidateStreamID checks a stream ID: not empty, at most
@@ -24,6 +28,16 @@ const (
 func ValidateStreamID(streamID string) error {
 	if p := checkText(streamID, MaxStreamIDLength); p != "" {
 		return &ValidationError{Stream: streamID, Index: -1, Field: "stream id", Problem: p}
+	}
+	return nil
+}
+
+// ValidateEventType checks an event type name the way [PrepareAppend]
+// does: not empty, at most [MaxTypeLength] bytes, valid UTF-8 and free of
+// NUL bytes. The error matches [ErrInvalidInput].
+func ValidateEventType(name string) error {
+	if p := checkText(name, MaxTypeLength); p != "" {
+		return &ValidationError{Index: -1, Field: "type", Problem: p}
 	}
 	return nil
 }
@@ -68,9 +82,9 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
-	if expected < StreamExists {
-		return nil, &ValidationError{Stream: streamID, Index: -1, Field: "expected version",
-			Problem: fmt.Sprintf("%d is below %d (StreamExists)", int64(expected), int64(StreamExists))}
+	if err := expected.Validate(); err != nil {
+		err.(*ValidationError).Stream = streamID
+		return nil, err
 	}
 	if len(events) == 0 {
 		return nil, &ValidationError{Stream: streamID, Index: -1, Field: "events", Problem: "no events to append"}
@@ -78,14 +92,17 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 	out := make([]Event, len(events))
 	seen := make(map[uuid.UUID]struct{}, len(events))
 	for i, e := range events {
-		bad := func(field, problem string) error {
-			return &ValidationError{Stream: streamID, Index: i, Field: field, Problem: problem}
-		}
 		if p := checkText(e.Type, MaxTypeLength); p != "" {
-			return nil, bad("type", p)
+			return nil, &ValidationError{Stream: streamID, Index: i, Field: "type", Problem: p}
+		}
+		bad := func(field, problem string) error {
+			return &ValidationError{Stream: streamID, Index: i, Type: e.Type, Field: field, Problem: problem}
 		}
 		if e.SchemaVersion < 0 {
 			return nil, bad("schema version", fmt.Sprintf("%d is negative", e.SchemaVersion))
+		}
+		if int64(e.SchemaVersion) > MaxSchemaVersion {
+			return nil, bad("schema version", fmt.Sprintf("%d is above %d, the largest a store keeps", e.SchemaVersion, MaxSchemaVersion))
 		}
 		if e.SchemaVersion == 0 {
 			e.SchemaVersion = 1

@@ -8,20 +8,25 @@
 //
 // Given events are applied as history (the aggregate's version counts
 // them); When runs a command; Then compares the events the command raised
-// with the expected ones, in order, with reflect.DeepEqual, and fails the
-// test with a readable diff when they differ. ThenError expects the command
+// with the expected ones, in order, and fails the test with a readable diff
+// when they differ, naming each differing field (expected != raised).
+// Events are compared like reflect.DeepEqual, except that a value whose
+// type has an Equal(T) bool method, such as time.Time, is compared with it,
+// and a nil map or slice equals an empty one. ThenError expects the command
 // to fail with an error matching errors.Is; ThenNothing expects success and
 // no event.
 //
 // With [WithRegistry], every given and raised event also goes through the
 // registry's Encode and Decode, so a test fails when an event is not
-// registered or does not survive encoding.
+// registered or does not survive encoding. Surviving is judged by the same
+// comparison, so what an encoding drops on purpose (a time's monotonic
+// clock reading, an empty map left out by omitempty) is not a difference,
+// while a lost field is, and the failure names it.
 package aggregatetest
 
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -41,7 +46,9 @@ type config struct {
 func WithID(id string) Option { return func(c *config) { c.id = id } }
 
 // WithRegistry round-trips every given and raised event through reg, so a
-// scenario fails when an event is not registered or changes on the way.
+// scenario fails when an event is not registered or changes on the way
+// (compared as [Scenario.Then] compares events). Given events reach the
+// aggregate as decoded, as they would from a store.
 func WithRegistry(reg *codec.Registry) Option { return func(c *config) { c.reg = reg } }
 
 // Scenario is one given-when-then test of an aggregate of type T.
@@ -54,11 +61,14 @@ type Scenario[T aggregate.Aggregate] struct {
 }
 
 // For starts a scenario for the aggregate built by newT (the same
-// constructor a repository uses). Failures are reported to t.
+// constructor a repository uses). Failures are reported to t. Nil options
+// are ignored.
 func For[T aggregate.Aggregate](t testing.TB, newT func(id string) T, opts ...Option) *Scenario[T] {
 	cfg := config{id: "test-1"}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	return &Scenario[T]{t: t, newT: newT, cfg: cfg}
 }
@@ -172,9 +182,9 @@ func (s *Scenario[T]) roundTrip(what string, i int, e any) (any, bool) {
 		s.t.Errorf("aggregatetest: %s event %d (%s): %v", what, i+1, format(e), err)
 		return nil, false
 	}
-	if !reflect.DeepEqual(back, e) {
-		s.t.Errorf("aggregatetest: %s event %d changes when encoded and decoded:\n  before: %s\n  after:  %s\n  stored: %s",
-			what, i+1, format(e), format(back), data)
+	if d := differences(e, back); len(d) > 0 {
+		s.t.Errorf("aggregatetest: %s event %d changes when encoded and decoded (before != after):\n  %s\n  before: %s\n  after:  %s\n  stored: %s",
+			what, i+1, strings.Join(d, "\n  "), format(e), format(back), data)
 		return nil, false
 	}
 	return back, true
@@ -201,7 +211,7 @@ func diff(expected, raised []any) string {
 	var b strings.Builder
 	for i := range max(len(expected), len(raised)) {
 		switch {
-		case i < len(expected) && i < len(raised) && reflect.DeepEqual(expected[i], raised[i]):
+		case i < len(expected) && i < len(raised) && len(differences(expected[i], raised[i])) == 0:
 			fmt.Fprintf(&b, "  %d: %s\n", i+1, format(expected[i]))
 		default:
 			equal = false
@@ -210,6 +220,11 @@ func diff(expected, raised []any) string {
 			}
 			if i < len(raised) {
 				fmt.Fprintf(&b, "+ %d: %s\n", i+1, format(raised[i]))
+			}
+			if i < len(expected) && i < len(raised) {
+				for _, line := range differences(expected[i], raised[i]) {
+					fmt.Fprintf(&b, "    %s\n", line)
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/aggregate/aggregatetest"
@@ -70,7 +71,7 @@ func TestPasses(t *testing.T) {
 		When(func(a *Account) error { return a.Withdraw(0) }).ThenNothing()
 	var version int64
 	var id string
-	aggregatetest.For(f, newAccount, aggregatetest.WithID("acc-9")).Given(Opened{"ada"}, Deposited{1}).
+	aggregatetest.For(f, newAccount, nil, aggregatetest.WithID("acc-9"), nil).Given(Opened{"ada"}, Deposited{1}).
 		When(func(a *Account) error { version, id = a.Version(), a.ID(); return nil }).ThenNothing()
 	if len(f.errors) > 0 {
 		t.Fatalf("passing scenarios failed:\n%s", f.failed())
@@ -163,5 +164,81 @@ func TestRegistryRoundTripCatchesLoss(t *testing.T) {
 		When(func(*Account) error { return nil }).ThenNothing()
 	if len(f.errors) != 1 || !strings.Contains(f.errors[0], "changes when encoded and decoded") {
 		t.Fatalf("failures: %s", f.failed())
+	}
+}
+
+type stamped struct {
+	At   time.Time
+	Tags map[string]string `json:",omitempty"`
+	IDs  []int             `json:",omitempty"`
+}
+
+// Differences the encoding does not keep (a monotonic clock reading, an
+// empty map or slice left out by omitempty) are not reported: the aggregate
+// sees the same event after a reload.
+func TestRegistryRoundTripIgnoresWhatEncodingDropsOnPurpose(t *testing.T) {
+	t.Parallel()
+	reg := codec.NewRegistry()
+	codec.MustRegister[stamped](reg, "Stamped", 1)
+	now := time.Now() // carries a monotonic clock reading
+	zone := time.FixedZone("CET", 3600)
+	f := &fakeTB{}
+	aggregatetest.For(f, newAccount, aggregatetest.WithRegistry(reg)).
+		Given(stamped{At: now, Tags: map[string]string{}, IDs: []int{}}, stamped{At: now.In(zone)}).
+		When(func(a *Account) error { aggregate.Raise(a, stamped{At: now, Tags: map[string]string{}}); return nil }).
+		Then(stamped{At: now, Tags: map[string]string{}})
+	if len(f.errors) > 0 {
+		t.Fatalf("false differences reported:\n%s", f.failed())
+	}
+}
+
+type lossyNested struct {
+	Name  string
+	Inner struct {
+		Keep int
+		Drop int `json:"-"`
+	}
+	At    time.Time
+	notes map[string]time.Time
+}
+
+// A difference that remains is shown where it is, not only as two whole
+// values.
+func TestRegistryRoundTripShowsWhereEventsDiffer(t *testing.T) {
+	t.Parallel()
+	reg := codec.NewRegistry()
+	codec.MustRegister[lossyNested](reg, "LossyNested", 1)
+	e := lossyNested{Name: "x", At: time.Now()}
+	e.Inner.Keep, e.Inner.Drop = 1, 2
+	e.notes = map[string]time.Time{"a": time.Time{}}
+	f := &fakeTB{}
+	aggregatetest.For(f, newAccount, aggregatetest.WithRegistry(reg)).Given(e).
+		When(func(*Account) error { return nil }).ThenNothing()
+	if len(f.errors) != 1 {
+		t.Fatalf("want one failure, got:\n%s", f.failed())
+	}
+	msg := f.errors[0]
+	if !strings.Contains(msg, ".Inner.Drop: 2 != 0") || !strings.Contains(msg, ".notes: map[a:") {
+		t.Errorf("the failure does not show the differing field:\n%s", msg)
+	}
+	if strings.Contains(msg, ".At") || strings.Contains(msg, ".Name") || strings.Contains(msg, ".Inner.Keep") {
+		t.Errorf("the failure shows fields that survived:\n%s", msg)
+	}
+}
+
+type withMeta struct {
+	Meta map[string]any
+}
+
+// A difference that prints the same on both sides is shown with the types.
+func TestRegistryRoundTripShowsTypesWhenValuesPrintAlike(t *testing.T) {
+	t.Parallel()
+	reg := codec.NewRegistry()
+	codec.MustRegister[withMeta](reg, "WithMeta", 1)
+	f := &fakeTB{}
+	aggregatetest.For(f, newAccount, aggregatetest.WithRegistry(reg)).Given(withMeta{Meta: map[string]any{"n": 1}}).
+		When(func(*Account) error { return nil }).ThenNothing()
+	if len(f.errors) != 1 || !strings.Contains(f.errors[0], ".Meta[n]: 1 (int) != 1 (float64)") {
+		t.Fatalf("failures:\n%s", f.failed())
 	}
 }

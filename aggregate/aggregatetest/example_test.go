@@ -38,4 +38,5 @@ func Example() {
 	// aggregatetest: raised events differ (- expected, + raised):
 	// - 1: aggregatetest_test.Withdrawn{Amount:4}
 	// + 1: aggregatetest_test.Withdrawn{Amount:3}
+	//     .Amount: 4 != 3
 }

@@ -2,6 +2,7 @@ package eventstoretest
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -197,8 +198,8 @@ func testValidationAppend(t *testing.T, s eventstore.Store) {
 		{"over-long stream id", strings.Repeat("s", eventstore.MaxStreamIDLength+1), eventstore.Any, with(func(*eventstore.Event) {}), "stream id"},
 		{"NUL in stream id", "bad\x00-1", eventstore.Any, with(func(*eventstore.Event) {}), "stream id"},
 		{"invalid UTF-8 stream id", "bad\xff\xfe-1", eventstore.Any, with(func(*eventstore.Event) {}), "stream id"},
-		{"expected version -4", "v-1", eventstore.ExpectedVersion(-4), with(func(*eventstore.Event) {}), "expected version"},
-		{"expected version far below", "v-2", eventstore.ExpectedVersion(-1 << 40), with(func(*eventstore.Event) {}), "expected version"},
+		{"expected version Exact(-4)", "v-1", eventstore.Exact(-4), with(func(*eventstore.Event) {}), "expected version"},
+		{"expected version far below", "v-2", eventstore.Exact(-1 << 40), with(func(*eventstore.Event) {}), "expected version"},
 		{"nil events", "v-3", eventstore.Any, nil, "events"},
 		{"empty events", "v-4", eventstore.Any, []eventstore.Event{}, "events"},
 		{"empty type", "v-5", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "" }), "type"},
@@ -302,6 +303,11 @@ func testValidationReads(t *testing.T, s eventstore.Store) {
 	first("ReadAll with BatchSize -1", s.ReadAll(ctx, eventstore.ReadAllOptions{BatchSize: -1}), "options")
 	first("Follow with Limit -1", s.Follow(ctx, eventstore.ReadAllOptions{Limit: -1}), "options")
 	first("Follow with BatchSize -1", s.Follow(ctx, eventstore.ReadAllOptions{BatchSize: -1}), "options")
+	// Positions are int64 pairs in every store; one beyond is no position.
+	for _, p := range []eventstore.Position{{TxID: math.MaxInt64 + 1}, {TxID: 1, Seq: math.MaxUint64}} {
+		first("ReadAll after "+p.String(), s.ReadAll(ctx, eventstore.ReadAllOptions{After: p}), "options")
+		first("Follow after "+p.String(), s.Follow(ctx, eventstore.ReadAllOptions{After: p}), "options")
+	}
 
 	for _, id := range []string{"", "a\x00", "\xff", strings.Repeat("s", eventstore.MaxStreamIDLength+1)} {
 		_, err := s.StreamInfo(ctx, id)

@@ -85,6 +85,8 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"Validation/Append", testValidationAppend},
 		{"Validation/Limits", testValidationLimits},
 		{"Validation/Reads", testValidationReads},
+		{"Validation/NegativeExact", testNegativeExact},
+		{"Validation/SchemaVersionRange", testSchemaVersionRange},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -98,17 +98,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 		return res, err
 	}
 
-	conflict := false
-	switch {
-	case expected == eventstore.Any:
-	case expected == eventstore.NoStream:
-		conflict = actual != 0
-	case expected == eventstore.StreamExists:
-		conflict = actual == 0
-	default:
-		conflict = int64(expected) != actual
-	}
-	if conflict {
+	if !expected.Matches(actual) {
 		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: actual}
 	}
 
@@ -177,17 +167,8 @@ func (s *Store) retried(streamID string, expected eventstore.ExpectedVersion, ac
 				i, e.ID, r.StreamVersion, first+int64(i)))
 		}
 	}
-	ok := true
-	switch {
-	case expected == eventstore.Any:
-	case expected == eventstore.NoStream:
-		ok = first == 1
-	case expected == eventstore.StreamExists:
-		ok = first > 1
-	default:
-		ok = first == int64(expected)+1
-	}
-	if !ok {
+	// The stream was at version first-1 when the events were appended.
+	if !expected.Matches(first - 1) {
 		return conflict(fmt.Sprintf("events are already stored at versions %d..%d, which expected version %s does not give them",
 			first, first+int64(len(events))-1, expected))
 	}

@@ -115,7 +115,7 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 	if one {
 		e := evs[0]
 		sql, name = s.q.append1, "chronicle_append1_"+s.cfg.schema
-		args = []any{streamID, int64(expected), pgtype.UUID{Bytes: e.ID, Valid: true}, e.Type, int32(e.SchemaVersion), string(e.Data), meta[0]}
+		args = []any{streamID, expectedParam(expected), pgtype.UUID{Bytes: e.ID, Valid: true}, e.Type, int32(e.SchemaVersion), string(e.Data), meta[0]}
 	} else {
 		ids := make([]pgtype.UUID, n)
 		types := make([]string, n)
@@ -128,7 +128,7 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 			data[i] = string(e.Data)
 		}
 		sql, name = s.q.append, "chronicle_append_"+s.cfg.schema
-		args = []any{streamID, int64(expected), ids, types, svs, data, meta}
+		args = []any{streamID, expectedParam(expected), ids, types, svs, data, meta}
 	}
 	what := func() string { return fmt.Sprintf("append %d events to stream %q", n, streamID) }
 
@@ -203,7 +203,7 @@ func (s *Store) appendOn(ctx context.Context, tx0 pgx.Tx, streamID string, expec
 		return eventstore.AppendResult{}, s.wrapErr(what(), err)
 	}
 	switch {
-	case !versionMatches(expected, actual) && known:
+	case !expected.Matches(actual) && known:
 		return eventstore.AppendResult{}, &knownIDError{sentinel: errKnownID, actual: actual}
 	case myTx != nil && *myTx < last:
 		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: actual,
@@ -220,18 +220,20 @@ type appendRow struct {
 	version, tx, pos *int64
 }
 
-// versionMatches reports whether a stream at version actual passes the
-// expected version check.
-func versionMatches(expected eventstore.ExpectedVersion, actual int64) bool {
-	switch {
-	case expected == eventstore.Any:
-		return true
-	case expected == eventstore.NoStream:
-		return actual == 0
-	case expected == eventstore.StreamExists:
-		return actual > 0
+// expectedParam encodes an expected version for the append statement: -1
+// any, -2 no stream, -3 stream exists, the version itself when exact
+// (PrepareAppend refused negative exact versions).
+func expectedParam(e eventstore.ExpectedVersion) int64 {
+	switch e {
+	case eventstore.Any:
+		return -1
+	case eventstore.NoStream:
+		return -2
+	case eventstore.StreamExists:
+		return -3
 	}
-	return int64(expected) == actual
+	v, _ := e.ExactVersion()
+	return v
 }
 
 func isVersionTaken(err error) bool {
@@ -309,9 +311,10 @@ func (s *Store) resolveRetry(ctx context.Context, q querier, streamID string, ex
 			return conflict(fmt.Sprintf("event %s (event %d) is already stored at version %d, not %d", e.ID, i, st.version, base+int64(i)+1))
 		}
 	}
+	exact, isExact := expected.ExactVersion()
 	switch {
-	case expected.IsExact() && base != int64(expected):
-		return conflict(fmt.Sprintf("these events are already stored at versions %d..%d, not after version %d", base+1, base+int64(len(evs)), int64(expected)))
+	case isExact && base != exact:
+		return conflict(fmt.Sprintf("these events are already stored at versions %d..%d, not after version %d", base+1, base+int64(len(evs)), exact))
 	case expected == eventstore.NoStream && base != 0:
 		return conflict(fmt.Sprintf("these events are already stored at versions %d..%d, not at the start of the stream", base+1, base+int64(len(evs))))
 	case expected == eventstore.StreamExists && base == 0:

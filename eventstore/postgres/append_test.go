@@ -233,7 +233,7 @@ func TestAppendRejectsBadInput(t *testing.T) {
 		{"NUL escape in data", "s-1", eventstore.Any, []eventstore.Event{{Type: "Bad", Data: []byte(`{"a":"\u0000"}`)}}, "data"},
 		{"bad metadata", "s-1", eventstore.Any, []eventstore.Event{{Type: "Bad", Metadata: eventstore.Metadata{"k": "\x00"}}}, "metadata"},
 		{"no events", "s-1", eventstore.Any, nil, "events"},
-		{"expected below -3", "s-1", eventstore.ExpectedVersion(-4), []eventstore.Event{ok}, "expected version"},
+		{"negative exact version", "s-1", eventstore.Exact(-4), []eventstore.Event{ok}, "expected version"},
 	}
 	for _, tc := range cases {
 		_, err := s.Append(c, tc.stream, tc.expected, tc.evs...)
