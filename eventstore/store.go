@@ -3,8 +3,8 @@ package eventstore
 import (
 	"context"
 	"fmt"
-	"math"
 	"iter"
+	"math"
 	"slices"
 )
 

@@ -29,7 +29,8 @@ import (
 // Store is an in-memory event store. The zero value is not usable; create
 // one with [New].
 type Store struct {
-	now func() time.Time
+	now          func() time.Time
+	maxEventSize int
 
 	mu      sync.RWMutex
 	log     []eventstore.Record // global log; log[i].Position.Seq == i+1
@@ -55,13 +56,27 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// New returns an empty store.
+// WithMaxEventSize sets the largest event the store accepts, in bytes, as
+// [eventstore.EventSize] measures it; the default is
+// [eventstore.DefaultMaxEventSize]. A size of zero or less keeps the
+// default. The memory store keeps the limit of the PostgreSQL store so that
+// tests see the same refusals.
+func WithMaxEventSize(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.maxEventSize = n
+		}
+	}
+}
+
+// New returns an empty store. A nil option is ignored.
 func New(opts ...Option) *Store {
 	s := &Store{
-		now:     time.Now,
-		streams: make(map[string][]int),
-		ids:     make(map[uuid.UUID]int),
-		wake:    make(chan struct{}),
+		now:          time.Now,
+		maxEventSize: eventstore.DefaultMaxEventSize,
+		streams:      make(map[string][]int),
+		ids:          make(map[uuid.UUID]int),
+		wake:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -71,6 +86,10 @@ func New(opts ...Option) *Store {
 	return s
 }
 
+// MaxEventSize returns the largest event the store accepts, in bytes; see
+// [WithMaxEventSize].
+func (s *Store) MaxEventSize() int { return s.maxEventSize }
+
 // Append appends events to a stream if it is at the expected version; see
 // [eventstore.Store.Append]. Input is validated with
 // [eventstore.PrepareAppend]. Appending events whose IDs are already stored
@@ -78,7 +97,7 @@ func New(opts ...Option) *Store {
 // returns the original result without writing anything; the same IDs
 // elsewhere are a conflict.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
-	prepared, err := eventstore.PrepareAppend(streamID, expected, events)
+	prepared, err := eventstore.PrepareAppend(streamID, expected, events, s.maxEventSize)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
