@@ -394,23 +394,12 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	return s.log[len(s.log)-1].Position, nil
 }
 
-// ListStreamsOptions tune [Store.ListStreams]. The zero value lists every
-// stream.
-type ListStreamsOptions struct {
-	// Category, when set, keeps only streams of that category.
-	Category string
-	// After lists only streams whose IDs sort after it, for paging.
-	After string
-	// Limit caps the number of streams listed; zero means no limit.
-	Limit int
-}
-
 // ListStreams lists streams in the byte order of their IDs, like the
 // PostgreSQL store's ListStreams.
-func (s *Store) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
+func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
 	return func(yield func(eventstore.StreamInfo, error) bool) {
-		if opts.Limit < 0 {
-			yield(eventstore.StreamInfo{}, &eventstore.ValidationError{Index: -1, Field: "options", Problem: "Limit must not be negative"})
+		if err := opts.Validate(); err != nil {
+			yield(eventstore.StreamInfo{}, err)
 			return
 		}
 		if err := ctx.Err(); err != nil {

@@ -32,7 +32,10 @@ type config struct {
 // default is "chronicle". The name must be a plain lower-case identifier.
 func WithSchema(name string) Option { return func(c *config) { c.schema = name } }
 
-// WithLogger sets the logger; nil discards logs (the default).
+// WithLogger sets the logger of what the store absorbs (a lost
+// notification connection, a failed notification, a retried append); the
+// default, and a nil logger, is slog.Default(). Errors are logged under
+// the key "err".
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithPollInterval sets how often [Store.Follow] reads the log when no

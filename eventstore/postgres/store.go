@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 
@@ -58,7 +57,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.Default()
 	}
 	channel := cfg.schema + "_events"
 	if len(channel) > 63 {
