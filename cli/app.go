@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/chronicle-go/chronicle"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
@@ -160,7 +161,9 @@ func (s *session) rootCommand() *cobra.Command {
 			return cmd.Help()
 		},
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		Version:           s.version(),
 	}
+	root.SetVersionTemplate("{{.Name}} version {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&s.databaseURL, "database-url", "", "PostgreSQL connection string (default $"+EnvDatabaseURL+")")
@@ -176,7 +179,44 @@ func (s *session) rootCommand() *cobra.Command {
 		s.dlqCommand(),
 		s.relayCommand(),
 	)
+	nameExamples(root, s.cfg.name)
 	return root
+}
+
+// version is what --version prints after the binary's name: Chronicle's
+// version, or the service's with Chronicle's beside it.
+func (s *session) version() string {
+	if s.cfg.version == "" {
+		return chronicle.Version
+	}
+	return s.cfg.version + " (chronicle " + chronicle.Version + ")"
+}
+
+// nameExamples makes the examples of c and its subcommands name the binary
+// as it is called: they are written for the generic binary, "chronicle",
+// which is the first word of each example line that is not an environment
+// variable assignment.
+func nameExamples(c *cobra.Command, name string) {
+	if name != DefaultName && c.Example != "" {
+		lines := strings.Split(c.Example, "\n")
+		for i, l := range lines {
+			words := strings.Split(l, " ")
+			for j, w := range words {
+				if w == "" || strings.Contains(w, "=") {
+					continue
+				}
+				if w == DefaultName {
+					words[j] = name
+				}
+				break
+			}
+			lines[i] = strings.Join(words, " ")
+		}
+		c.Example = strings.Join(lines, "\n")
+	}
+	for _, sub := range c.Commands() {
+		nameExamples(sub, name)
+	}
 }
 
 // noArgs refuses positional arguments with a usage error.

@@ -545,11 +545,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t, 10*time.Second)
 	app := cli.New(cli.WithName("bankctl"))
-	for _, args := range [][]string{
-		{}, {"migrate"}, {"streams"}, {"streams", "list"}, {"streams", "show"}, {"tail"},
-		{"projections"}, {"projections", "status"}, {"projections", "rebuild"},
-		{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "discard"}, {"relay"}, {"relay", "status"},
-	} {
+	for _, args := range everyCommand {
 		r := run(ctx, app, append(args, "--help")...)
 		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "bankctl") ||
 			!strings.Contains(r.stdout, "--database-url") {

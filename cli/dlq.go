@@ -86,8 +86,7 @@ binary without projections (the generic chronicle), of every projection
 the database knows.`,
 		Example: `  chronicle dlq list
   chronicle dlq list balances
-  bankctl dlq list
-  bankctl dlq list --json | jq -r '.[].event_id'`,
+  chronicle dlq list --json | jq -r '.[].event_id'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dls, err := s.deadLetters(cmd.Context(), args)
 			if err != nil {
@@ -160,9 +159,9 @@ the projection's filters, so it needs the service's own binary.`
 		Use:   action + " PROJECTION [EVENT_ID...] | PROJECTION --all | --all",
 		Short: short,
 		Long:  long,
-		Example: fmt.Sprintf(`  bankctl dlq %[1]s balances 0190a4c2-7d1e-7a3b-9c55-2f1e4b8d6a01
-  bankctl dlq %[1]s balances --all
-  bankctl dlq %[1]s --all`, action),
+		Example: fmt.Sprintf(`  chronicle dlq %[1]s balances 0190a4c2-7d1e-7a3b-9c55-2f1e4b8d6a01
+  chronicle dlq %[1]s balances --all
+  chronicle dlq %[1]s --all`, action),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			switch {

@@ -41,6 +41,7 @@ type config struct {
 	relayStream *relay.StreamConfig
 	getenv      func(string) string
 	logger      *slog.Logger
+	version     string
 }
 
 func defaultConfig() config {
@@ -56,6 +57,11 @@ func WithName(name string) Option {
 		}
 	}
 }
+
+// WithVersion sets the service's version, which --version prints with
+// Chronicle's beside it ("bankctl version 1.4.2 (chronicle 0.2.0)"). By
+// default --version prints Chronicle's version, [chronicle.Version].
+func WithVersion(version string) Option { return func(c *config) { c.version = version } }
 
 // WithDescription sets the one-line description shown at the top of the
 // binary's help.

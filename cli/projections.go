@@ -159,8 +159,8 @@ while one was heard from within three of its intervals STATE is what that
 runner reports (running, halted, rebuilding, failing...), with its OWNER
 (host:pid) and when it was LAST SEEN. Otherwise STATE is "rebuilding"
 while a rebuild is under way, else "stopped".`,
-		Example: `  bankctl projections status
-  bankctl projections status --json | jq '.[] | select(.lag_events > 1000)'
+		Example: `  chronicle projections status
+  chronicle projections status --json | jq '.[] | select(.lag_events > 1000)'
   chronicle projections status --json | jq '.[] | select(.state != "running")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -254,8 +254,8 @@ the next run or rebuild resumes the new build from its own checkpoint.
 When the projection's runner is running elsewhere, it notices the new
 build at its next heartbeat and works on it too, and after the switch it
 goes on live on the new build.`,
-		Example: `  bankctl projections rebuild balances
-  bankctl projections rebuild balances --no-progress --json`,
+		Example: `  chronicle projections rebuild balances
+  chronicle projections rebuild balances --no-progress --json`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

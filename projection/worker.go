@@ -627,11 +627,19 @@ func (w *worker) verifyFirst(ctx context.Context, b Build, cp *eventstore.Positi
 // delivery.
 func (w *worker) apply(ctx context.Context, b Build, ds []Delivery) error {
 	if w.r.store.Atomic() && len(ds) > 1 {
-		err := w.tryTx(ctx, b, ds)
-		if err == nil {
-			for _, d := range ds {
+		var err error
+		for len(ds) > 0 {
+			var n int
+			n, err = w.tryTx(ctx, b, ds)
+			if err != nil {
+				break
+			}
+			for _, d := range ds[:n] {
 				ack(d)
 			}
+			ds = ds[n:]
+		}
+		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -670,7 +678,7 @@ func (w *worker) applyOne(ctx context.Context, b Build, d Delivery) error {
 	var err error
 	outages := 0
 	for attempt := 1; ; attempt++ {
-		err = w.tryTx(ctx, b, []Delivery{d})
+		_, err = w.tryTx(ctx, b, []Delivery{d})
 		if err == nil {
 			ack(d)
 			return nil
@@ -788,25 +796,38 @@ func containsDL(dls []DeadLetter, id uuid.UUID) bool {
 	return false
 }
 
+// maxUnitTime bounds how long a unit of work applies events: once it has
+// been open this long, it commits after the event at hand and the next one
+// begins. A unit of work that has written holds a transaction ID, and with
+// it every reader of a PostgreSQL event log (ADR 0008).
+const maxUnitTime = 50 * time.Millisecond
+
 // tryTx applies deliveries in one unit of work, skipping those at or before
-// the checkpoint, and commits with the new checkpoint.
-func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
+// the checkpoint, and commits with the new checkpoint. It stops early, after
+// the first delivery that finds the unit of work open for maxUnitTime, and
+// returns how many deliveries it committed.
+func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) (int, error) {
 	tx, err := w.r.store.Begin(ctx, b)
 	if err != nil {
-		return &infraError{fmt.Errorf("projection %q: begin unit of work on %s: %w", w.p.Name, b, err)}
+		return 0, &infraError{fmt.Errorf("projection %q: begin unit of work on %s: %w", w.p.Name, b, err)}
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	began := time.Now()
 	cp := tx.Checkpoint()
-	last, applied := cp, 0
+	last, applied, taken := cp, 0, 0
 	var resolved []uuid.UUID
 	for _, d := range ds {
+		if taken > 0 && time.Since(began) >= maxUnitTime {
+			break
+		}
+		taken++
 		rec := d.Record
 		if !last.Before(rec.Position) {
 			continue // applied already: a redelivery
 		}
 		n, err := w.handle(ctx, tx, rec)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		applied += n
 		last = rec.Position
@@ -815,20 +836,20 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 		w.mu.Unlock()
 		if pending {
 			if err := tx.DeleteDeadLetter(ctx, w.p.Name, rec.ID); err != nil {
-				return fmt.Errorf("projection %q: remove the dead letter of %s, now applied: %w", w.p.Name, describe(rec), err)
+				return 0, fmt.Errorf("projection %q: remove the dead letter of %s, now applied: %w", w.p.Name, describe(rec), err)
 			}
 			resolved = append(resolved, rec.ID)
 		}
 	}
 	if last == cp {
 		w.setApplied(cp) // another runner of the build may have moved it
-		return nil
+		return taken, nil
 	}
 	if err := tx.SetCheckpoint(ctx, last, applied); err != nil {
-		return fmt.Errorf("projection %q: store checkpoint %s: %w", w.p.Name, last, err)
+		return 0, fmt.Errorf("projection %q: store checkpoint %s: %w", w.p.Name, last, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("projection %q: commit %d events up to %s: %w", w.p.Name, applied, last, err)
+		return 0, fmt.Errorf("projection %q: commit %d events up to %s: %w", w.p.Name, applied, last, err)
 	}
 	if len(resolved) > 0 {
 		w.mu.Lock()
@@ -838,7 +859,7 @@ func (w *worker) tryTx(ctx context.Context, b Build, ds []Delivery) error {
 		w.mu.Unlock()
 	}
 	w.setApplied(last)
-	return nil
+	return taken, nil
 }
 
 // handle brings rec to the current schema, keeps what the projection

@@ -66,6 +66,98 @@ func benchProjection(ctx context.Context, env *Env) ([]Row, error) {
 	return append(rows, r...), nil
 }
 
+// benchHorizon is the "horizon" section: how far Chronicle's own
+// transactions hold readers of the log back.
+func benchHorizon(ctx context.Context, env *Env) ([]Row, error) {
+	rows, err := prHorizon(ctx, env)
+	if err != nil {
+		return nil, fmt.Errorf("log horizon: %w", err)
+	}
+	return rows, nil
+}
+
+// prHorizon measures how long an append takes to become visible to readers
+// of the log (the head reaches it) while a slow projection (2 ms per event,
+// writing at once, batches of 1,000) catches up on history, beside the
+// same figure with no projection running (ADR 0008).
+func prHorizon(ctx context.Context, env *Env) ([]Row, error) {
+	st, err := prNewStores(ctx, env, "prhorizon")
+	if err != nil {
+		return nil, err
+	}
+	hist := env.N(3_000, 1_000)
+	if _, _, err := prAppend(ctx, st.events, hist, 0, nil); err != nil {
+		return nil, err
+	}
+	probe := func(d time.Duration) ([]time.Duration, error) {
+		var lats []time.Duration
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			res, err := st.events.Append(ctx, "probe", eventstore.Any, eventstore.Event{Type: "Probe", Data: []byte(`{}`)})
+			if err != nil {
+				return nil, err
+			}
+			start := time.Now()
+			for {
+				h, err := st.events.Head(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if !h.Before(res.Position) {
+					break
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			lats = append(lats, time.Since(start))
+			time.Sleep(10 * time.Millisecond)
+		}
+		return lats, nil
+	}
+	alone, err := probe(2 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	slow := projection.Projection{
+		Name: "slow", Tables: []string{"slow"}, BatchSize: 1000,
+		Setup: func(ctx context.Context, tx projection.Tx) error {
+			_, err := ppg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("slow")+` (stream_id text PRIMARY KEY, n bigint NOT NULL)`)
+			return err
+		},
+		Handler: ppg.Handler(func(ctx context.Context, tx *ppg.Tx, ev projection.Event) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+tx.Table("slow")+` AS s VALUES ($1, 1)
+				ON CONFLICT (stream_id) DO UPDATE SET n = s.n + 1`, ev.Record.StreamID); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Millisecond)
+			return nil
+		}),
+	}
+	runner, err := projection.NewRunner(st.events, st.proj, []projection.Projection{slow}, projection.WithCatchUpBatchSize(1000))
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(rctx) }()
+	// The catch-up takes hist x 2 ms; probe during most of it.
+	with, err := probe(time.Duration(hist) * 2 * time.Millisecond * 3 / 4)
+	cancel()
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	p99 := pct(with, 99)
+	return []Row{{
+		Figure: fmt.Sprintf("Append -> visible to readers while a 2 ms/event projection catches up on %d events (batches of 1,000)", hist),
+		Value:  fmt.Sprintf("p50 %s, p99 %s (%d probes)", ms(pct(with, 50)), ms(p99), len(with)),
+		Baseline: fmt.Sprintf("no projection running: p50 %s, p99 %s (%d probes)",
+			ms(pct(alone, 50)), ms(pct(alone, 99)), len(alone)),
+		Goal: "p99 < 100 ms",
+		Pass: yesNo(p99 < 100*time.Millisecond),
+	}}, nil
+}
+
 // prBalances is the benchmark's read model: per stream, the number of
 // events and the sum of their amounts.
 func prBalances(name string, onHandle func(projection.Tx, eventstore.Record)) projection.Projection {

@@ -106,16 +106,34 @@ func (s *Store) Migrate(ctx context.Context) error {
 // writes with the checkpoint.
 func (s *Store) Atomic() bool { return true }
 
-// Begin opens a transaction on b and locks its checkpoint row.
+// Begin opens a transaction on b, takes b's checkpoint lock and reads its
+// checkpoint. The lock is a transaction-scoped advisory lock, not a row
+// lock, and the checkpoint is written last (see [Tx.SetCheckpoint]): until
+// a handler writes, the transaction has no transaction ID, so it holds no
+// reader of the event log back (ADR 0008).
 func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.Tx, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin transaction for %s: %w", b, err)
 	}
+	// Two statements in one round trip: the read must take its snapshot
+	// after the lock is granted, to see the last holder's checkpoint.
+	var batch pgx.Batch
+	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext($1::text), hashtext($2::text))`, s.lockSpace(), b.String())
+	batch.Queue(`SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
+		b.Name, b.Version, b.Generation)
+	br := tx.SendBatch(ctx, &batch)
 	var txid, seq int64
-	err = tx.QueryRow(ctx, `INSERT INTO `+s.q+`.projection_checkpoints AS c (name, version, generation) VALUES ($1, $2, $3)
-		ON CONFLICT (name, version, generation) DO UPDATE SET name = c.name
-		RETURNING tx_id, seq`, b.Name, b.Version, b.Generation).Scan(&txid, &seq)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&txid, &seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("postgres: lock checkpoint of %s: %w", b, err)
@@ -123,6 +141,12 @@ func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.Tx, e
 	cp := eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
 	return &Tx{s: s, tx: tx, b: b, cp: cp}, nil
 }
+
+// lockSpace names the space of the checkpoint locks: the store's schema,
+// so that stores in two schemas never wait on each other. The locks use
+// PostgreSQL's two-key advisory locks, a key space apart from the event
+// store's one-key stream locks.
+func (s *Store) lockSpace() string { return s.schema + ".projection_checkpoints" }
 
 // Checkpoint returns b's committed checkpoint.
 func (s *Store) Checkpoint(ctx context.Context, b projection.Build) (eventstore.Position, error) {
@@ -242,6 +266,9 @@ func (s *Store) DropBuild(ctx context.Context, b projection.Build, tables []stri
 		return fmt.Errorf("postgres: refusing to drop build %s: it is current or under way", b)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1::text), hashtext($2::text))`, s.lockSpace(), b.String()); err != nil {
+			return fmt.Errorf("postgres: lock checkpoint of %s: %w", b, err)
+		}
 		for _, t := range tables {
 			if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+s.table(b, t)); err != nil {
 				return fmt.Errorf("postgres: drop table %s of %s: %w", t, b, err)

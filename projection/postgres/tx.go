@@ -122,10 +122,11 @@ func (t *Tx) flush(ctx context.Context) error {
 }
 
 // SetCheckpoint stores the checkpoint, in the same round trip as the
-// queued statements.
+// queued statements. It is the runner's last write in a unit of work.
 func (t *Tx) SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error {
-	t.queued.Queue(`UPDATE `+t.s.q+`.projection_checkpoints SET tx_id = $4, seq = $5, applied = applied + $6, updated_at = now()
-		WHERE name = $1 AND version = $2 AND generation = $3`,
+	t.queued.Queue(`INSERT INTO `+t.s.q+`.projection_checkpoints AS c (name, version, generation, tx_id, seq, applied)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (name, version, generation) DO UPDATE SET tx_id = $4, seq = $5, applied = c.applied + $6, updated_at = now()`,
 		t.b.Name, t.b.Version, t.b.Generation, int64(pos.TxID), int64(pos.Seq), applied)
 	return t.flush(ctx)
 }

@@ -38,11 +38,12 @@ import (
 	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
 )
 
-// Defaults of Config.
+// Defaults of Config. The schema, stream and prefix are the bank's own
+// (bank.Schema, bank.Stream, bank.SubjectPrefix), where bankctl looks.
 const (
-	DefaultSchema   = "bank_demo"
-	DefaultStream   = "BANK_DEMO"
-	DefaultPrefix   = "bank_demo.events"
+	DefaultSchema   = bank.Schema
+	DefaultStream   = bank.Stream
+	DefaultPrefix   = bank.SubjectPrefix
 	DefaultClients  = 8
 	DefaultCommands = 50
 	DefaultAccounts = 16

@@ -24,7 +24,6 @@ import (
 
 	"github.com/chronicle-go/chronicle/cli"
 	"github.com/chronicle-go/chronicle/examples/bank"
-	"github.com/chronicle-go/chronicle/examples/bank/demo"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -48,10 +47,10 @@ func newApp(extra ...cli.Option) (*cli.App, error) {
 	opts := []cli.Option{
 		cli.WithName("bankctl"),
 		cli.WithDescription("Operations tool of the Chronicle bank example"),
-		cli.WithSchema(demo.DefaultSchema),
+		cli.WithSchema(bank.Schema),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(bank.PostgresProjections()...),
-		cli.WithRelayStream(relay.StreamConfig{Name: demo.DefaultStream, SubjectPrefix: demo.DefaultPrefix}),
+		cli.WithRelayStream(relay.StreamConfig{Name: bank.Stream, SubjectPrefix: bank.SubjectPrefix}),
 	}
 	return cli.New(append(opts, extra...)...), nil
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chronicle-go/chronicle/examples/bank"
 	"github.com/chronicle-go/chronicle/examples/bank/demo"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
@@ -73,10 +75,30 @@ func TestBankctlRelayDefaultsToTheBankStream(t *testing.T) {
 		if code := app.Run(context.Background(), cmd, &stdout, &stderr); code != 0 {
 			t.Fatalf("bankctl %s: exit %d: %s", strings.Join(cmd, " "), code, stderr.String())
 		}
-		for _, want := range []string{`(default "` + demo.DefaultStream + `")`, `(default "` + demo.DefaultPrefix + `")`} {
+		for _, want := range []string{`(default "` + bank.Stream + `")`, `(default "` + bank.SubjectPrefix + `")`} {
 			if !strings.Contains(stdout.String(), want) {
 				t.Errorf("bankctl %s lacks %s:\n%s", strings.Join(cmd, " "), want, stdout.String())
 			}
+		}
+	}
+}
+
+// TestBankctlDoesNotLinkTheNATSServer checks that the operations binary
+// links only what it runs: the embedded NATS server is the demo's, not
+// bankctl's.
+func TestBankctlDoesNotLinkTheNATSServer(t *testing.T) {
+	t.Parallel()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/nats-io/nats-server") {
+			t.Fatalf("bankctl links %s", p)
 		}
 	}
 }
