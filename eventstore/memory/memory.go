@@ -38,6 +38,8 @@ type Store struct {
 	ids     map[uuid.UUID]int   // event ID -> index into log
 	txID    uint64              // last transaction ID handed out
 	wake    chan struct{}       // closed and replaced on every append
+
+	identity identity // see StoreID
 }
 
 var _ eventstore.Store = (*Store)(nil)
