@@ -34,7 +34,7 @@ func benchUpdate(b *testing.B, kind string, store eventstore.Store) {
 	ctx := context.Background()
 	const streams, seeded = 64, 10
 	reg := registry(b)
-	repo := aggregate.NewRepository(store, reg, newAccount, aggregate.WithCategory("account"))
+	repo := newRepo(b, store, reg, newAccount, aggregate.WithCategory("account"))
 	data, _ := json.Marshal(Deposited{Amount: 1})
 	ev := eventstore.Event{Type: "Deposited", SchemaVersion: 2, Data: data}
 	seed := func(prefix string) []int64 {
@@ -130,7 +130,7 @@ func benchUpdateStub(b *testing.B) {
 		}
 		st.recs = append(st.recs, r)
 	}
-	repo := aggregate.NewRepository(st, registry(b), newAccount, aggregate.WithCategory("account"))
+	repo := newRepo(b, st, registry(b), newAccount, aggregate.WithCategory("account"))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := repo.Update(ctx, "1", func(a *Account) error { return a.Deposit(1) }); err != nil {

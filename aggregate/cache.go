@@ -70,7 +70,10 @@ func (r *Repository[T]) fromCache(stream, id string) (T, bool) {
 	if !ok {
 		return zero, false
 	}
-	a := r.fresh(id)
+	a, err := r.fresh(id)
+	if err != nil {
+		return zero, false
+	}
 	if err := json.Unmarshal(e.data, a); err != nil {
 		r.cache.drop(stream)
 		return zero, false

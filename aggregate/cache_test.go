@@ -13,8 +13,8 @@ func TestCache(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		cachedRepo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCache(10))
-		other := aggregate.NewRepository(b.events, registry(t), newAccount)
+		cachedRepo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCache(10))
+		other := newRepo(t, b.events, registry(t), newAccount)
 		seed(t, cachedRepo, "c-1", 3)
 		if st := cachedRepo.Stats(); st.CacheHits != 2 {
 			t.Fatalf("after create and 2 updates: stats %+v, want 2 cache hits", st)
@@ -54,7 +54,7 @@ func TestCacheHotAggregate(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCache(2),
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCache(2),
 			aggregate.WithRetries(1000), aggregate.WithSnapshots(b.snaps, snapshot.Every(10)))
 		if _, err := repo.Create(ctx, "hot", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
@@ -92,9 +92,7 @@ func TestCacheStaleRejectionOrNoOpCatchesUp(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		counted := &countingStore{EventStore: b.events}
-		procA := aggregate.NewRepository(counted, registry(t), newAccount, aggregate.WithCache(10))
-		procB := aggregate.NewRepository(b.events, registry(t), newAccount)
+		counted, procA, procB := twoProcesses(t, b)
 		if _, err := procA.Create(ctx, "s-1", func(a *Account) error { _ = a.Open("ada"); return a.Deposit(10) }); err != nil {
 			t.Fatal(err)
 		}
@@ -156,9 +154,7 @@ func TestCacheLoadCatchesUpAndRefreshes(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		counted := &countingStore{EventStore: b.events}
-		procA := aggregate.NewRepository(counted, registry(t), newAccount, aggregate.WithCache(10))
-		procB := aggregate.NewRepository(b.events, registry(t), newAccount)
+		counted, procA, procB := twoProcesses(t, b)
 		seed(t, procA, "l-1", 3)
 		for range 5 {
 			if _, err := procB.Update(ctx, "l-1", func(a *Account) error { return a.Deposit(10) }); err != nil {
@@ -178,4 +174,15 @@ func TestCacheLoadCatchesUpAndRefreshes(t *testing.T) {
 			t.Fatalf("2 loads: %d reads, %d records; want 2 and 7", reads, records)
 		}
 	})
+}
+
+// twoProcesses returns two repositories on b's event store, as two
+// processes would have: procA caches states and reads through counted,
+// procB does neither.
+func twoProcesses(t *testing.T, b backend) (counted *countingStore, procA, procB *aggregate.Repository[*Account]) {
+	t.Helper()
+	counted = &countingStore{EventStore: b.events}
+	procA = newRepo(t, counted, registry(t), newAccount, aggregate.WithCache(10))
+	procB = newRepo(t, b.events, registry(t), newAccount)
+	return counted, procA, procB
 }

@@ -33,15 +33,20 @@
 //
 // # The repository
 //
-// [NewRepository] binds an event store, a registry and a constructor.
+// [NewRepository] binds an event store, a [Codec] and a constructor, and
+// returns an error for a nil one or an option it cannot use. The codec is
+// the *codec.Registry, or the *upcast.Chain built on it once events have
+// older schema versions: one value that encodes and decodes, so the
+// registry and the upcasters cannot disagree.
 // [Repository.Load] reads the latest snapshot (when snapshots are enabled)
-// and the events after it, brings them to their current schema (when an
-// upcaster chain is set), decodes and applies them. [Repository.Save]
+// and the events after it, brings them to their current schema (when the
+// codec is an [UpcastingCodec]), decodes and applies them. [Repository.Save]
 // appends the uncommitted events, expecting the version the aggregate was
 // loaded at (or no stream at all for a new aggregate), so a concurrent
 // writer makes it fail with [eventstore.ErrConcurrencyConflict].
 // [Repository.Update] loads, runs a command and saves, and runs the command
-// again on a fresh load when the save conflicts. [Repository.Create] runs a
+// again on a fresh load when the save conflicts, after a wait set by
+// [WithBackoff]. [Repository.Create] runs a
 // command on a new aggregate and fails with [ErrAlreadyExists] when the
 // stream exists. [Repository.LoadAt] returns the state as of a version.
 //

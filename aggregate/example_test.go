@@ -73,7 +73,11 @@ func cartRegistry() *codec.Registry {
 func Example() {
 	ctx := context.Background()
 	store := memory.New()
-	carts := aggregate.NewRepository(store, cartRegistry(), NewCart, aggregate.WithCategory("cart"))
+	carts, err := aggregate.NewRepository(store, cartRegistry(), NewCart, aggregate.WithCategory("cart"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	if _, err := carts.Create(ctx, "7", func(c *Cart) error { return c.Open("ada") }); err != nil {
 		fmt.Println(err)
@@ -105,14 +109,18 @@ func Example() {
 // Save an aggregate loaded by hand; a stale save conflicts.
 func ExampleRepository_Save() {
 	ctx := context.Background()
-	carts := aggregate.NewRepository(memory.New(), cartRegistry(), NewCart)
+	carts, err := aggregate.NewRepository(memory.New(), cartRegistry(), NewCart)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	_, _ = carts.Create(ctx, "cart-1", func(c *Cart) error { return c.Open("ada") })
 
 	first, _ := carts.Load(ctx, "cart-1")
 	second, _ := carts.Load(ctx, "cart-1")
 	_ = first.Add("pear", 1)
 	_ = second.Add("plum", 1)
-	_, err := carts.Save(ctx, first)
+	_, err = carts.Save(ctx, first)
 	fmt.Println(err)
 	_, err = carts.Save(ctx, second)
 	fmt.Println(errors.Is(err, eventstore.ErrConcurrencyConflict))
@@ -126,8 +134,12 @@ func ExampleRepository_Save() {
 func ExampleWithSnapshots() {
 	ctx := context.Background()
 	snaps := snapshot.NewMemoryStore()
-	carts := aggregate.NewRepository(memory.New(), cartRegistry(), NewCart,
+	carts, err := aggregate.NewRepository(memory.New(), cartRegistry(), NewCart,
 		aggregate.WithCategory("cart"), aggregate.WithSnapshots(snaps, snapshot.Every(100)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	_, _ = carts.Create(ctx, "1", func(c *Cart) error { return c.Open("ada") })
 	for range 149 {
@@ -146,9 +158,10 @@ func ExampleWithSnapshots() {
 	// 150 149
 }
 
-// An upcaster brings events stored by older code to the current shape on
+// A repository given an upcaster chain (built on the registry) instead of
+// the registry brings events stored by older code to the current shape on
 // every load.
-func ExampleWithUpcaster() {
+func ExampleNewRepository_upcast() {
 	ctx := context.Background()
 	store := memory.New()
 	reg := codec.NewRegistry()
@@ -169,7 +182,11 @@ func ExampleWithUpcaster() {
 		eventstore.Event{Type: "CartOpened", SchemaVersion: 1, Data: []byte(`{"customer":"ada"}`)},
 		eventstore.Event{Type: "ItemAdded", SchemaVersion: 1, Data: []byte(`{"product":"fig","qty":2}`)})
 
-	carts := aggregate.NewRepository(store, reg, NewCart, aggregate.WithCategory("cart"), aggregate.WithUpcaster(chain))
+	carts, err := aggregate.NewRepository(store, chain, NewCart, aggregate.WithCategory("cart"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	cart, err := carts.Load(ctx, "9")
 	if err != nil {
 		fmt.Println(err)

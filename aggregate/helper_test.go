@@ -15,10 +15,10 @@ import (
 	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
-	pgstore "github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/snapshot"
-	pgsnap "github.com/chronicle-go/chronicle/snapshot/postgres"
+	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
 )
 
 type Opened struct {
@@ -114,11 +114,11 @@ func backends(t *testing.T) []func(t *testing.T) backend {
 func pgBackend(t testing.TB) backend {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
-	es, err := pgstore.New(pool, pgstore.WithSchema(schema))
+	es, err := espg.New(pool, espg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss, err := pgsnap.New(pool, pgsnap.WithSchema(schema))
+	ss, err := snappg.New(pool, snappg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,4 +202,14 @@ func (c *countingStore) ReadStream(ctx context.Context, stream string, opts even
 // calls returns the reads, appends and records counted since the last call.
 func (c *countingStore) calls() (reads, appends, records int64) {
 	return c.reads.Swap(0), c.appends.Swap(0), c.records.Swap(0)
+}
+
+// newRepo returns a repository or fails the test.
+func newRepo[T aggregate.Aggregate](t testing.TB, store aggregate.EventStore, c aggregate.Codec, newT func(string) T, opts ...aggregate.Option) *aggregate.Repository[T] {
+	t.Helper()
+	r, err := aggregate.NewRepository(store, c, newT, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -47,7 +47,7 @@ func TestFailedSnapshotIsLoggedToTheDefaultLogger(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			snaps := tc.snaps(t)
 			logs := useDefaultLogger(t)
-			repo := aggregate.NewRepository(memory.New(), registry(t), newAccount,
+			repo := newRepo(t, memory.New(), registry(t), newAccount,
 				aggregate.WithSnapshots(snaps, snapshot.Every(2)))
 			ctx := testCtx(t)
 			if _, err := repo.Create(ctx, "logged-1", func(a *Account) error { return a.Open("ada") }); err != nil {

@@ -3,44 +3,34 @@ package aggregate
 import (
 	"testing"
 	"time"
+
+	"github.com/chronicle-go/chronicle/internal/backoff"
 )
 
-// The wait bounds are internal; the black-box tests cannot see them
-// without sleeping.
-func TestWithBackoffBounds(t *testing.T) {
+// The wait policy is internal; the black-box tests cannot see it without
+// sleeping.
+func TestWithBackoffSetsThePolicy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name           string
-		opts           []Option
-		first, longest time.Duration
+		name string
+		opts []Option
+		want backoff.Policy
 	}{
-		{"defaults", nil, time.Millisecond, 100 * time.Millisecond},
-		{"both", []Option{WithBackoff(2*time.Millisecond, 30*time.Millisecond)}, 2 * time.Millisecond, 30 * time.Millisecond},
-		{"longest below first is raised to first", []Option{WithBackoff(50*time.Millisecond, 10*time.Millisecond)}, 50 * time.Millisecond, 50 * time.Millisecond},
-		{"first above the default longest", []Option{WithBackoff(time.Second, 0)}, time.Second, time.Second},
-		{"longest below the default first", []Option{WithBackoff(0, time.Microsecond)}, time.Millisecond, time.Millisecond},
-		{"zero keeps defaults", []Option{WithBackoff(0, 0)}, time.Millisecond, 100 * time.Millisecond},
+		{"defaults", nil, backoff.Policy{First: time.Millisecond, Longest: 100 * time.Millisecond}},
+		{"both", []Option{WithBackoff(2*time.Millisecond, 30*time.Millisecond)}, backoff.Policy{First: 2 * time.Millisecond, Longest: 30 * time.Millisecond}},
+		{"equal bounds", []Option{WithBackoff(time.Second, time.Second)}, backoff.Policy{First: time.Second, Longest: time.Second}},
+		{"nil option skipped", []Option{nil}, backoff.Policy{First: time.Millisecond, Longest: 100 * time.Millisecond}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := defaults()
-			for _, o := range tc.opts {
-				o(&cfg)
+			cfg, err := apply(tc.opts)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if cfg.backoffMin != tc.first || cfg.backoffMax != tc.longest {
-				t.Fatalf("bounds = %v, %v; want %v, %v", cfg.backoffMin, cfg.backoffMax, tc.first, tc.longest)
-			}
-			r := &Repository[*testAgg]{cfg: cfg}
-			for attempt := range 30 {
-				if d := r.backoff(attempt); d < 0 || d > tc.longest {
-					t.Fatalf("attempt %d: wait %v outside [0, %v]", attempt, d, tc.longest)
-				}
+			if cfg.backoff != tc.want {
+				t.Fatalf("policy = %+v, want %+v", cfg.backoff, tc.want)
 			}
 		})
 	}
 }
-
-type testAgg struct{ Root }
-
-func (*testAgg) Apply(any) {}

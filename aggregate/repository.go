@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -24,15 +24,44 @@ type EventStore interface {
 	ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error]
 }
 
+// Codec is what a [Repository] needs to write and read events: encoding an
+// event value, and decoding a stored record at its type's current schema
+// version. *codec.Registry is one; *upcast.Chain, which wraps a registry,
+// is one that also upcasts (an [UpcastingCodec]).
+type Codec interface {
+	// Encode returns the event type name, current schema version and
+	// payload of the event value v.
+	Encode(v any) (name string, schemaVersion int, data []byte, err error)
+	// DecodeRecord decodes rec into a value of its registered type.
+	DecodeRecord(rec eventstore.Record) (any, error)
+}
+
+// UpcastingCodec is a [Codec] that also brings records stored at older
+// schema versions to the current ones, as *upcast.Chain does. A repository
+// given one upcasts every loaded record that needs it (Load, LoadAt,
+// Update, with or without a snapshot or cached state) and decodes each
+// resulting record with DecodeRecord; a split yields several events, each
+// applied in order.
+type UpcastingCodec interface {
+	Codec
+	// NeedsUpcast reports whether rec is not at its type's current schema
+	// version, so that Upcast would change it.
+	NeedsUpcast(rec eventstore.Record) bool
+	// Upcast returns rec brought to the current schema: one record, or
+	// several for a split, in order.
+	Upcast(rec eventstore.Record) ([]eventstore.Record, error)
+}
+
 // Repository loads and saves aggregates of type T (a pointer type such as
 // *Account) as streams of events. It is safe for concurrent use; the
 // aggregates it returns are not (load one per command).
 type Repository[T Aggregate] struct {
-	store EventStore
-	reg   *codec.Registry
-	newT  func(id string) T
-	cfg   config
-	log   *slog.Logger
+	store    EventStore
+	codec    Codec
+	upcaster UpcastingCodec // codec, when it upcasts
+	newT     func(id string) T
+	cfg      config
+	log      *slog.Logger
 
 	cache  *stateCache
 	sem    chan struct{} // one token per background snapshot write
@@ -61,20 +90,54 @@ type Stats struct {
 }
 
 // NewRepository returns a repository of aggregates of type T, stored in
-// store and encoded with reg. newT returns a new, empty aggregate (a
-// non-nil pointer) for an ID; the repository sets the ID on it. It has no
-// side effects: no goroutine starts until an asynchronous snapshot is due.
-func NewRepository[T Aggregate](store EventStore, reg *codec.Registry, newT func(id string) T, opts ...Option) *Repository[T] {
-	cfg := defaults()
-	for _, o := range opts {
-		o(&cfg)
+// store and encoded and decoded by codec: a *codec.Registry when every
+// stored event is at its type's current schema version, or an
+// *upcast.Chain built on the registry (an [UpcastingCodec]) so that events
+// stored at older versions are brought to the current ones on every load.
+// newT returns a new, empty aggregate (a non-nil pointer) for an ID; the
+// repository sets the ID on it. A nil aggregate from newT fails the load or
+// Create that asked for it with an error.
+//
+// It returns an error, joining every problem found, for a nil store, codec
+// or newT, or an option given a value it cannot use; nil options are
+// ignored. It has no side effects: no goroutine starts until an
+// asynchronous snapshot is due.
+func NewRepository[T Aggregate](store EventStore, codec Codec, newT func(id string) T, opts ...Option) (*Repository[T], error) {
+	cfg, err := apply(opts)
+	var errs []error
+	if isNil(store) {
+		errs = append(errs, errors.New("aggregate: nil event store"))
+	}
+	if isNil(codec) {
+		errs = append(errs, errors.New("aggregate: nil codec: pass a *codec.Registry, or an *upcast.Chain built on it"))
+	}
+	if newT == nil {
+		errs = append(errs, errors.New("aggregate: nil constructor (newT)"))
+	}
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return nil, err
 	}
 	log := cfg.logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Repository[T]{store: store, reg: reg, newT: newT, cfg: cfg, log: log,
+	r := &Repository[T]{store: store, codec: codec, newT: newT, cfg: cfg, log: log,
 		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize)}
+	r.upcaster, _ = codec.(UpcastingCodec)
+	return r, nil
+}
+
+// isNil reports whether v is nil or a nil pointer, map, func, channel or
+// slice in an interface.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // StreamID returns the stream ID of the aggregate id: category + "-" + id
@@ -114,10 +177,16 @@ func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T
 	return r.load(ctx, r.StreamID(id), id, version)
 }
 
-func (r *Repository[T]) fresh(id string) T {
+// fresh returns a new aggregate from newT with its ID set, or an error
+// when newT returned nil.
+func (r *Repository[T]) fresh(id string) (T, error) {
 	a := r.newT(id)
+	if isNil(a) || a.root() == nil {
+		var zero T
+		return zero, fmt.Errorf("aggregate: the constructor returned a nil %T for %q; it must return a new, non-nil aggregate", a, id)
+	}
 	SetID(a, id)
-	return a
+	return a, nil
 }
 
 // load loads the aggregate id, whose stream is stream, like LoadAt (at > 0)
@@ -154,7 +223,11 @@ func (r *Repository[T]) load(ctx context.Context, stream, id string, at int64) (
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: snapshot is ahead of its stream; replaying the stream", "stream", stream, "snapshot_version", v)
 	}
-	return r.replay(ctx, stream, r.fresh(id), 0, at)
+	a, err := r.fresh(id)
+	if err != nil {
+		return zero, err
+	}
+	return r.replay(ctx, stream, a, 0, at)
 }
 
 var errSnapshotAhead = errors.New("snapshot ahead of stream")
@@ -204,20 +277,20 @@ func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at
 
 // apply upcasts, decodes and applies one record.
 func (r *Repository[T]) apply(a T, rec eventstore.Record) error {
-	if !r.cfg.chain.NeedsUpcast(rec) {
-		v, err := r.reg.DecodeRecord(rec)
+	if r.upcaster == nil || !r.upcaster.NeedsUpcast(rec) {
+		v, err := r.codec.DecodeRecord(rec)
 		if err != nil {
 			return err
 		}
 		a.Apply(v)
 		return nil
 	}
-	recs, err := r.cfg.chain.Upcast(rec)
+	recs, err := r.upcaster.Upcast(rec)
 	if err != nil {
 		return err
 	}
 	for _, u := range recs {
-		v, err := r.reg.DecodeRecord(u)
+		v, err := r.codec.DecodeRecord(u)
 		if err != nil {
 			return err
 		}
@@ -242,7 +315,9 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	}
 	s, err := r.cfg.snapshots.Load(ctx, stream)
 	if err != nil {
-		if !errors.Is(err, snapshot.ErrNotFound) && ctx.Err() == nil {
+		// An invalid stream ID is not worth a warning: the event store
+		// refuses it next, and that error reaches the caller.
+		if !errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, eventstore.ErrInvalidInput) && ctx.Err() == nil {
 			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "err", err)
 		}
 		return zero, false
@@ -250,7 +325,10 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	if s.Version < 1 || (at > 0 && s.Version > at) {
 		return zero, false
 	}
-	a := r.fresh(id)
+	a, err := r.fresh(id)
+	if err != nil {
+		return zero, false
+	}
 	if rev := r.revision(a); s.Revision != rev {
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: snapshot of another revision ignored; replaying the stream",
@@ -299,7 +377,7 @@ func (r *Repository[T]) save(ctx context.Context, stream string, a T) (eventstor
 	md := eventstore.MetadataFrom(ctx)
 	events := make([]eventstore.Event, len(root.uncommitted))
 	for i, e := range root.uncommitted {
-		name, v, data, err := r.reg.Encode(e)
+		name, v, data, err := r.codec.Encode(e)
 		if err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("aggregate: save %q: event %d (%T): %w", stream, i, e, err)
 		}
@@ -413,8 +491,9 @@ func (r *Repository[T]) Close(ctx context.Context) error {
 
 // Update loads the aggregate id, runs cmd on it and saves the events cmd
 // raised. When the save meets a concurrency conflict, it waits a jittered,
-// growing delay, loads the aggregate again and runs cmd again, up to the
-// number of retries set by [WithRetries]; then it returns the conflict. cmd
+// growing pause (see [WithBackoff]), loads the aggregate again and runs cmd
+// again, up to the number of retries set by [WithRetries]; then it returns
+// the conflict. cmd
 // may therefore run more than once and must have no side effects beyond
 // the aggregate. An error from cmd is returned as it is, with nothing
 // saved; a missing aggregate fails with [ErrNotFound] (use
@@ -475,7 +554,7 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 		}
 		r.stats.retries.Add(1)
 		r.log.Debug("aggregate: update conflicted; retrying", "stream", stream, "attempt", attempt+1, "err", err)
-		if err := sleep(ctx, r.backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, r.cfg.backoff.Delay(attempt+1), nil); err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("aggregate: update %q: %w while waiting to retry after a conflict", stream, err)
 		}
 	}
@@ -487,7 +566,10 @@ func (r *Repository[T]) Update(ctx context.Context, id string, cmd func(T) error
 // it never retries. A command that raises nothing is an error, since
 // nothing would be created.
 func (r *Repository[T]) Create(ctx context.Context, id string, cmd func(T) error) (eventstore.AppendResult, error) {
-	a := r.fresh(id)
+	a, err := r.fresh(id)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
 	if err := cmd(a); err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -499,23 +581,4 @@ func (r *Repository[T]) Create(ctx context.Context, id string, cmd func(T) error
 		return res, fmt.Errorf("aggregate: create %q: %w: %w", r.StreamID(id), ErrAlreadyExists, err)
 	}
 	return res, err
-}
-
-func (r *Repository[T]) backoff(attempt int) time.Duration {
-	d := r.cfg.backoffMin << min(attempt, 20)
-	if d <= 0 || d > r.cfg.backoffMax {
-		d = r.cfg.backoffMax
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/snapshot"
 	"github.com/chronicle-go/chronicle/upcast"
 )
@@ -19,7 +20,7 @@ func TestCreateLoadSave(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCategory("account"))
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCategory("account"))
 		if got := repo.StreamID("42"); got != "account-42" {
 			t.Fatalf("StreamID = %q", got)
 		}
@@ -73,7 +74,7 @@ func TestCreateLoadSave(t *testing.T) {
 func TestMetadataFromContext(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount)
+		repo := newRepo(t, b.events, registry(t), newAccount)
 		ctx := eventstore.WithCorrelationID(testCtx(t), "corr-1")
 		ctx = eventstore.WithCausationID(ctx, "cmd-7")
 		ctx = eventstore.WithMetadata(ctx, eventstore.Metadata{"user": "ada", "tenant": "t1"})
@@ -96,7 +97,7 @@ func TestMetadataFromContext(t *testing.T) {
 func TestLoadMissing(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithCategory("account"),
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithCategory("account"),
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(10)))
 		_, err := repo.Load(testCtx(t), "nope")
 		if !errors.Is(err, aggregate.ErrNotFound) || !errors.Is(err, eventstore.ErrStreamNotFound) {
@@ -125,7 +126,7 @@ func TestCreateExisting(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount)
+		repo := newRepo(t, b.events, registry(t), newAccount)
 		open := func(a *Account) error { return a.Open("ada") }
 		if _, err := repo.Create(ctx, "c-1", open); err != nil {
 			t.Fatal(err)
@@ -144,7 +145,7 @@ func TestSaveConflict(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount)
+		repo := newRepo(t, b.events, registry(t), newAccount)
 		if _, err := repo.Create(ctx, "s-1", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +184,7 @@ func TestSaveUnregisteredEvent(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount)
+		repo := newRepo(t, b.events, registry(t), newAccount)
 		_, err := repo.Create(ctx, "u-1", func(a *Account) error {
 			_ = a.Open("x")
 			aggregate.Raise(a, struct{ Oops int }{})
@@ -202,7 +203,7 @@ func TestUpdate(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount)
+		repo := newRepo(t, b.events, registry(t), newAccount)
 		if _, err := repo.Create(ctx, "u-1", func(a *Account) error { _ = a.Open("ada"); return a.Deposit(10) }); err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +241,7 @@ func TestUpdateGivesUp(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithRetries(2))
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithRetries(2))
 		if _, err := repo.Create(ctx, "g-1", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +263,7 @@ func TestLoadAt(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount,
+		repo := newRepo(t, b.events, registry(t), newAccount,
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(5)))
 		if _, err := repo.Create(ctx, "t-1", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
@@ -298,7 +299,7 @@ func TestHotAggregate(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithRetries(1000),
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithRetries(1000),
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(16)))
 		if _, err := repo.Create(ctx, "hot", func(a *Account) error { return a.Open("ada") }); err != nil {
 			t.Fatal(err)
@@ -378,7 +379,7 @@ func TestUpcastOnEveryLoadPath(t *testing.T) {
 		ctx := testCtx(t)
 		reg := registry(t)
 		// Without a chain, an old event fails with a clear error.
-		bare := aggregate.NewRepository(b.events, reg, newAccount)
+		bare := newRepo(t, b.events, reg, newAccount)
 		if _, err := b.events.Append(ctx, "up-1", eventstore.NoStream,
 			eventstore.Event{Type: "Opened", Data: []byte(`{"owner":"ada"}`)}, oldDeposit(1), oldDeposit(2)); err != nil {
 			t.Fatal(err)
@@ -388,7 +389,7 @@ func TestUpcastOnEveryLoadPath(t *testing.T) {
 			t.Fatalf("Load without chain: err = %v", err)
 		}
 
-		repo := aggregate.NewRepository(b.events, reg, newAccount, aggregate.WithUpcaster(depositChain(t)),
+		repo := newRepo(t, b.events, depositChain(t), newAccount,
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(5)))
 		check := func(what string, a *Account, err error, version int64, balance int) {
 			t.Helper()
@@ -457,7 +458,7 @@ func TestUpdateRoundTrips(t *testing.T) {
 			{"cache hit", []aggregate.Option{aggregate.WithCache(10)}, 0, 1, 0},
 		}
 		for i, tc := range tests {
-			repo := aggregate.NewRepository(counted, registry(t), newAccount, tc.opts...)
+			repo := newRepo(t, counted, registry(t), newAccount, tc.opts...)
 			id := fmt.Sprintf("rt-%d", i)
 			seed(t, repo, id, 5)
 			counted.calls()
@@ -472,4 +473,50 @@ func TestUpdateRoundTrips(t *testing.T) {
 			}
 		}
 	})
+}
+
+// With a chain that splits a stored event in two, a load applies both.
+func TestUpcastSplitAppliesEveryEvent(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	chain, err := upcast.New(registry(t), upcast.Split("Deposited", 1,
+		[]upcast.Key{{Type: "Deposited", Version: 2}, {Type: "Deposited", Version: 2}},
+		func([]byte) ([][]byte, error) { return [][]byte{[]byte(`{"amount":1}`), []byte(`{"amount":2}`)}, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memory.New()
+	if _, err := store.Append(ctx, "split-1", eventstore.NoStream,
+		eventstore.Event{Type: "Opened", SchemaVersion: 1, Data: []byte(`{"owner":"ada"}`)}, oldDeposit(9)); err != nil {
+		t.Fatal(err)
+	}
+	repo := newRepo(t, store, chain, newAccount)
+	a, err := repo.Load(ctx, "split-1")
+	if err != nil || a.Balance != 3 || a.Deposits != 2 || a.Version() != 2 {
+		t.Fatalf("Load = balance %d, %d deposits, v%d, %v; want both halves of the split applied at v2", a.Balance, a.Deposits, a.Version(), err)
+	}
+}
+
+// A constructor that returns nil is an error naming the aggregate, never a
+// panic.
+func TestNilFromConstructorIsAnError(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	store := memory.New()
+	if _, err := store.Append(ctx, "n-1", eventstore.NoStream, eventstore.Event{Type: "Opened", SchemaVersion: 1, Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	repo := newRepo(t, store, registry(t), func(string) *Account { return nil })
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "constructor returned a nil *aggregate_test.Account") || !strings.Contains(err.Error(), `"n-1"`) {
+			t.Errorf("%s: err = %v", what, err)
+		}
+	}
+	_, err := repo.Load(ctx, "n-1")
+	check("Load", err)
+	_, err = repo.Update(ctx, "n-1", func(*Account) error { return nil })
+	check("Update", err)
+	_, err = repo.Create(ctx, "n-1", func(*Account) error { return nil })
+	check("Create", err)
 }

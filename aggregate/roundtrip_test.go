@@ -9,9 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	pgstore "github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
 
@@ -48,14 +47,14 @@ func TestUpdateIsOneReadPlusAppendOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(traced.Close)
-	store, err := pgstore.New(traced, pgstore.WithSchema(schema))
+	store, err := espg.New(traced, espg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	repo := aggregate.NewRepository(store, registry(t), newAccount)
+	repo := newRepo(t, store, registry(t), newAccount)
 	seed(t, repo, "q-1", 5)
 	seed(t, repo, "q-2", 5)
 

@@ -29,7 +29,7 @@ func TestSnapshotsTakenAndUsed(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
 		log, logs := newLogger()
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount,
+		repo := newRepo(t, b.events, registry(t), newAccount,
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(10)), aggregate.WithLogger(log))
 		seed(t, repo, "s-1", 9)
 		if _, err := b.snaps.Load(ctx, "s-1"); err == nil {
@@ -83,7 +83,7 @@ func TestUnusableSnapshotsAreIgnored(t *testing.T) {
 			eachBackend(t, func(t *testing.T, b backend) {
 				ctx := testCtx(t)
 				log, logs := newLogger()
-				repo := aggregate.NewRepository(b.events, registry(t), newAccount,
+				repo := newRepo(t, b.events, registry(t), newAccount,
 					aggregate.WithSnapshots(b.snaps, snapshot.Every(1000)), aggregate.WithLogger(log))
 				seed(t, repo, "x-1", 8)
 				snap := tc.snap // each backend's subtest runs in parallel
@@ -112,10 +112,10 @@ func TestRevisionBump(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(4)))
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(4)))
 		seed(t, repo, "r-1", 4)
 		newRev := func(string) *Account { return &Account{revision: 2} }
-		repo2 := aggregate.NewRepository(b.events, registry(t), newRev, aggregate.WithSnapshots(b.snaps, snapshot.Every(4)))
+		repo2 := newRepo(t, b.events, registry(t), newRev, aggregate.WithSnapshots(b.snaps, snapshot.Every(4)))
 		for range 4 {
 			if _, err := repo2.Update(ctx, "r-1", func(a *Account) error { return a.Deposit(1) }); err != nil {
 				t.Fatal(err)
@@ -136,7 +136,7 @@ func TestSnapshotFailureDoesNotFailCommand(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
 		log, logs := newLogger()
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount, aggregate.WithLogger(log),
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithLogger(log),
 			aggregate.WithSnapshots(failingSnapshots{b.snaps}, snapshot.Every(2)))
 		seed(t, repo, "f-1", 5)
 		a, err := repo.Load(ctx, "f-1")
@@ -156,7 +156,7 @@ func TestAsyncSnapshots(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		repo := aggregate.NewRepository(b.events, registry(t), newAccount,
+		repo := newRepo(t, b.events, registry(t), newAccount,
 			aggregate.WithSnapshots(b.snaps, snapshot.Every(3)), aggregate.WithAsyncSnapshots())
 		seed(t, repo, "a-1", 3)
 		// The command's context ends right after the save; the background

@@ -15,6 +15,7 @@ import (
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func TestMigrateIsIdempotentAndPrintsJSON(t *testing.T) {
@@ -376,7 +377,7 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 	e := newEnv(t)
 	ns := testenv.NATS(t)
 	stream := strings.ToUpper(testenv.Name("cli"))
-	app := e.app(cli.WithRelayStream(relay.StreamConfig{Name: stream, SubjectPrefix: "test.events"}))
+	app := e.app(cli.WithRelayStream(relay.StreamConfig{Topology: wire.Topology{Stream: stream, SubjectPrefix: "test.events"}}))
 	e.append("account-1", ev("Opened", `{}`), ev("Deposited", `{}`))
 	last := e.append("account-2", ev("Opened", `{}`))
 	e.visible(last.Position)
@@ -436,7 +437,7 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg, err := str.GetLastMsgForSubject(context.Background(), "test.events.account.Opened")
-	if err != nil || msg.Header.Get(relay.HeaderStream) != "account-2" {
+	if err != nil || msg.Header.Get(wire.HeaderStream) != "account-2" {
 		t.Fatalf("last Opened message: %+v, %v", msg, err)
 	}
 	if info, err := str.Info(context.Background()); err != nil || info.State.Msgs != 3 {
@@ -568,7 +569,7 @@ func TestRelayStreamFlagKeepsTheServiceStream(t *testing.T) {
 	ns := testenv.NATS(t)
 	svc := strings.ToUpper(testenv.Name("svc"))
 	app := e.app(cli.WithRelayOptions(relay.WithStream(relay.StreamConfig{
-		Name: svc, SubjectPrefix: "svc.ev", MaxAge: time.Hour, Duplicates: time.Minute})))
+		Topology: wire.Topology{Stream: svc, SubjectPrefix: "svc.ev"}, MaxAge: time.Hour, Duplicates: time.Minute})))
 	contains(t, mustOK(t, e.run(app, "relay", "--help")).stdout, `--stream string           the JetStream stream to publish to (default "`+svc+`")`)
 	type relayStatus struct {
 		Name   string `json:"name"`

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func (s *session) dlqCommand() *cobra.Command {
@@ -23,19 +24,9 @@ retrying or discarding it lets the projection go on.`
 	return c
 }
 
-// jsonDeadLetter is the JSON form of a dead letter.
-type jsonDeadLetter struct {
-	Projection    string `json:"projection"`
-	Build         string `json:"build"`
-	EventID       string `json:"event_id"`
-	StreamID      string `json:"stream_id"`
-	StreamVersion int64  `json:"stream_version"`
-	Position      string `json:"position"`
-	Type          string `json:"type"`
-	Attempts      int    `json:"attempts"`
-	FailedAt      string `json:"failed_at"`
-	Error         string `json:"error"`
-}
+// jsonDeadLetter is the JSON form of a dead letter, shared with the
+// dead-letter announcements on NATS.
+type jsonDeadLetter = wire.DeadLetter
 
 // deadLetters lists the dead letters of the named projections, or of every
 // registered one when names is empty: those registered in this binary, or

@@ -11,6 +11,7 @@ import (
 	"github.com/chronicle-go/chronicle/projection"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 	"github.com/chronicle-go/chronicle/upcast"
 )
 
@@ -64,7 +65,7 @@ func Example() {
 		cli.WithSchema("bank"),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(balances),
-		cli.WithRelayStream(relay.StreamConfig{Name: "BANK", SubjectPrefix: "bank.events"}),
+		cli.WithRelayStream(relay.StreamConfig{Topology: wire.Topology{Stream: "BANK", SubjectPrefix: "bank.events"}}),
 	)
 	// In the service's main function, the last line is:
 	//

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 type relayFlags struct {
@@ -31,7 +33,7 @@ func (s *session) baseRelayOptions() []relay.Option {
 func (f *relayFlags) add(c *cobra.Command, base relay.StreamConfig) {
 	f.cmd = c
 	c.Flags().StringVar(&f.name, "relay-name", relay.DefaultName, "the relay's name (its leadership lock and checkpoint)")
-	c.Flags().StringVar(&f.stream, "stream", base.Name, "the JetStream stream to publish to")
+	c.Flags().StringVar(&f.stream, "stream", base.Stream, "the JetStream stream to publish to")
 	c.Flags().StringVar(&f.prefix, "subject-prefix", base.SubjectPrefix, "the subject prefix of published events")
 }
 
@@ -44,13 +46,14 @@ func (f *relayFlags) options(s *session) []relay.Option {
 	if f.cmd.Flags().Changed("relay-name") {
 		opts = append(opts, relay.WithName(f.name))
 	}
+	var t wire.Topology
 	if f.cmd.Flags().Changed("stream") {
-		opts = append(opts, relay.WithStreamName(f.stream))
+		t.Stream = f.stream
 	}
 	if f.cmd.Flags().Changed("subject-prefix") {
-		opts = append(opts, relay.WithSubjectPrefix(f.prefix))
+		t.SubjectPrefix = f.prefix
 	}
-	return opts
+	return append(opts, relay.WithTopology(t))
 }
 
 // relay builds the relay that publishes through nc.
@@ -112,20 +115,22 @@ the relay. Logs go to stderr.`,
 			return nil
 		},
 	}
-	f.add(c, relay.ResolveStream(s.baseRelayOptions()...))
+	f.add(c, relay.ResolveStream(append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 	c.AddCommand(s.relayStatusCommand())
 	return c
 }
 
 type jsonRelayStatus struct {
-	Name           string `json:"name"`
-	Stream         string `json:"stream"`
-	Checkpoint     string `json:"checkpoint"`
-	CheckpointAt   string `json:"checkpoint_at"`
-	PublishedTotal int64  `json:"published_total"`
-	Head           string `json:"head"`
-	LagEvents      int64  `json:"lag_events"`
-	LagCapped      bool   `json:"lag_capped"`
+	Name           string  `json:"name"`
+	Stream         string  `json:"stream"`
+	Checkpoint     string  `json:"checkpoint"`
+	CheckpointAt   string  `json:"checkpoint_at"`
+	PublishedTotal int64   `json:"published_total"`
+	Head           string  `json:"head"`
+	LagEvents      int64   `json:"lag_events"`
+	LagCapped      bool    `json:"lag_capped"`
+	HeldBack       int64   `json:"held_back"`
+	LagSeconds     float64 `json:"lag_seconds"`
 }
 
 // maxRelayLag caps how many events relay status counts.
@@ -140,9 +145,12 @@ func (s *session) relayStatusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the relay's stored checkpoint and how far it is behind the log",
 		Long: `Show the relay's checkpoint (the last position JetStream confirmed, as
-stored in PostgreSQL), when it was stored, how many events it has published
-in all, and how many events of the log are not published yet. It needs no
-NATS connection.`,
+stored in PostgreSQL), the stream it last published to, when it stored the
+checkpoint, how many events it has published in all, and its lag: the
+events of the log not published yet, counting those committed but held
+back from readers by an older open transaction (HELD BACK), and the age of
+the oldest of them. It needs no NATS connection. A checkpoint after the
+head of the log (written for another event store) is an error.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -154,38 +162,62 @@ NATS connection.`,
 			if err != nil {
 				return err
 			}
-			stream := relay.ResolveStream(opts...).Name
-			head, err := s.es.Head(ctx)
+			// The stream the relay recorded is its real one, whatever the
+			// flags say; before it recorded one, show the configured one.
+			stream := cp.Stream
+			if stream == "" || f.cmd.Flags().Changed("stream") {
+				stream = relay.ResolveStream(opts...).Stream
+			}
+			st, err := s.es.Status(ctx)
 			if err != nil {
 				return fmt.Errorf("read the head of the log: %w", err)
 			}
-			var lag int64
-			for _, err := range s.es.ReadAll(ctx, readAfter(cp.Position, maxRelayLag+1)) {
+			if err := relay.CheckHead(cp, st.Head, s.schema); err != nil {
+				return err
+			}
+			var (
+				lag    int64
+				oldest time.Time
+			)
+			for rec, err := range s.es.ReadAll(ctx, readAfter(cp.Position, maxRelayLag+1)) {
 				if err != nil {
 					return fmt.Errorf("count unpublished events: %w", err)
+				}
+				if lag == 0 {
+					oldest = rec.RecordedAt
 				}
 				lag++
 			}
 			capped := lag > maxRelayLag
-			lag = min(lag, maxRelayLag)
+			lag = min(lag, maxRelayLag) + st.HeldBack
+			var age time.Duration
+			switch {
+			case !oldest.IsZero():
+				age = max(time.Since(oldest), 0)
+			case st.HeldBack > 0 && st.Oldest != nil:
+				// Every held-back event committed after the oldest open
+				// transaction began.
+				age = st.Oldest.Age
+			}
 			if asJSON {
 				return writeJSON(s.stdout, jsonRelayStatus{
 					Name: cp.Name, Stream: stream, Checkpoint: cp.Position.String(), CheckpointAt: formatTime(cp.At),
-					PublishedTotal: cp.PublishedTotal, Head: head.String(), LagEvents: lag, LagCapped: capped,
+					PublishedTotal: cp.PublishedTotal, Head: st.Head.String(), LagEvents: lag, LagCapped: capped,
+					HeldBack: st.HeldBack, LagSeconds: age.Seconds(),
 				})
 			}
 			tw := newTable(s.stdout)
-			fmt.Fprintln(tw, "NAME\tSTREAM\tCHECKPOINT\tSTORED AT\tPUBLISHED\tHEAD\tLAG")
+			fmt.Fprintln(tw, "NAME\tSTREAM\tCHECKPOINT\tSTORED AT\tPUBLISHED\tHEAD\tLAG\tHELD BACK\tOLDEST")
 			l := fmt.Sprint(lag)
 			if capped {
 				l = ">" + l
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", cp.Name, stream, cp.Position, formatTime(cp.At),
-				cp.PublishedTotal, head, l)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", cp.Name, stream, cp.Position, formatTime(cp.At),
+				cp.PublishedTotal, st.Head, l, st.HeldBack, age.Round(time.Millisecond))
 			return tw.Flush()
 		},
 	}
-	f.add(c, relay.ResolveStream(s.baseRelayOptions()...))
+	f.add(c, relay.ResolveStream(append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return c
 }

@@ -2,18 +2,31 @@
 // event store's gap-safe global log and publishes every record, in global
 // order, to a JetStream stream that projections and other services consume.
 //
-// # Messages
+// # Messages and topology
 //
-// Each record becomes one message (see [NewMsg] and [RecordFromMsg]):
+// Each record becomes one message in the format of package relay/wire
+// (subject "<prefix>.<category>.<type>", the record's fields in headers, its
+// Data as body), stamped with the event store's identity
+// (wire.HeaderStore). Consumers read it with wire.RecordFromMsg, without
+// linking this package's PostgreSQL driver.
 //
-//   - subject: "<prefix>.<category>.<type>", prefix [DefaultSubjectPrefix]
-//     unless configured, category and type escaped by [EscapeToken] so that
-//     each is a single subject token; [FilterSubject] builds filters;
-//   - headers: [HeaderMsgID] (the event ID, for JetStream de-duplication),
-//     [HeaderStream], [HeaderVersion], [HeaderPosition], [HeaderType],
-//     [HeaderSchemaVersion], [HeaderRecordedAt] and, when not empty,
-//     [HeaderMetadata];
-//   - body: the record's Data.
+// Where the relay publishes is a wire.Topology: a stream name and a subject
+// prefix, by default derived from the schema (wire.DefaultTopology), so
+// that stores in different schemas never share a stream by default. Give
+// the same topology to the relay ([WithTopology] or [WithStream]) and to
+// its consumers.
+//
+// One JetStream stream holds one event store's log. A relay whose stream
+// ends with a message of another store stops with an error naming both
+// stores (wire.ErrForeignStore), and a stored checkpoint, or a last message
+// in the stream, after the head of the store's log stops it with
+// [ErrCheckpointAhead]: resuming there would skip events without a word.
+//
+// A record whose message exceeds the NATS server's max_payload is published
+// without its Data (wire.HeaderElided); consumers read it from the event
+// store by its stream and version. The relay warns at the start of each
+// leadership when the store accepts events larger than the server does
+// ([WithMaxEventSize]).
 //
 // # Ordering
 //
@@ -48,6 +61,7 @@
 //
 // # Operations
 //
+// [Relay.Ready] is closed once the relay first leads and publishes.
 // [Relay.Status] reports whether this process leads or waits, the stored
 // checkpoint, how many records were confirmed, and the last error retried.
 // [ReadCheckpoint] reads the stored checkpoint with PostgreSQL alone, for
@@ -55,7 +69,7 @@
 // The relay logs at Info when it takes or gives up the leadership and where
 // it resumes publishing, and at Warn each time it stops and resynchronises
 // (with the error and the pause before the next attempt). A relay that keeps
-// logging the same error is stuck on it: a record larger than the server's
-// max payload, or a stream whose last message was not published by the
-// relay, needs an operator.
+// logging the same error is stuck on it and needs an operator. Errors
+// resuming cannot fix (another store's stream, a checkpoint ahead of the
+// log, a missing table) end Run instead.
 package relay

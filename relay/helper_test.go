@@ -17,6 +17,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // env is one test's services: a migrated Postgres store in a fresh schema,
@@ -49,6 +50,21 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// sibling returns an env with its own store in its own schema, on the same
+// NATS server.
+func (e *env) sibling() *env {
+	e.t.Helper()
+	pool, schema := testenv.Postgres(e.t)
+	store, err := postgres.New(pool, postgres.WithSchema(schema), postgres.WithPollInterval(50*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := store.Migrate(testCtx(e.t)); err != nil {
+		e.t.Fatal(err)
+	}
+	return &env{t: e.t, pool: pool, schema: schema, store: store, nats: e.nats, nc: e.nc, js: e.js}
 }
 
 // connect opens a NATS connection that reconnects forever, closed at the
@@ -124,7 +140,7 @@ func testCtx(t *testing.T) context.Context {
 
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("RELAY_TEST_LOG") == "" {
-		return nil
+		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }
@@ -194,7 +210,7 @@ func (e *env) streamRecords(ctx context.Context, name string) ([]eventstore.Reco
 		if err != nil {
 			e.t.Fatalf("get message %d: %v", seq, err)
 		}
-		rec, err := relay.RecordFromMsg(m.Subject, nats.Header(m.Header), m.Data)
+		rec, err := wire.RecordFromMsg(m.Subject, nats.Header(m.Header), m.Data)
 		if err != nil {
 			e.t.Fatalf("message %d: %v", seq, err)
 		}
@@ -250,9 +266,29 @@ func (e *env) verify(ctx context.Context, name, prefix string) []eventstore.Reco
 	}
 	for i := range want {
 		assertRecord(e.t, want[i], got[i])
-		if s := relay.Subject(prefix, want[i]); subjects[i] != s {
+		if prefix == "" {
+			prefix = e.topo().SubjectPrefix
+		}
+		if s := wire.Subject(prefix, want[i]); subjects[i] != s {
 			e.t.Fatalf("message %d on subject %q, want %q", i+1, subjects[i], s)
 		}
 	}
 	return want
+}
+
+// topo is where a relay of the env's schema publishes by default.
+func (e *env) topo() wire.Topology { return wire.DefaultTopology(e.schema) }
+
+func assertRecord(t *testing.T, want, got eventstore.Record) {
+	t.Helper()
+	if got.ID != want.ID || got.StreamID != want.StreamID || got.StreamVersion != want.StreamVersion ||
+		got.Position != want.Position || got.Type != want.Type || got.SchemaVersion != want.SchemaVersion ||
+		string(got.Data) != string(want.Data) || !got.RecordedAt.Equal(want.RecordedAt) || len(got.Metadata) != len(want.Metadata) {
+		t.Fatalf("record mismatch:\nwant %+v\ngot  %+v", want, got)
+	}
+	for k, v := range want.Metadata {
+		if got.Metadata[k] != v {
+			t.Fatalf("metadata %q: want %q, got %q", k, v, got.Metadata[k])
+		}
+	}
 }

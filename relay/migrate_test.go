@@ -9,6 +9,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // TestMigrateAndReadCheckpointNeedOnlyPostgres migrates and reads a
@@ -53,7 +54,7 @@ func TestReadCheckpointMatchesStatus(t *testing.T) {
 	}
 	r := e.relay(e.nc, relay.WithName("second"))
 	run := start(t, r)
-	e.waitCount(ctx, relay.DefaultStreamName, 50)
+	e.waitCount(ctx, e.topo().Stream, 50)
 	run.stop(t)
 	st, err := r.Status(ctx)
 	if err != nil {
@@ -71,21 +72,25 @@ func TestReadCheckpointMatchesStatus(t *testing.T) {
 	}
 }
 
-func TestStreamNameAndPrefixKeepTheOtherFields(t *testing.T) {
+func TestTopologyKeepsTheOtherFields(t *testing.T) {
 	t.Parallel()
-	base := relay.StreamConfig{Name: "BANK", SubjectPrefix: "bank.events", MaxAge: time.Hour,
+	base := relay.StreamConfig{Topology: wire.Topology{Stream: "BANK", SubjectPrefix: "bank.events"}, MaxAge: time.Hour,
 		Duplicates: time.Minute, Replicas: 3, Retention: jetstream.InterestPolicy, Storage: jetstream.MemoryStorage}
-	got := relay.ResolveStream(relay.WithStream(base), relay.WithStreamName("OTHER"), relay.WithSubjectPrefix("other.ev"))
+	got := relay.ResolveStream(relay.WithStream(base), relay.WithTopology(wire.Topology{Stream: "OTHER", SubjectPrefix: "other.ev"}))
 	want := base
-	want.Name, want.SubjectPrefix = "OTHER", "other.ev"
+	want.Stream, want.SubjectPrefix = "OTHER", "other.ev"
 	if got != want {
 		t.Fatalf("ResolveStream = %+v, want %+v", got, want)
 	}
 	def := relay.ResolveStream()
-	if def.Name != relay.DefaultStreamName || def.SubjectPrefix != relay.DefaultSubjectPrefix || def.Replicas != 1 {
+	if def.Stream != wire.DefaultStreamName || def.SubjectPrefix != wire.DefaultSubjectPrefix || def.Replicas != 1 {
 		t.Fatalf("ResolveStream() = %+v, want the defaults", def)
 	}
-	if got := relay.ResolveStream(relay.WithStream(base), relay.WithStreamName("")); got.Name != relay.DefaultStreamName || got.MaxAge != time.Hour {
-		t.Fatalf("an empty stream name: %+v", got)
+	if got := relay.ResolveStream(relay.WithStream(base), relay.WithTopology(wire.Topology{})); got.Stream != "BANK" || got.MaxAge != time.Hour {
+		t.Fatalf("an empty topology: %+v", got)
+	}
+	billing := relay.ResolveStream(relay.WithSchema("billing"))
+	if billing.Topology != (wire.Topology{Stream: "CHRONICLE_BILLING", SubjectPrefix: "chronicle_billing.events"}) {
+		t.Fatalf("schema billing: %+v", billing.Topology)
 	}
 }

@@ -4,21 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // Defaults of the relay's options.
 const (
 	// DefaultName is the relay's name unless [WithName] says otherwise.
 	DefaultName = "default"
-	// DefaultStreamName is the JetStream stream's name unless
-	// [WithStream] says otherwise.
-	DefaultStreamName = "CHRONICLE"
 	// DefaultWindow is the number of publishes in flight (sent, not yet
 	// acknowledged) unless [WithWindow] says otherwise.
 	DefaultWindow = 256
@@ -27,11 +25,10 @@ const (
 // StreamConfig describes the JetStream stream the relay creates or updates
 // when it becomes the leader. The zero value means every default.
 type StreamConfig struct {
-	// Name is the stream's name; the default is [DefaultStreamName].
-	Name string
-	// SubjectPrefix is the prefix of every subject; the default is
-	// [DefaultSubjectPrefix]. The stream captures SubjectPrefix + ".>".
-	SubjectPrefix string
+	// Topology is the stream's name and subject prefix; empty fields take
+	// the defaults of the relay's schema (see [wire.DefaultTopology]).
+	// Consumers must be given the same topology.
+	wire.Topology
 	// Retention is the stream's retention policy; the default is
 	// jetstream.LimitsPolicy. A work-queue stream cannot serve several
 	// projections and is refused.
@@ -48,13 +45,8 @@ type StreamConfig struct {
 	Storage jetstream.StorageType
 }
 
-func (c StreamConfig) withDefaults() StreamConfig {
-	if c.Name == "" {
-		c.Name = DefaultStreamName
-	}
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = DefaultSubjectPrefix
-	}
+func (c StreamConfig) withDefaults(schema string) StreamConfig {
+	c.Topology = c.Topology.WithDefaults(schema)
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -63,11 +55,8 @@ func (c StreamConfig) withDefaults() StreamConfig {
 
 func (c StreamConfig) validate() error {
 	var errs []error
-	if strings.ContainsAny(c.Name, " \t\r\n.*>/\\") {
-		errs = append(errs, fmt.Errorf("stream name %q must not contain spaces, '.', '*', '>', '/' or '\\'", c.Name))
-	}
-	if c.SubjectPrefix != escapeTokens(c.SubjectPrefix) {
-		errs = append(errs, fmt.Errorf("subject prefix %q must be dot-separated tokens without wildcards or spaces", c.SubjectPrefix))
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Retention == jetstream.WorkQueuePolicy {
 		errs = append(errs, errors.New("a work-queue stream cannot serve several projections; use limits or interest retention"))
@@ -81,21 +70,11 @@ func (c StreamConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// escapeTokens applies [EscapeToken] to each dot-separated token of a
-// subject, so an invalid subject prefix differs from its escaped form.
-func escapeTokens(subject string) string {
-	parts := strings.Split(subject, ".")
-	for i, p := range parts {
-		parts[i] = EscapeToken(p)
-	}
-	return strings.Join(parts, ".")
-}
-
 func (c StreamConfig) jetstream() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        c.Name,
+		Name:        c.Stream,
 		Description: "Chronicle events, published by the relay in global order",
-		Subjects:    []string{c.SubjectPrefix + ".>"},
+		Subjects:    c.Subjects(),
 		Retention:   c.Retention,
 		MaxAge:      c.MaxAge,
 		Duplicates:  c.Duplicates,
@@ -116,8 +95,21 @@ type config struct {
 	lockPoll      time.Duration
 	ackTimeout    time.Duration
 	flushInterval time.Duration
-	minBackoff    time.Duration
-	maxBackoff    time.Duration
+	backoff       backoff.Policy
+	maxEventSize  int
+}
+
+// newConfig applies opts (skipping nil ones) to the defaults and fills in
+// the stream's defaults from the schema.
+func newConfig(opts []Option) config {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	cfg.stream = cfg.stream.withDefaults(cfg.schema)
+	return cfg
 }
 
 func defaultConfig() config {
@@ -128,8 +120,7 @@ func defaultConfig() config {
 		lockPoll:      time.Second,
 		ackTimeout:    5 * time.Second,
 		flushInterval: 100 * time.Millisecond,
-		minBackoff:    100 * time.Millisecond,
-		maxBackoff:    5 * time.Second,
+		backoff:       backoff.Policy{First: 100 * time.Millisecond, Longest: 5 * time.Second},
 	}
 }
 
@@ -146,36 +137,37 @@ func WithName(name string) Option { return func(c *config) { c.name = name } }
 // zero keep their defaults.
 func WithStream(s StreamConfig) Option { return func(c *config) { c.stream = s } }
 
-// WithStreamName sets only the JetStream stream's name, keeping the other
-// fields given by [WithStream] (or their defaults). Command lines use it for
-// a --stream flag that must not reset the service's stream configuration.
-// An empty name means [DefaultStreamName].
-func WithStreamName(name string) Option { return func(c *config) { c.stream.Name = name } }
-
-// WithSubjectPrefix sets only the subject prefix of the JetStream stream,
-// keeping its other fields. An empty prefix means [DefaultSubjectPrefix].
-func WithSubjectPrefix(prefix string) Option {
-	return func(c *config) { c.stream.SubjectPrefix = prefix }
+// WithTopology sets the JetStream stream's name and subject prefix, keeping
+// the other fields given by [WithStream]; an empty field keeps what earlier
+// options set, or the schema's default (see [wire.DefaultTopology]). Give
+// consumers the same topology. Command lines use it for --stream and
+// --subject-prefix flags that must not reset the service's stream
+// configuration.
+func WithTopology(t wire.Topology) Option {
+	return func(c *config) {
+		if t.Stream != "" {
+			c.stream.Stream = t.Stream
+		}
+		if t.SubjectPrefix != "" {
+			c.stream.SubjectPrefix = t.SubjectPrefix
+		}
+	}
 }
 
 // ResolveStream returns the JetStream stream configuration that [New]
-// would use with opts, defaults filled in. Tools use it to show a
-// service's stream without building a relay.
+// would use with opts, defaults filled in (the topology's from the schema
+// given by [WithSchema]). Tools use it to show a service's stream without
+// building a relay.
 func ResolveStream(opts ...Option) StreamConfig {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	return cfg.stream.withDefaults()
+	cfg := newConfig(opts)
+	return cfg.stream
 }
 
 // WithWindow sets how many publishes may wait for their acknowledgement at
 // once; the default is [DefaultWindow].
 func WithWindow(n int) Option { return func(c *config) { c.window = n } }
 
-// WithLogger sets the logger; nil discards logs (the default).
+// WithLogger sets the logger; nil (the default) means slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithLockPollInterval sets how often a waiting relay tries to take the
@@ -187,12 +179,25 @@ func WithLockPollInterval(d time.Duration) Option { return func(c *config) { c.l
 // again; the default is five seconds.
 func WithAckTimeout(d time.Duration) Option { return func(c *config) { c.ackTimeout = d } }
 
-// WithBackoff sets the first and the longest pause between attempts after
-// a failure (NATS or PostgreSQL unreachable); the pause doubles up to max.
-// The defaults are 100ms and 5s.
-func WithBackoff(min, max time.Duration) Option {
-	return func(c *config) { c.minBackoff, c.maxBackoff = min, max }
+// WithBackoff sets the first and the longest pause the relay waits, with
+// jitter, before it tries again after a failure: taking the leadership
+// again after PostgreSQL failed, and resynchronising with the stream after
+// a publish, an acknowledgement or a read of the log failed. The pause
+// doubles after each failure in a row, up to longest. It does not govern
+// the wait for the leadership while another relay leads (see
+// [WithLockPollInterval]). The defaults are 100ms and 5s.
+func WithBackoff(first, longest time.Duration) Option {
+	return func(c *config) { c.backoff = backoff.Policy{First: first, Longest: longest} }
 }
+
+// WithMaxEventSize tells the relay the largest event Data the store
+// accepts, in bytes, when the store does not say so itself (a store that
+// has a MaxEventSize() int method does). At the start of each leadership
+// the relay compares it with the NATS server's max_payload and warns when
+// events may not fit; such events are published without their Data (see
+// wire.HeaderElided) either way. Zero (the default) means the store's own
+// figure, or none.
+func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
 
 func (c *config) validate() error {
 	var errs []error
@@ -211,8 +216,11 @@ func (c *config) validate() error {
 	if c.lockPoll <= 0 || c.ackTimeout <= 0 {
 		errs = append(errs, errors.New("lock poll interval and ack timeout must be positive"))
 	}
-	if c.minBackoff <= 0 || c.maxBackoff < c.minBackoff {
-		errs = append(errs, fmt.Errorf("backoff %s..%s: want 0 < min <= max", c.minBackoff, c.maxBackoff))
+	if !c.backoff.Valid() {
+		errs = append(errs, fmt.Errorf("backoff %s..%s: want 0 < first <= longest", c.backoff.First, c.backoff.Longest))
+	}
+	if c.maxEventSize < 0 {
+		errs = append(errs, fmt.Errorf("max event size %d must not be negative", c.maxEventSize))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("relay: invalid options: %w", errors.Join(errs...))

@@ -12,12 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 //go:embed migrations/*.sql
@@ -25,10 +28,18 @@ var migrationFS embed.FS
 
 // Source is what the relay reads: the event store's global log, followed
 // live. *postgres.Store and *memory.Store satisfy it.
+//
+// A Source may also implement wire.StoreIdentifier (both stores do): the
+// relay then stamps the store's identity on every message and refuses to
+// resume on a stream whose last message names another store. It may also
+// have a MaxEventSize() int method, the largest event Data it accepts,
+// which the relay compares with the NATS server's max_payload.
 type Source interface {
 	// Follow reads the global log after opts.After in global order, then
 	// yields new records as they are committed, until ctx ends.
 	Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter.Seq2[eventstore.Record, error]
+	// Head returns the position of the last record readers can see.
+	Head(ctx context.Context) (eventstore.Position, error)
 }
 
 // Relay publishes an event store's global log to a JetStream stream. Create
@@ -36,17 +47,20 @@ type Source interface {
 // [Relay.Run]. Any number of processes may run a relay with the same schema
 // and name: one leads and publishes, the others wait.
 type Relay struct {
-	src     Source
-	nc      *nats.Conn
-	pool    *pgxpool.Pool
-	cfg     config
-	log     *slog.Logger
-	lockKey int64
-	table   string
+	src    Source
+	nc     *nats.Conn
+	pool   *pgxpool.Pool
+	cfg    config
+	log    *slog.Logger
+	table  string
+	leader leader
 
 	running   atomic.Bool
 	state     atomic.Int32
 	published atomic.Uint64
+	elided    atomic.Uint64
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu        sync.Mutex
 	lastErr   error
@@ -57,13 +71,7 @@ type Relay struct {
 // keeping its checkpoint and its leadership lock in pool's database. It
 // validates the options and does nothing else: no network, no goroutines.
 func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Relay, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	cfg.stream = cfg.stream.withDefaults()
+	cfg := newConfig(opts)
 	var errs []error
 	if store == nil {
 		errs = append(errs, errors.New("relay: nil store"))
@@ -82,15 +90,29 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
-	log = log.With(slog.String("relay", cfg.name), slog.String("stream", cfg.stream.Name))
-	return &Relay{
+	log = log.With(slog.String("relay", cfg.name), slog.String("stream", cfg.stream.Stream))
+	r := &Relay{
 		src: store, nc: nc, pool: pool, cfg: cfg, log: log,
-		lockKey: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name),
-		table:   checkpointTable(cfg.schema),
-	}, nil
+		table: checkpointTable(cfg.schema),
+		ready: make(chan struct{}),
+	}
+	waiting := false
+	r.leader = &pgLeader{pool: pool, key: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name), poll: cfg.lockPoll,
+		waitFn: func(ctx context.Context) {
+			if !waiting {
+				waiting = true
+				r.log.InfoContext(ctx, "relay: another relay leads; waiting")
+			}
+		}}
+	return r, nil
 }
+
+// Ready returns a channel closed the first time this relay leads and has
+// resynchronised with its stream, just before it starts publishing. It is
+// never reopened; use [Relay.Status] for the current state.
+func (r *Relay) Ready() <-chan struct{} { return r.ready }
 
 // Migrate creates or upgrades the relay's checkpoint table in schema (use
 // the event store's schema; "" means the default, "chronicle"). It needs
@@ -127,8 +149,10 @@ func (r *Relay) Migrate(ctx context.Context) error {
 // the last one JetStream confirmed, in global order, and keeps publishing
 // new records as they are committed. It blocks until ctx ends, then returns
 // nil once every goroutine it started has exited; it returns early only
-// with an error it cannot recover from: the checkpoint table is missing, or
-// the NATS connection was closed.
+// with an error it cannot recover from: the checkpoint table is missing,
+// the NATS connection was closed, the stream's last message comes from
+// another event store (wire.ErrForeignStore), or the checkpoint is ahead of
+// the log's head ([ErrCheckpointAhead]).
 //
 // While another relay with the same schema and name leads, Run waits and
 // tries again every lock poll interval. Failures of NATS or PostgreSQL are
@@ -152,15 +176,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	b := backoff{min: r.cfg.minBackoff, max: r.cfg.maxBackoff}
+	fails := backoff.Attempts{Policy: r.cfg.backoff}
 	for {
 		r.state.Store(int32(StateWaiting))
-		conn, err := r.acquire(ctx)
+		ls, err := r.leader.Acquire(ctx)
 		if err == nil {
 			r.state.Store(int32(StateLeading))
 			r.log.InfoContext(ctx, "relay: took the leadership")
-			err = r.lead(ctx, js, conn)
-			r.release(conn)
+			err = r.lead(ctx, js, ls)
+			ls.Release()
 			if err == nil || ctx.Err() != nil {
 				r.log.InfoContext(context.WithoutCancel(ctx), "relay: stopped leading")
 			}
@@ -170,64 +194,28 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errFatal) {
 			r.setErr(err)
+			r.log.ErrorContext(ctx, "relay: stopped on an error it cannot recover from", slog.Any("err", err))
 			return err
 		}
-		d := b.next()
+		d := fails.Next()
 		r.setErr(err)
 		r.log.WarnContext(ctx, "relay: lost or could not take the leadership; retrying",
-			slog.Any("error", err), slog.Duration("retry_in", d))
-		if !sleep(ctx, d) {
+			slog.Any("err", err), slog.Duration("retry_in", d))
+		if backoff.Sleep(ctx, d, nil) != nil {
 			return nil
 		}
 	}
 }
 
-// acquire returns a dedicated connection holding the relay's session
-// advisory lock, waiting while another relay holds it.
-func (r *Relay) acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("relay: acquire a PostgreSQL connection for the leadership lock: %w", err)
-	}
-	logged := false
-	for {
-		var ok bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.lockKey).Scan(&ok); err != nil {
-			r.release(conn)
-			return nil, fmt.Errorf("relay: try the leadership lock: %w", err)
-		}
-		if ok {
-			return conn, nil
-		}
-		if !logged {
-			r.log.InfoContext(ctx, "relay: another relay leads; waiting")
-			logged = true
-		}
-		if !sleep(ctx, r.cfg.lockPoll) {
-			r.release(conn)
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// release closes the leadership connection, which ends its session and so
-// frees the advisory lock; it never goes back to the pool holding it.
-func (r *Relay) release(conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c := conn.Hijack()
-	_ = c.Close(ctx)
-}
-
 // lead publishes while it holds the leadership, resynchronising after each
 // failure. It returns when ctx ends (nil), when the leadership connection
 // fails, or on a fatal error.
-func (r *Relay) lead(ctx context.Context, js jetstream.JetStream, conn *pgxpool.Conn) error {
-	b := backoff{min: r.cfg.minBackoff, max: r.cfg.maxBackoff}
+func (r *Relay) lead(ctx context.Context, js jetstream.JetStream, ls lease) error {
+	fails := backoff.Attempts{Policy: r.cfg.backoff}
 	for {
 		start := time.Now()
 		before := r.published.Load()
-		err := r.session(ctx, js, conn)
+		err := r.session(ctx, js, ls)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -238,19 +226,19 @@ func (r *Relay) lead(ctx context.Context, js jetstream.JetStream, conn *pgxpool.
 			return &fatalError{fmt.Errorf("relay: the NATS connection was closed: %w", err)}
 		}
 		r.setErr(err)
-		if perr := conn.Ping(ctx); perr != nil {
+		if perr := ls.Alive(ctx); perr != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("relay: the leadership connection failed: %w (after: %w)", perr, err)
+			return fmt.Errorf("%w (after: %w)", perr, err)
 		}
-		if r.published.Load() > before || time.Since(start) > r.cfg.maxBackoff {
-			b.reset()
+		if r.published.Load() > before || time.Since(start) > r.cfg.backoff.Longest {
+			fails.Reset()
 		}
-		d := b.next()
+		d := fails.Next()
 		r.log.WarnContext(ctx, "relay: publishing stopped; will resynchronise with the stream and go on",
-			slog.Any("error", err), slog.Duration("retry_in", d))
-		if !sleep(ctx, d) {
+			slog.Any("err", err), slog.Duration("retry_in", d))
+		if backoff.Sleep(ctx, d, nil) != nil {
 			return nil
 		}
 	}
@@ -262,82 +250,69 @@ type pending struct {
 	rec eventstore.Record
 }
 
+// progress is what JetStream confirmed and the checkpoint does not hold
+// yet; the confirmer adds to it and the flusher stores it.
+type progress struct {
+	mu    sync.Mutex
+	acked eventstore.Position
+	delta int64
+}
+
+func (p *progress) add(pos eventstore.Position) {
+	p.mu.Lock()
+	p.acked = pos
+	p.delta++
+	p.mu.Unlock()
+}
+
+func (p *progress) take() (eventstore.Position, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.acked, p.delta
+}
+
+func (p *progress) stored(n int64) {
+	p.mu.Lock()
+	p.delta -= n
+	p.mu.Unlock()
+}
+
 // session ensures the stream, finds where it ends, and publishes from there
 // until ctx ends or something fails. Every message names what the stream
 // must end with before it (the previous message's ID, or for the first one
 // the stream's last sequence), so after a failed publish the server refuses
 // every later one and the stream never holds a gap filled out of order.
-func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpool.Conn) error {
-	start, lastSeq, err := r.resync(ctx, js, conn)
+//
+// Five goroutines share the work, each with one job: the reader follows the
+// log, the publisher publishes, the confirmer waits for acknowledgements in
+// order, the flusher stores the checkpoint every flush interval, and the
+// watcher checks the leadership now and then. The first failure cancels
+// them all.
+func (r *Relay) session(ctx context.Context, js jetstream.JetStream, ls lease) error {
+	store := r.storeID(ctx)
+	cps := pgCheckpoints{q: ls.Querier(), table: r.table, name: r.cfg.name, stream: r.cfg.stream.Stream, store: store}
+	start, lastSeq, err := r.resync(ctx, js, cps, store)
 	if err != nil {
 		return err
 	}
+	r.checkMaxPayload(ctx)
 	r.log.InfoContext(ctx, "relay: publishing", slog.String("after", start.String()),
 		slog.Uint64("stream_last_seq", lastSeq))
+	r.readyOnce.Do(func() { close(r.ready) })
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	q := newQueue(1024)
 	pend := make(chan pending, r.cfg.window)
+	var prog progress
+	confirmed := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer q.close()
-		after := start
-		for rec, err := range r.src.Follow(sctx, eventstore.ReadAllOptions{After: start, BatchSize: 1000}) {
-			if err != nil {
-				if sctx.Err() == nil {
-					cancel(fmt.Errorf("relay: read the event log after position %s: %w", after, err))
-				}
-				return
-			}
-			after = rec.Position
-			if !q.push(sctx, rec) {
-				return
-			}
-		}
-		cancel(fmt.Errorf("relay: the event log reader stopped after position %s without an error", after))
-	})
-	wg.Go(func() {
-		defer close(pend)
-		prefix := r.cfg.stream.SubjectPrefix
-		prev := start
-		var prevID string
-		var spare []eventstore.Record
-		for {
-			batch := q.take(sctx, spare)
-			if batch == nil {
-				return
-			}
-			spare = batch
-			for _, rec := range batch {
-				if !prev.Before(rec.Position) {
-					cancel(fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
-						rec.Position, rec.StreamID, rec.StreamVersion, prev))
-					return
-				}
-				msg := NewMsg(prefix, rec)
-				// Name what the stream must end with: the previous
-				// message, or for the first one the stream's last sequence.
-				if prevID == "" {
-					msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(lastSeq, 10)}
-				} else {
-					msg.Header[jetstream.ExpectedLastMsgIDHeader] = []string{prevID}
-				}
-				fut, err := js.PublishMsgAsync(msg)
-				if err != nil {
-					cancel(fmt.Errorf("relay: publish %s: %w", describe(rec), err))
-					return
-				}
-				prev, prevID = rec.Position, msg.Header[HeaderMsgID][0]
-				select {
-				case pend <- pending{fut: fut, rec: rec}:
-				case <-sctx.Done():
-					return
-				}
-			}
-		}
-	})
-	r.confirm(ctx, conn, pend, cancel)
+	wg.Go(func() { r.read(sctx, cancel, q, start) })
+	wg.Go(func() { r.publish(sctx, cancel, js, q, pend, start, lastSeq, store) })
+	wg.Go(func() { r.watch(sctx, cancel, ls) })
+	wg.Go(func() { r.flush(ctx, cancel, cps, &prog, confirmed) })
+	r.confirm(cancel, pend, &prog)
+	close(confirmed)
 	cancel(nil)
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -346,69 +321,96 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, conn *pgxpo
 	return context.Cause(sctx)
 }
 
-// confirm waits for the acknowledgements in publish order, counts them and
-// stores the checkpoint in batches. After the first failure it calls fail
-// and keeps draining until the publisher closes pend, so that no publish
-// is still in flight when the relay resynchronises.
-func (r *Relay) confirm(ctx context.Context, conn *pgxpool.Conn, pend <-chan pending, fail context.CancelCauseFunc) {
-	var (
-		failed  bool
-		dirty   bool
-		acked   eventstore.Position
-		delta   int64
-		idle    int
-		lastErr error
-	)
-	flush := func() {
-		if !dirty {
-			return
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := r.storeCheckpoint(fctx, conn, acked, delta); err != nil {
-			lastErr = err
-			if !failed {
-				failed = true
-				fail(err)
+// read follows the log after start into q.
+func (r *Relay) read(ctx context.Context, fail context.CancelCauseFunc, q *queue, start eventstore.Position) {
+	defer q.close()
+	after := start
+	for rec, err := range r.src.Follow(ctx, eventstore.ReadAllOptions{After: start, BatchSize: 1000}) {
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(fmt.Errorf("relay: read the event log after position %s: %w", after, err))
 			}
 			return
 		}
-		dirty, delta = false, 0
+		after = rec.Position
+		if !q.push(ctx, rec) {
+			return
+		}
 	}
-	tick := time.NewTicker(r.cfg.flushInterval)
-	defer tick.Stop()
+	fail(fmt.Errorf("relay: the event log reader stopped after position %s without an error", after))
+}
+
+// publish publishes the records of q in order and hands each publish to
+// the confirmer. A record whose message exceeds the server's max_payload
+// is published without its Data (see wire.NewElidedMsg).
+func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js jetstream.JetStream, q *queue,
+	pend chan<- pending, start eventstore.Position, lastSeq uint64, store uuid.UUID) {
+	defer close(pend)
+	prefix := r.cfg.stream.SubjectPrefix
+	prev := start
+	var prevID string
+	var spare []eventstore.Record
 	for {
-		var p pending
-		var ok bool
-		select {
-		case p, ok = <-pend:
-		case <-tick.C:
-			if dirty {
-				flush()
-				idle = 0
-				continue
+		batch := q.take(ctx, spare)
+		if batch == nil {
+			return
+		}
+		spare = batch
+		for _, rec := range batch {
+			if !prev.Before(rec.Position) {
+				fail(fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
+					rec.Position, rec.StreamID, rec.StreamVersion, prev))
+				return
 			}
-			// Check the leadership connection now and then while idle.
-			if idle++; idle*int(r.cfg.flushInterval) >= int(5*time.Second) && !failed {
-				idle = 0
-				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				err := conn.Ping(pctx)
-				cancel()
-				if err != nil {
-					failed = true
-					fail(fmt.Errorf("relay: the leadership connection failed: %w", err))
+			msg := wire.NewMsg(prefix, store, rec)
+			r.expect(msg, prevID, lastSeq)
+			fut, err := js.PublishMsgAsync(msg)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				msg = wire.NewElidedMsg(prefix, store, rec)
+				r.expect(msg, prevID, lastSeq)
+				fut, err = js.PublishMsgAsync(msg)
+				if err == nil {
+					r.elided.Add(1)
+					r.log.WarnContext(ctx, "relay: event larger than the NATS server's max_payload; published without its data, consumers read it from the event store",
+						slog.String("event_stream", rec.StreamID), slog.Int64("version", rec.StreamVersion),
+						slog.String("type", rec.Type), slog.String("position", rec.Position.String()),
+						slog.Int("data_bytes", len(rec.Data)), slog.Int64("max_payload", r.nc.MaxPayload()))
 				}
 			}
-			continue
+			if err != nil {
+				fail(fmt.Errorf("relay: publish %s: %w", describe(rec), err))
+				return
+			}
+			prev, prevID = rec.Position, msg.Header[wire.HeaderMsgID][0]
+			select {
+			case pend <- pending{fut: fut, rec: rec}:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if !ok {
-			break
-		}
+	}
+}
+
+// expect names what the stream must end with before msg: the previous
+// message, or for the first one the stream's last sequence.
+func (r *Relay) expect(msg *nats.Msg, prevID string, lastSeq uint64) {
+	if prevID == "" {
+		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(lastSeq, 10)}
+	} else {
+		msg.Header[jetstream.ExpectedLastMsgIDHeader] = []string{prevID}
+	}
+}
+
+// confirm waits for the acknowledgements in publish order and counts them
+// into prog. After the first failure it calls fail and keeps draining until
+// the publisher closes pend, so that no publish is still in flight when
+// the relay resynchronises.
+func (r *Relay) confirm(fail context.CancelCauseFunc, pend <-chan pending, prog *progress) {
+	failed := false
+	for p := range pend {
 		select {
 		case <-p.fut.Ok():
-			acked = p.rec.Position
-			dirty = true
-			delta++
+			prog.add(p.rec.Position)
 			r.published.Add(1)
 		case err := <-p.fut.Err():
 			if !failed {
@@ -417,21 +419,117 @@ func (r *Relay) confirm(ctx context.Context, conn *pgxpool.Conn, pend <-chan pen
 			}
 		}
 	}
-	flush()
-	if lastErr != nil {
-		r.log.WarnContext(ctx, "relay: could not store the checkpoint", slog.Any("error", lastErr))
+}
+
+// flush stores the checkpoint every flush interval while it moved, and a
+// last time once the confirmer is done.
+func (r *Relay) flush(ctx context.Context, fail context.CancelCauseFunc, cps checkpoints, prog *progress, confirmed <-chan struct{}) {
+	store := func() bool {
+		pos, n := prog.take()
+		if n == 0 {
+			return true
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := cps.Store(fctx, pos, n); err != nil {
+			fail(err)
+			r.log.WarnContext(ctx, "relay: could not store the checkpoint", slog.Any("err", err))
+			return false
+		}
+		prog.stored(n)
+		return true
+	}
+	tick := time.NewTicker(r.cfg.flushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			store()
+		case <-confirmed:
+			store()
+			return
+		}
 	}
 }
 
+// watch checks the leadership connection now and then.
+func (r *Relay) watch(ctx context.Context, fail context.CancelCauseFunc, ls lease) {
+	tick := time.NewTicker(leadershipCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := ls.Alive(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				fail(err)
+				return
+			}
+		}
+	}
+}
+
+// leadershipCheck is how often a leading relay checks its leadership
+// connection.
+const leadershipCheck = 5 * time.Second
+
+// storeID returns the identity of the relay's store, or uuid.Nil (logged)
+// when the store has none.
+func (r *Relay) storeID(ctx context.Context) uuid.UUID {
+	si, ok := r.src.(wire.StoreIdentifier)
+	if !ok {
+		r.log.WarnContext(ctx, "relay: the event store has no identity (no StoreID method); messages carry no "+wire.HeaderStore+
+			" header and the relay cannot tell another store's stream from its own")
+		return uuid.Nil
+	}
+	id, err := si.StoreID(ctx)
+	if err != nil {
+		r.log.WarnContext(ctx, "relay: could not read the event store's identity; messages carry no "+wire.HeaderStore+" header",
+			slog.Any("err", err))
+		return uuid.Nil
+	}
+	return id
+}
+
+// checkMaxPayload warns when the store accepts events larger than the
+// NATS server's max_payload.
+func (r *Relay) checkMaxPayload(ctx context.Context) {
+	limit := r.cfg.maxEventSize
+	if ms, ok := r.src.(interface{ MaxEventSize() int }); ok && limit == 0 {
+		limit = ms.MaxEventSize()
+	}
+	mp := r.nc.MaxPayload()
+	switch {
+	case limit == 0:
+		r.log.DebugContext(ctx, "relay: the event store states no maximum event size; events over the NATS server's max_payload will be published without their data",
+			slog.Int64("max_payload", mp))
+	case int64(limit)+maxHeaderBytes > mp:
+		r.log.WarnContext(ctx, "relay: the event store accepts events larger than the NATS server's max_payload; such events are published without their data and consumers read them from the event store (raise max_payload or lower the store's maximum event size)",
+			slog.Int("max_event_size", limit), slog.Int64("max_payload", mp))
+	}
+}
+
+// maxHeaderBytes is a generous estimate of the headers of a message.
+const maxHeaderBytes = 2048
+
 // resync creates or updates the stream and returns the position to publish
 // after, the later of the stream's last record and the stored checkpoint,
-// and the stream's last sequence.
-func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, conn *pgxpool.Conn) (eventstore.Position, uint64, error) {
-	cp, _, _, err := r.loadCheckpoint(ctx, conn)
+// and the stream's last sequence. It refuses a stream whose last message
+// names another event store, and a checkpoint or a last message after the
+// head of the log.
+func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoints, store uuid.UUID) (eventstore.Position, uint64, error) {
+	cp, err := cps.Load(ctx)
 	if err != nil {
 		return eventstore.Position{}, 0, err
 	}
-	name := r.cfg.stream.Name
+	if cp.StoreID != uuid.Nil && store != uuid.Nil && cp.StoreID != store {
+		return eventstore.Position{}, 0, &fatalError{fmt.Errorf("%w: relay %q checkpoint %s in schema %s was stored for event store %s, not for this store %s",
+			wire.ErrForeignStore, cp.Name, cp.Position, r.cfg.schema, cp.StoreID, store)}
+	}
+	name := r.cfg.stream.Stream
 	stream, err := js.CreateOrUpdateStream(ctx, r.cfg.stream.jetstream())
 	if err != nil {
 		return eventstore.Position{}, 0, fmt.Errorf("relay: create or update JetStream stream %s: %w", name, err)
@@ -441,26 +539,49 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, conn *pgxpoo
 		return eventstore.Position{}, 0, fmt.Errorf("relay: read JetStream stream %s: %w", name, err)
 	}
 	last := info.State.LastSeq
-	start := cp
+	start := cp.Position
+	var m *jetstream.RawStreamMsg
 	if last > 0 {
-		m, err := stream.GetMsg(ctx, last)
+		m, err = stream.GetMsg(ctx, last)
+	}
+	// Read the head after the stream's last message: a former leader may
+	// still publish until it notices it lost the leadership, and the head
+	// only moves forward.
+	head, herr := r.src.Head(ctx)
+	if herr != nil {
+		return eventstore.Position{}, 0, fmt.Errorf("relay: read the head of the log: %w", herr)
+	}
+	if err := CheckHead(cp, head, r.cfg.schema); err != nil {
+		return eventstore.Position{}, 0, &fatalError{err}
+	}
+	if last > 0 {
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			r.log.WarnContext(ctx, "relay: the stream's last message is gone; going on from the checkpoint",
-				slog.Uint64("stream_last_seq", last), slog.String("checkpoint", cp.String()))
+				slog.Uint64("stream_last_seq", last), slog.String("checkpoint", cp.Position.String()))
 		case err != nil:
 			return eventstore.Position{}, 0, fmt.Errorf("relay: read message %d of JetStream stream %s: %w", last, name, err)
 		default:
-			p, err := eventstore.ParsePosition(m.Header.Get(HeaderPosition))
+			if other, ok, err := wire.StoreOf(m.Header); err != nil {
+				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s: %w", last, name, err)}
+			} else if ok && store != uuid.Nil && other != store {
+				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: refusing to resume: %w",
+					&wire.ForeignStoreError{Stream: name, Seq: last, Want: store, Got: other, Schema: r.cfg.schema})}
+			}
+			p, err := eventstore.ParsePosition(m.Header.Get(wire.HeaderPosition))
 			if err != nil {
-				return eventstore.Position{}, 0, fmt.Errorf("relay: message %d of JetStream stream %s (subject %q) has no valid %s header; only the relay may publish to the stream: %w",
-					last, name, m.Subject, HeaderPosition, err)
+				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s (subject %q) has no valid %s header; only the relay may publish to the stream: %w",
+					last, name, m.Subject, wire.HeaderPosition, err)}
+			}
+			if head.Before(p) {
+				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("%w: message %d of JetStream stream %s is at position %s, after the head %s of the event store in schema %s: the stream holds another event store's log; give each store its own stream",
+					ErrCheckpointAhead, last, name, p, head, r.cfg.schema)}
 			}
 			if start.Before(p) {
 				start = p
 				// The stream is ahead of the checkpoint (a previous leader
 				// stopped before storing it): catch the checkpoint up.
-				if err := r.storeCheckpoint(ctx, conn, p, 0); err != nil {
+				if err := cps.Store(ctx, p, 0); err != nil {
 					return eventstore.Position{}, 0, err
 				}
 			}
@@ -480,32 +601,4 @@ func (r *Relay) setErr(err error) {
 	r.mu.Lock()
 	r.lastErr, r.lastErrAt = err, time.Now()
 	r.mu.Unlock()
-}
-
-// backoff doubles a pause from min to max.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else if b.cur *= 2; b.cur > b.max {
-		b.cur = b.max
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

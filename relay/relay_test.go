@@ -14,6 +14,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore/memory"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func TestRelayPublishesEveryRecordOnceInOrder(t *testing.T) {
@@ -23,7 +24,7 @@ func TestRelayPublishesEveryRecordOnceInOrder(t *testing.T) {
 	if err := e.appendEvents(ctx, 300, 0); err != nil {
 		t.Fatal(err)
 	}
-	r := e.relay(e.nc, relay.WithStream(relay.StreamConfig{Name: "EVENTS", SubjectPrefix: "svc.ev"}), relay.WithWindow(16))
+	r := e.relay(e.nc, relay.WithStream(relay.StreamConfig{Topology: wire.Topology{Stream: "EVENTS", SubjectPrefix: "svc.ev"}}), relay.WithWindow(16))
 	start(t, r)
 	e.waitCount(ctx, "EVENTS", 300)
 	// Live: records appended while the relay runs.
@@ -39,7 +40,7 @@ func TestRelayPublishesEveryRecordOnceInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ category, typ string }{{"order", ""}, {"", "Closed v2"}, {"ship.ment", "Closed v2"}} {
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(relay.FilterSubject("svc.ev", tc.category, tc.typ)))
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.FilterSubject("svc.ev", tc.category, tc.typ)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func TestRelayRestartHalfway(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		r := e.relay(e.nc, relay.WithWindow(64))
 		run := start(t, r)
-		e.waitCount(ctx, relay.DefaultStreamName, uint64(500*(round+1)))
+		e.waitCount(ctx, e.topo().Stream, uint64(500*(round+1)))
 		run.stop(t)
 		if err := e.appendEvents(ctx, 50, round*50); err != nil {
 			t.Fatal(err)
@@ -102,8 +103,8 @@ func TestRelayRestartHalfway(t *testing.T) {
 		t.Fatalf("status after three halves: %+v", st)
 	}
 	start(t, e.relay(e.nc))
-	e.waitCount(ctx, relay.DefaultStreamName, 3150)
-	e.verify(ctx, relay.DefaultStreamName, "")
+	e.waitCount(ctx, e.topo().Stream, 3150)
+	e.verify(ctx, e.topo().Stream, "")
 }
 
 func TestRelayCatchesUpAfterNATSOutage(t *testing.T) {
@@ -116,7 +117,7 @@ func TestRelayCatchesUpAfterNATSOutage(t *testing.T) {
 	}
 	r := e.relay(e.connect(), relay.WithAckTimeout(500*time.Millisecond))
 	start(t, r)
-	e.waitCount(ctx, relay.DefaultStreamName, 300)
+	e.waitCount(ctx, e.topo().Stream, 300)
 
 	// Appends go on while NATS is down, and never wait for it.
 	done := make(chan error, 1)
@@ -143,8 +144,8 @@ func TestRelayCatchesUpAfterNATSOutage(t *testing.T) {
 		t.Errorf("status while NATS is down: %+v, want leading with an error", st)
 	}
 	e.nats.Start()
-	e.waitCount(ctx, relay.DefaultStreamName, 7600)
-	e.verify(ctx, relay.DefaultStreamName, "")
+	e.waitCount(ctx, e.topo().Stream, 7600)
+	e.verify(ctx, e.topo().Stream, "")
 }
 
 func TestTwoRelaysOneLeader(t *testing.T) {
@@ -157,7 +158,7 @@ func TestTwoRelaysOneLeader(t *testing.T) {
 	r1, r2 := e.relay(e.connect()), e.relay(e.connect())
 	run1 := start(t, r1)
 	run2 := start(t, r2)
-	e.waitCount(ctx, relay.DefaultStreamName, 1200)
+	e.waitCount(ctx, e.topo().Stream, 1200)
 	s1, err := r1.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -174,14 +175,14 @@ func TestTwoRelaysOneLeader(t *testing.T) {
 	if s1.State != relay.StateLeading || s2.State != relay.StateWaiting || s2.Published != 0 {
 		t.Fatalf("want one leader and one waiting relay; got %+v and %+v", s1, s2)
 	}
-	e.verify(ctx, relay.DefaultStreamName, "")
+	e.verify(ctx, e.topo().Stream, "")
 
 	stopLeader.stop(t)
 	if err := e.appendEvents(ctx, 200, 0); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCount(ctx, relay.DefaultStreamName, 1400)
-	e.verify(ctx, relay.DefaultStreamName, "")
+	e.waitCount(ctx, e.topo().Stream, 1400)
+	e.verify(ctx, e.topo().Stream, "")
 	st, err := follower.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +206,7 @@ func TestRelayLeaderConnectionDies(t *testing.T) {
 	}
 	r1 := e.relay(e.connect(), relay.WithName("blue"))
 	start(t, r1)
-	e.waitCount(ctx, relay.DefaultStreamName, 200)
+	e.waitCount(ctx, e.topo().Stream, 200)
 	r2 := e.relay(e.connect(), relay.WithName("blue"))
 	start(t, r2)
 	time.Sleep(200 * time.Millisecond)
@@ -223,8 +224,8 @@ func TestRelayLeaderConnectionDies(t *testing.T) {
 	if err := e.appendEvents(ctx, 300, 200); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCount(ctx, relay.DefaultStreamName, 500)
-	e.verify(ctx, relay.DefaultStreamName, "")
+	e.waitCount(ctx, e.topo().Stream, 500)
+	e.verify(ctx, e.topo().Stream, "")
 }
 
 func TestRelayWithoutMigrate(t *testing.T) {
@@ -256,7 +257,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"schema", []relay.Option{relay.WithSchema("Bad-Schema")}, "schema"},
 		{"name", []relay.Option{relay.WithName("")}, "relay name"},
 		{"window", []relay.Option{relay.WithWindow(0)}, "window"},
-		{"prefix", []relay.Option{relay.WithStream(relay.StreamConfig{SubjectPrefix: "a.*"})}, "subject prefix"},
+		{"prefix", []relay.Option{relay.WithStream(relay.StreamConfig{Topology: wire.Topology{SubjectPrefix: "a.*"}})}, "subject prefix"},
 		{"work queue", []relay.Option{relay.WithStream(relay.StreamConfig{Retention: jetstream.WorkQueuePolicy})}, "work-queue"},
 	}
 	for _, tt := range tests {
@@ -275,8 +276,7 @@ func TestRunTwice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.relay(e.nc)
-	start(t, r)
-	time.Sleep(50 * time.Millisecond)
+	runUntilReady(t, r)
 	if err := r.Run(context.Background()); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("second Run: %v, want a refusal", err)
 	}
@@ -303,15 +303,15 @@ func TestRelayFromMemoryStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, r)
-	e.waitCount(ctx, relay.DefaultStreamName, 50)
-	got, subjects := e.streamRecords(ctx, relay.DefaultStreamName)
+	e.waitCount(ctx, e.topo().Stream, 50)
+	got, subjects := e.streamRecords(ctx, e.topo().Stream)
 	i := 0
 	for want, err := range mem.ReadAll(ctx, eventstore.ReadAllOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertRecord(t, want, got[i])
-		if subjects[i] != "chronicle.events.cart.ItemAdded" {
+		if subjects[i] != e.topo().SubjectPrefix+".cart.ItemAdded" {
 			t.Fatalf("subject %q", subjects[i])
 		}
 		i++
@@ -334,7 +334,7 @@ func TestRunEndsWhenNATSConnectionCloses(t *testing.T) {
 	r := e.relay(nc)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	e.waitCount(ctx, relay.DefaultStreamName, 20)
+	e.waitCount(ctx, e.topo().Stream, 20)
 	nc.Close()
 	if err := e.appendEvents(ctx, 5, 20); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // sessionCounter is a slog handler that counts the relay's publishing
@@ -113,7 +114,8 @@ func (e *env) setCheckpoint(ctx context.Context, pos eventstore.Position) {
 	if pos.IsZero() {
 		_, err = e.pool.Exec(ctx, `DELETE FROM `+table+` WHERE name = $1`, relay.DefaultName)
 	} else {
-		_, err = e.pool.Exec(ctx, `UPDATE `+table+` SET tx_id = $2::text::numeric, seq = $3::text::numeric WHERE name = $1`,
+		_, err = e.pool.Exec(ctx, `INSERT INTO `+table+` (name, tx_id, seq) VALUES ($1, $2::text::numeric, $3::text::numeric)
+			ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq`,
 			relay.DefaultName, strconv.FormatUint(pos.TxID, 10), strconv.FormatUint(pos.Seq, 10))
 	}
 	if err != nil {
@@ -140,7 +142,7 @@ func (e *env) streamContent(ctx context.Context, name string) ([]eventstore.Reco
 		if err != nil {
 			continue // deleted
 		}
-		rec, err := relay.RecordFromMsg(m.Subject, nats.Header(m.Header), m.Data)
+		rec, err := wire.RecordFromMsg(m.Subject, nats.Header(m.Header), m.Data)
 		if err != nil {
 			e.t.Fatalf("message %d: %v", seq, err)
 		}
@@ -232,13 +234,13 @@ func TestRelayResyncWhenStreamLastMessageIsGone(t *testing.T) {
 		}},
 		{name: "last subject purged/checkpoint lags", between: func(t *testing.T, e *env, s jetstream.Stream, old []eventstore.Record) {
 			last := old[len(old)-1]
-			if err := s.Purge(testCtx(t), jetstream.WithPurgeSubject(relay.Subject("", last))); err != nil {
+			if err := s.Purge(testCtx(t), jetstream.WithPurgeSubject(wire.Subject(e.topo().SubjectPrefix, last))); err != nil {
 				t.Fatal(err)
 			}
 			e.setCheckpoint(testCtx(t), old[99].Position)
 		}},
 		{name: "stream deleted/checkpoint lags", between: func(t *testing.T, e *env, s jetstream.Stream, old []eventstore.Record) {
-			if err := e.js.DeleteStream(testCtx(t), relay.DefaultStreamName); err != nil {
+			if err := e.js.DeleteStream(testCtx(t), e.topo().Stream); err != nil {
 				t.Fatal(err)
 			}
 			e.setCheckpoint(testCtx(t), old[99].Position)
@@ -291,7 +293,7 @@ func TestRelayResyncWhenStreamLastMessageIsGone(t *testing.T) {
 func testResync(t *testing.T, tc resyncCase, oldN, newN int) {
 	e := newEnv(t)
 	ctx := testCtx(t)
-	name := relay.DefaultStreamName
+	name := e.topo().Stream
 	var cfg1, cfg2 relay.StreamConfig
 	if tc.stream != nil {
 		cfg1, cfg2 = *tc.stream, *tc.stream

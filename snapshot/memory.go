@@ -23,6 +23,9 @@ func (m *MemoryStore) Load(ctx context.Context, streamID string) (Snapshot, erro
 	if err := ctx.Err(); err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: load %q: %w", streamID, err)
 	}
+	if err := ValidateStreamID(streamID); err != nil {
+		return Snapshot{}, err
+	}
 	m.mu.RLock()
 	s, ok := m.snaps[streamID]
 	m.mu.RUnlock()
@@ -39,9 +42,8 @@ func (m *MemoryStore) Save(ctx context.Context, s Snapshot) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("snapshot: save %q at version %d: %w", s.StreamID, s.Version, err)
 	}
-	if s.StreamID == "" || s.Version < 1 {
-		return fmt.Errorf("snapshot: save snapshot of stream %q at version %d: want a stream ID and a version of 1 or more",
-			s.StreamID, s.Version)
+	if err := s.Validate(); err != nil {
+		return err
 	}
 	if s.TakenAt.IsZero() {
 		s.TakenAt = time.Now()

@@ -19,7 +19,10 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/chronicle-go/chronicle/eventstore"
 )
 
 // ErrNotFound means a stream has no snapshot.
@@ -45,11 +48,15 @@ type Snapshot struct {
 // for concurrent use.
 type Store interface {
 	// Load returns the latest snapshot of a stream, or an error matching
-	// [ErrNotFound] when there is none.
+	// [ErrNotFound] when there is none. A stream ID that
+	// [ValidateStreamID] refuses is an error matching
+	// eventstore.ErrInvalidInput.
 	Load(ctx context.Context, streamID string) (Snapshot, error)
 	// Save stores s as the stream's latest snapshot, unless the store holds
 	// a snapshot of the same revision at a higher version (snapshots saved
-	// out of order never move a stream's snapshot backwards).
+	// out of order never move a stream's snapshot backwards). A snapshot
+	// that [Snapshot.Validate] refuses is not written; the error matches
+	// eventstore.ErrInvalidInput.
 	Save(ctx context.Context, s Snapshot) error
 }
 
@@ -80,4 +87,29 @@ func Every(n int64) Policy {
 // implementations use it so they all agree.
 func Newer(s, old Snapshot) bool {
 	return s.Revision != old.Revision || s.Version >= old.Version
+}
+
+// Validate checks what every store requires of a snapshot to save: a
+// valid stream ID (as [eventstore.ValidateStreamID] checks it) and a
+// version of 1 or more. The error names the stream and matches
+// [eventstore.ErrInvalidInput]. Store implementations call it before they
+// write anything, so they all refuse the same input.
+func (s Snapshot) Validate() error {
+	if err := eventstore.ValidateStreamID(s.StreamID); err != nil {
+		return fmt.Errorf("snapshot: save snapshot at version %d: %w", s.Version, err)
+	}
+	if s.Version < 1 {
+		return fmt.Errorf("snapshot: save snapshot of stream %q at version %d: want a version of 1 or more: %w",
+			s.StreamID, s.Version, eventstore.ErrInvalidInput)
+	}
+	return nil
+}
+
+// ValidateStreamID checks a stream ID given to a store's Load the way
+// [Snapshot.Validate] does; the error matches [eventstore.ErrInvalidInput].
+func ValidateStreamID(streamID string) error {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return fmt.Errorf("snapshot: load snapshot: %w", err)
+	}
+	return nil
 }

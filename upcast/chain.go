@@ -276,6 +276,44 @@ func (c *Chain) noPath(rec eventstore.Record) error {
 		ErrNoPath, rec.Type, rec.SchemaVersion, rec.StreamVersion, rec.StreamID, rec.ID, why, rec.SchemaVersion)
 }
 
+// Encode encodes the event value v with the chain's registry, at its
+// type's current schema version, like [codec.Registry.Encode]. With it and
+// [Chain.DecodeRecord] a chain is what an aggregate repository needs to
+// write and read events, so the registry and the upcasters it is given
+// cannot disagree.
+func (c *Chain) Encode(v any) (name string, schemaVersion int, data []byte, err error) {
+	if c == nil {
+		return "", 0, nil, errNilChain("Encode")
+	}
+	return c.reg.Encode(v)
+}
+
+// DecodeRecord upcasts rec and decodes it into one value of a registered
+// type. A record that the upcasters split into several events is an error
+// naming it: read those with [Chain.Decode], or upcast first with
+// [Chain.Upcast] and decode each result, as an aggregate repository does.
+func (c *Chain) DecodeRecord(rec eventstore.Record) (any, error) {
+	if c == nil {
+		return nil, errNilChain("DecodeRecord")
+	}
+	if !c.NeedsUpcast(rec) {
+		return c.reg.DecodeRecord(rec)
+	}
+	recs, err := c.Upcast(rec)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 {
+		return nil, fmt.Errorf("upcast: event %q v%d at version %d of stream %q is split into %d events; DecodeRecord returns one, use Decode",
+			rec.Type, rec.SchemaVersion, rec.StreamVersion, rec.StreamID, len(recs))
+	}
+	return c.reg.DecodeRecord(recs[0])
+}
+
+func errNilChain(method string) error {
+	return fmt.Errorf("upcast: %s on a nil *Chain: build one with upcast.New(registry)", method)
+}
+
 // Decoded is a record brought to its current version and its decoded
 // value.
 type Decoded struct {
@@ -288,7 +326,7 @@ type Decoded struct {
 // order. It is what projections and tools use to read stored events.
 func (c *Chain) Decode(rec eventstore.Record) ([]any, error) {
 	if c == nil {
-		return nil, errors.New("upcast: Decode on a nil *Chain: build one with upcast.New(registry)")
+		return nil, errNilChain("Decode")
 	}
 	if !c.NeedsUpcast(rec) {
 		v, err := c.reg.DecodeRecord(rec)
@@ -314,7 +352,7 @@ func (c *Chain) Decode(rec eventstore.Record) ([]any, error) {
 // for callers that need each value's type, ID and metadata.
 func (c *Chain) DecodeRecords(rec eventstore.Record) ([]Decoded, error) {
 	if c == nil {
-		return nil, errors.New("upcast: DecodeRecords on a nil *Chain: build one with upcast.New(registry)")
+		return nil, errNilChain("DecodeRecords")
 	}
 	recs, err := c.Upcast(rec)
 	if err != nil {

@@ -271,3 +271,36 @@ func TestNeverWrittenCompletesTheChain(t *testing.T) {
 		t.Fatalf("Decode MoneyDeposited v1 = %v, %v", got, err)
 	}
 }
+
+// A chain encodes and decodes single records like its registry, upcasting
+// first, so it can be an aggregate repository's only codec.
+func TestChainEncodesAndDecodesOneRecord(t *testing.T) {
+	t.Parallel()
+	c, err := upcast.New(registry(t), upcasters()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, v, data, err := c.Encode(deposited{Cents: 5})
+	if err != nil || name != "FundsDeposited" || v != 2 || string(data) != `{"cents":5}` {
+		t.Fatalf("Encode = %q v%d %s, %v", name, v, data, err)
+	}
+	got, err := c.DecodeRecord(rec("MoneyDeposited", 1, `{"amount":3}`))
+	if err != nil || got != (deposited{Cents: 300}) {
+		t.Fatalf("DecodeRecord of an old record = %#v, %v", got, err)
+	}
+	got, err = c.DecodeRecord(rec("FundsDeposited", 2, `{"cents":7}`))
+	if err != nil || got != (deposited{Cents: 7}) {
+		t.Fatalf("DecodeRecord of a current record = %#v, %v", got, err)
+	}
+	_, err = c.DecodeRecord(rec("ProfileUpdated", 1, `{"Name":"n","Email":"e"}`))
+	if err == nil || !strings.Contains(err.Error(), "split into 2 events") || !strings.Contains(err.Error(), `"account-1"`) {
+		t.Fatalf("DecodeRecord of a split = %v, want an error naming the record", err)
+	}
+	var nilChain *upcast.Chain
+	if _, _, _, err := nilChain.Encode(deposited{}); err == nil {
+		t.Fatal("Encode on a nil chain succeeded")
+	}
+	if _, err := nilChain.DecodeRecord(rec("FundsDeposited", 2, `{}`)); err == nil {
+		t.Fatal("DecodeRecord on a nil chain succeeded")
+	}
+}

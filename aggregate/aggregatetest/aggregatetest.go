@@ -61,11 +61,14 @@ type Scenario[T aggregate.Aggregate] struct {
 }
 
 // For starts a scenario for the aggregate built by newT (the same
-// constructor a repository uses). Failures are reported to t.
+// constructor a repository uses). Failures are reported to t. Nil options
+// are ignored.
 func For[T aggregate.Aggregate](t testing.TB, newT func(id string) T, opts ...Option) *Scenario[T] {
 	cfg := config{id: "test-1"}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	return &Scenario[T]{t: t, newT: newT, cfg: cfg}
 }

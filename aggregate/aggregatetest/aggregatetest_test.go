@@ -71,7 +71,7 @@ func TestPasses(t *testing.T) {
 		When(func(a *Account) error { return a.Withdraw(0) }).ThenNothing()
 	var version int64
 	var id string
-	aggregatetest.For(f, newAccount, aggregatetest.WithID("acc-9")).Given(Opened{"ada"}, Deposited{1}).
+	aggregatetest.For(f, newAccount, nil, aggregatetest.WithID("acc-9"), nil).Given(Opened{"ada"}, Deposited{1}).
 		When(func(a *Account) error { version, id = a.Version(), a.ID(); return nil }).ThenNothing()
 	if len(f.errors) > 0 {
 		t.Fatalf("passing scenarios failed:\n%s", f.failed())
@@ -223,5 +223,22 @@ func TestRegistryRoundTripShowsWhereEventsDiffer(t *testing.T) {
 	}
 	if strings.Contains(msg, ".At") || strings.Contains(msg, ".Name") || strings.Contains(msg, ".Inner.Keep") {
 		t.Errorf("the failure shows fields that survived:\n%s", msg)
+	}
+}
+
+type withMeta struct {
+	Meta map[string]any
+}
+
+// A difference that prints the same on both sides is shown with the types.
+func TestRegistryRoundTripShowsTypesWhenValuesPrintAlike(t *testing.T) {
+	t.Parallel()
+	reg := codec.NewRegistry()
+	codec.MustRegister[withMeta](reg, "WithMeta", 1)
+	f := &fakeTB{}
+	aggregatetest.For(f, newAccount, aggregatetest.WithRegistry(reg)).Given(withMeta{Meta: map[string]any{"n": 1}}).
+		When(func(*Account) error { return nil }).ThenNothing()
+	if len(f.errors) != 1 || !strings.Contains(f.errors[0], ".Meta[n]: 1 (int) != 1 (float64)") {
+		t.Fatalf("failures:\n%s", f.failed())
 	}
 }

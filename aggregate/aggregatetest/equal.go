@@ -36,7 +36,26 @@ func (d *differ) add(path string, a, b reflect.Value) {
 	if path == "" {
 		path = "(value)"
 	}
-	d.lines = append(d.lines, fmt.Sprintf("%s: %s != %s", path, show(a), show(b)))
+	sa, sb := show(a), show(b)
+	if sa == sb { // the same text: say what differs
+		sa, sb = sa+" ("+kind(a)+")", sb+" ("+kind(b)+")"
+	}
+	d.lines = append(d.lines, fmt.Sprintf("%s: %s != %s", path, sa, sb))
+}
+
+// kind describes v's type, and its address when it is a pointer.
+func kind(v reflect.Value) string {
+	if !v.IsValid() {
+		return "nil"
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		if v.IsNil() {
+			return v.Type().String() + " nil"
+		}
+		return fmt.Sprintf("%s %#x", v.Type(), v.Pointer())
+	}
+	return v.Type().String()
 }
 
 func show(v reflect.Value) string {
@@ -51,7 +70,7 @@ var boolType = reflect.TypeFor[bool]()
 // equalMethod returns the method Equal(T) bool of v's type T, if it has
 // one and v may be used as an interface.
 func equalMethod(v reflect.Value) (reflect.Value, bool) {
-	if !v.CanInterface() {
+	if !v.CanInterface() || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return reflect.Value{}, false
 	}
 	m := v.MethodByName("Equal")
@@ -76,7 +95,7 @@ func (d *differ) walk(path string, a, b reflect.Value) {
 		d.add(path, a, b)
 		return
 	}
-	if m, ok := equalMethod(a); ok && b.CanInterface() {
+	if m, ok := equalMethod(a); ok && b.CanInterface() && !(b.Kind() == reflect.Pointer && b.IsNil()) {
 		if !m.Call([]reflect.Value{b})[0].Bool() {
 			d.add(path, a, b)
 		}

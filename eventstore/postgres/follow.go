@@ -63,7 +63,7 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 					// The listening connection broke: listen again on
 					// another one and read there.
 					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; listening again",
-						slog.String("schema", s.cfg.schema), slog.Any("error", err))
+						slog.String("schema", s.cfg.schema), slog.Any("err", err))
 					l.close()
 					if l = s.listen(ctx); l != nil {
 						q = l.conn
@@ -112,7 +112,7 @@ func (s *Store) Follow(ctx context.Context, opts eventstore.ReadAllOptions) iter
 			if l != nil {
 				if _, err := l.wait(ctx, wait); err != nil && ctx.Err() == nil {
 					s.log.WarnContext(ctx, "postgres: follow: lost the notification connection; polling",
-						slog.String("schema", s.cfg.schema), slog.Any("error", err))
+						slog.String("schema", s.cfg.schema), slog.Any("err", err))
 					l.close()
 					l = nil
 				}
@@ -151,7 +151,7 @@ func (s *Store) listen(ctx context.Context) *listener {
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "postgres: follow: cannot listen for notifications; polling",
-				slog.String("channel", s.channel), slog.Any("error", err))
+				slog.String("channel", s.channel), slog.Any("err", err))
 		}
 		return nil
 	}

@@ -138,7 +138,7 @@ func Upcasters() []upcast.Upcaster {
 }
 
 // NewChain returns the bank's registry and upcaster chain, ready for
-// repositories (aggregate.WithUpcaster), projection runners
+// repositories (their codec in aggregate.NewRepository), projection runners
 // (projection.WithDecoder) and the CLI.
 func NewChain() (*upcast.Chain, error) {
 	reg, err := NewRegistry()

@@ -38,7 +38,8 @@ func WithSnapshots(s snapshot.Store, policy snapshot.Policy) Option {
 	return func(c *config) { c.snapshots, c.policy = s, policy }
 }
 
-// WithLogger sets the logger of the repositories; nil discards.
+// WithLogger sets the logger of the repositories (default, and with nil:
+// slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithRetries sets how many times a command runs again after a concurrency
@@ -53,27 +54,30 @@ func New(store eventstore.Store, opts ...Option) (*Bank, error) {
 	}
 	c := config{retries: 20}
 	for _, o := range opts {
-		o(&c)
+		if o != nil {
+			o(&c)
+		}
 	}
 	chain, err := NewChain()
 	if err != nil {
 		return nil, err
 	}
 	common := []aggregate.Option{
-		aggregate.WithUpcaster(chain),
 		aggregate.WithLogger(c.logger),
 		aggregate.WithRetries(c.retries),
 	}
 	if c.snapshots != nil && c.policy != nil {
 		common = append(common, aggregate.WithSnapshots(c.snapshots, c.policy))
 	}
-	reg := chain.Registry()
-	return &Bank{
-		store:     store,
-		chain:     chain,
-		accounts:  aggregate.NewRepository(store, reg, NewAccount, append(common, aggregate.WithCategory(AccountCategory))...),
-		transfers: aggregate.NewRepository(store, reg, NewTransfer, append(common, aggregate.WithCategory(TransferCategory))...),
-	}, nil
+	accounts, err := aggregate.NewRepository(store, chain, NewAccount, append(common, aggregate.WithCategory(AccountCategory))...)
+	if err != nil {
+		return nil, fmt.Errorf("bank: %w", err)
+	}
+	transfers, err := aggregate.NewRepository(store, chain, NewTransfer, append(common, aggregate.WithCategory(TransferCategory))...)
+	if err != nil {
+		return nil, fmt.Errorf("bank: %w", err)
+	}
+	return &Bank{store: store, chain: chain, accounts: accounts, transfers: transfers}, nil
 }
 
 // Chain returns the bank's upcaster chain (and, through it, its registry).

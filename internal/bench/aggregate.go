@@ -160,7 +160,10 @@ func (b *agBench) loadFig(ctx context.Context) (Row, error) {
 	if err := b.fill(ctx, "load-1", n); err != nil {
 		return Row{}, err
 	}
-	repo := aggregate.NewRepository(b.store, b.reg, newAgAccount)
+	repo, err := aggregate.NewRepository(b.store, b.reg, newAgAccount)
+	if err != nil {
+		return Row{}, err
+	}
 	reps := b.env.N(50, 10)
 	rawLoad := func() error {
 		var a agAccount
@@ -219,7 +222,10 @@ func (b *agBench) snapshotFig(ctx context.Context) (Row, error) {
 	if err := b.fill(ctx, "snap-1", n-1); err != nil {
 		return Row{}, err
 	}
-	withSnaps := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(100)))
+	withSnaps, err := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(100)))
+	if err != nil {
+		return Row{}, err
+	}
 	// The save from 9,999 to 10,000 crosses a multiple of 100: a snapshot.
 	if _, err := withSnaps.Update(ctx, "snap-1", func(a *agAccount) error { return a.deposit(1) }); err != nil {
 		return Row{}, err
@@ -227,7 +233,10 @@ func (b *agBench) snapshotFig(ctx context.Context) (Row, error) {
 	if st := withSnaps.Stats(); st.SnapshotsTaken != 1 {
 		return Row{}, fmt.Errorf("want one snapshot taken, stats %+v", st)
 	}
-	full := aggregate.NewRepository(b.store, b.reg, newAgAccount)
+	full, err := aggregate.NewRepository(b.store, b.reg, newAgAccount)
+	if err != nil {
+		return Row{}, err
+	}
 	check := func(repo *aggregate.Repository[*agAccount]) func() error {
 		return func() error {
 			a, err := repo.Load(ctx, "snap-1")
@@ -260,8 +269,11 @@ func (b *agBench) updateFig(ctx context.Context, category string, cache int) ([]
 	total := b.env.N(8000, 800)
 	per := total / workers
 	total = per * workers
-	repo := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithCategory(category),
+	repo, err := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithCategory(category),
 		aggregate.WithSnapshots(b.snaps, snapshot.Every(100)), aggregate.WithCache(cache))
+	if err != nil {
+		return nil, err
+	}
 	for w := 0; w < workers; w++ {
 		if _, err := repo.Create(ctx, fmt.Sprint(w), func(a *agAccount) error {
 			aggregate.Raise(a, agOpened{Owner: "ada", Currency: "EUR"})
@@ -344,8 +356,11 @@ func (b *agBench) updateFig(ctx context.Context, category string, cache int) ([]
 func (b *agBench) hotFig(ctx context.Context) (Row, error) {
 	const workers = 8
 	per := b.env.N(100, 20)
-	repo := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithCategory("hot"),
+	repo, err := aggregate.NewRepository(b.store, b.reg, newAgAccount, aggregate.WithCategory("hot"),
 		aggregate.WithSnapshots(b.snaps, snapshot.Every(100)), aggregate.WithRetries(10000))
+	if err != nil {
+		return Row{}, err
+	}
 	if _, err := repo.Create(ctx, "1", func(a *agAccount) error {
 		aggregate.Raise(a, agOpened{Owner: "ada", Currency: "EUR"})
 		return nil

@@ -29,6 +29,7 @@ import (
 	pjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	ppg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // The Postgres rebuild runs in a child process (this binary again), so
@@ -288,7 +289,7 @@ func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.
 	if err := rl.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	src, err := pjs.NewSource(js, pjs.WithStream(cfg.Name, cfg.SubjectPrefix))
+	src, err := pjs.NewSource(js, st.events, pjs.WithTopology(cfg.Topology))
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +297,7 @@ func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.
 	if wrap != nil {
 		store = wrap(st.proj)
 	}
-	p := &prPipeline{st: st, subject: cfg.SubjectPrefix + ".>", stream: cfg.Name}
+	p := &prPipeline{st: st, subject: cfg.SubjectPrefix + ".>", stream: cfg.Stream}
 	handle := func(tx projection.Tx, rec eventstore.Record) {
 		p.applied.Add(1)
 		if onHandle != nil {
@@ -314,7 +315,7 @@ func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.
 	// The source needs the relay's stream.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := js.Stream(ctx, cfg.Name); err == nil {
+		if _, err := js.Stream(ctx, cfg.Stream); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -328,7 +329,7 @@ func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.
 	p.stop = func() error {
 		cancel()
 		err := errors.Join(<-relayDone, <-runDone)
-		_ = js.DeleteStream(context.WithoutCancel(ctx), cfg.Name)
+		_ = js.DeleteStream(context.WithoutCancel(ctx), cfg.Stream)
 		return err
 	}
 	return p, nil
@@ -449,7 +450,7 @@ func prEndToEnd(ctx context.Context, env *Env) ([]Row, error) {
 	sub, err := nc.Subscribe(lp.subject, func(msg *nats.Msg) {
 		now := time.Now()
 		amu.Lock()
-		deliveredAt[msg.Header.Get(relay.HeaderMsgID)] = now
+		deliveredAt[msg.Header.Get(wire.HeaderMsgID)] = now
 		amu.Unlock()
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // benchRelay measures the relay's catch-up publish rate over a stored log
@@ -104,24 +106,25 @@ func fillLog(ctx context.Context, store *postgres.Store, n int) error {
 
 func benchStream(kind string) relay.StreamConfig {
 	id := time.Now().UnixNano()
-	return relay.StreamConfig{Name: fmt.Sprintf("BENCH_%s_%d", kind, id), SubjectPrefix: fmt.Sprintf("bench.%s.%d", kind, id)}
+	return relay.StreamConfig{Topology: wire.Topology{Stream: fmt.Sprintf("BENCH_%s_%d", kind, id), SubjectPrefix: fmt.Sprintf("bench.%s.%d", kind, id)}}
 }
 
 // rawPublish publishes the records' messages with PublishAsync, at most 256
 // in flight, into a fresh stream, and returns the time until all are acked.
 func rawPublish(ctx context.Context, js0 jetstream.JetStream, recs []eventstore.Record) (time.Duration, error) {
 	cfg := benchStream("RAW")
-	if _, err := js0.CreateStream(ctx, jetstream.StreamConfig{Name: cfg.Name, Subjects: []string{cfg.SubjectPrefix + ".>"}}); err != nil {
+	if _, err := js0.CreateStream(ctx, jetstream.StreamConfig{Name: cfg.Stream, Subjects: []string{cfg.SubjectPrefix + ".>"}}); err != nil {
 		return 0, err
 	}
-	defer func() { _ = js0.DeleteStream(context.WithoutCancel(ctx), cfg.Name) }()
+	defer func() { _ = js0.DeleteStream(context.WithoutCancel(ctx), cfg.Stream) }()
 	js, err := jetstream.New(js0.Conn(), jetstream.WithPublishAsyncMaxPending(256))
 	if err != nil {
 		return 0, err
 	}
 	msgs := make([]*nats.Msg, len(recs))
+	store := uuid.New() // the relay stamps its store's identity too
 	for i, rec := range recs {
-		msgs[i] = relay.NewMsg(cfg.SubjectPrefix, rec)
+		msgs[i] = wire.NewMsg(cfg.SubjectPrefix, store, rec)
 	}
 	var failed error
 	var mu sync.Mutex
@@ -158,14 +161,14 @@ func rawPublish(ctx context.Context, js0 jetstream.JetStream, recs []eventstore.
 // and returns the time from Run until the stream holds n messages.
 func relayCatchUp(ctx context.Context, env *Env, js jetstream.JetStream, nc *nats.Conn, store *postgres.Store, schema string, n int) (time.Duration, error) {
 	cfg := benchStream("RELAY")
-	r, err := relay.New(store, nc, env.Pool, relay.WithSchema(schema), relay.WithName(cfg.Name), relay.WithStream(cfg))
+	r, err := relay.New(store, nc, env.Pool, relay.WithSchema(schema), relay.WithName(cfg.Stream), relay.WithStream(cfg))
 	if err != nil {
 		return 0, err
 	}
 	if err := r.Migrate(ctx); err != nil {
 		return 0, err
 	}
-	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), cfg.Name) }()
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), cfg.Stream) }()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	start := time.Now()
@@ -182,7 +185,7 @@ func relayCatchUp(ctx context.Context, env *Env, js jetstream.JetStream, nc *nat
 		if time.Now().After(deadline) {
 			return 0, errors.New("the relay did not publish everything within 2 minutes")
 		}
-		if s, err := js.Stream(ctx, cfg.Name); err == nil {
+		if s, err := js.Stream(ctx, cfg.Stream); err == nil {
 			if info, err := s.Info(ctx); err == nil && info.State.Msgs >= uint64(n) {
 				d := time.Since(start)
 				if info.State.Msgs != uint64(n) {

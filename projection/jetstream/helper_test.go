@@ -20,6 +20,7 @@ import (
 	"github.com/chronicle-go/chronicle/projection/jetstream"
 	"github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 type env struct {
@@ -91,21 +92,19 @@ func (e *env) startRelay() {
 		}
 	})
 	// Wait for the stream, so sources can open.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := e.js.Stream(testCtx(e.t), relay.DefaultStreamName); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatal("relay did not create its stream")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-r.Ready():
+	case err := <-done:
+		done <- err // for the cleanup
+		e.t.Fatalf("relay Run ended before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("relay did not become ready within 30s")
 	}
 }
 
 func (e *env) source(opts ...jetstream.Option) *jetstream.Source {
 	e.t.Helper()
-	s, err := jetstream.NewSource(e.js, opts...)
+	s, err := jetstream.NewSource(e.js, e.events, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -227,3 +226,6 @@ func waitFor(t *testing.T, r *projection.Runner, name string, pos eventstore.Pos
 	t.Helper()
 	runnertest.WaitFor(t, r, name, pos)
 }
+
+// topo is where the env's relay publishes: the default of its schema.
+func (e *env) topo() wire.Topology { return wire.DefaultTopology(e.schema) }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/relay"
 )
 
 // gate holds back the catch-up of one build, from its progress callback
@@ -89,7 +88,7 @@ func TestRebuildByAnotherProcessKeepsTheCurrentBuildLive(t *testing.T) {
 
 	delivered := func() uint64 {
 		t.Helper()
-		cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, v1)
+		cons, err := e.js.Consumer(ctx, e.topo().Stream, v1)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/relay"
 )
 
 // waitConsumer waits until the consumer exists (want) or is gone (!want).
@@ -16,7 +15,7 @@ func (e *env) waitConsumer(name string, want bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := e.js.Consumer(testCtx(e.t), relay.DefaultStreamName, name)
+		_, err := e.js.Consumer(testCtx(e.t), e.topo().Stream, name)
 		switch {
 		case err == nil && want, errors.Is(err, njs.ErrConsumerNotFound) && !want:
 			return
@@ -65,7 +64,7 @@ func TestRebuildDeletesTheOldBuildsConsumer(t *testing.T) {
 		want[id] += 50 // written before the rebuild
 	}
 	e.checkCounts(want)
-	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, v1g1)
+	cons, err := e.js.Consumer(ctx, e.topo().Stream, v1g1)
 	if err != nil {
 		t.Fatal(err)
 	}

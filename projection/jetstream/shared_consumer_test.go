@@ -11,7 +11,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/jetstream"
-	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // beforeOpen runs hook once, before the first Open after it is armed.
@@ -49,7 +49,7 @@ func TestFirstDeliveryAfterARecordHeldElsewhere(t *testing.T) {
 	}
 	waitFor(t, r1, "counts", first.Position)
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+		cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
 		if err == nil {
 			if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream >= 1 {
 				break
@@ -76,7 +76,7 @@ func TestFirstDeliveryAfterARecordHeldElsewhere(t *testing.T) {
 			}
 			last = res.Position
 		}
-		st, err := e.js.Stream(ctx, relay.DefaultStreamName)
+		st, err := e.js.Stream(ctx, e.topo().Stream)
 		if err != nil {
 			t.Error(err)
 			return
@@ -92,7 +92,7 @@ func TestFirstDeliveryAfterARecordHeldElsewhere(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(req.Build))
+		cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(req.Build))
 		if err != nil {
 			t.Error(err)
 			return
@@ -103,8 +103,8 @@ func TestFirstDeliveryAfterARecordHeldElsewhere(t *testing.T) {
 			return
 		}
 		for m := range batch.Messages() {
-			if m.Headers().Get(relay.HeaderStream) != "acct-2" {
-				t.Errorf("the other process pulled %s, want acct-2", m.Headers().Get(relay.HeaderStream))
+			if m.Headers().Get(wire.HeaderStream) != "acct-2" {
+				t.Errorf("the other process pulled %s, want acct-2", m.Headers().Get(wire.HeaderStream))
 			}
 			// held: neither acked nor applied yet
 		}

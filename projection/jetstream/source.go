@@ -18,16 +18,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 // Defaults of the source's options.
@@ -35,16 +37,30 @@ const (
 	DefaultAckWait        = 30 * time.Second
 	DefaultMaxAckPending  = 4096
 	DefaultConsumerPrefix = "chronicle_projection"
+	// DefaultHeartbeat is how often the server confirms that a pull is
+	// alive unless [WithHeartbeat] says otherwise.
+	DefaultHeartbeat = time.Second
 )
+
+// EventStore is what the source needs of the event store the relay
+// publishes: reading the records the relay published without their Data
+// (too large for the server's max_payload). *postgres.Store and
+// *memory.Store satisfy it. When it also implements wire.StoreIdentifier
+// (both do), the source refuses messages of another store; when it has a
+// Schema() string method, the default topology is that schema's.
+type EventStore interface {
+	ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error]
+}
 
 // Source is a [projection.Source] reading a relay's JetStream stream.
 type Source struct {
 	js             jetstream.JetStream
-	stream         string
-	prefix         string
+	store          EventStore
+	topo           wire.Topology
 	consumerPrefix string
 	ackWait        time.Duration
 	maxAckPending  int
+	heartbeat      time.Duration
 	log            *slog.Logger
 }
 
@@ -56,16 +72,17 @@ var (
 // Option configures a [Source].
 type Option func(*Source)
 
-// WithStream sets the JetStream stream's name and subject prefix, as given
-// to the relay (defaults relay.DefaultStreamName and
-// relay.DefaultSubjectPrefix; empty keeps the default).
-func WithStream(name, subjectPrefix string) Option {
+// WithTopology sets the JetStream stream and subject prefix the relay
+// publishes to; give the same value to the relay (relay.WithTopology).
+// Empty fields keep the defaults: wire.DefaultTopology of the store's
+// schema.
+func WithTopology(t wire.Topology) Option {
 	return func(s *Source) {
-		if name != "" {
-			s.stream = name
+		if t.Stream != "" {
+			s.topo.Stream = t.Stream
 		}
-		if subjectPrefix != "" {
-			s.prefix = subjectPrefix
+		if t.SubjectPrefix != "" {
+			s.topo.SubjectPrefix = t.SubjectPrefix
 		}
 	}
 }
@@ -83,27 +100,52 @@ func WithAckWait(d time.Duration) Option { return func(s *Source) { s.ackWait = 
 // 4096).
 func WithMaxAckPending(n int) Option { return func(s *Source) { s.maxAckPending = n } }
 
-// WithLogger sets the logger; nil discards.
+// WithHeartbeat sets how often the server confirms that a pending pull is
+// alive (default [DefaultHeartbeat]); each pull request lasts five
+// heartbeats. When two heartbeats in a row are missing (the consumer or the
+// stream was deleted, NATS lost its data or cannot be reached) the feed
+// ends with an error the runner reports as the projection's LastError; the
+// runner then catches up from the event store and opens the feed again,
+// recreating the consumer from its checkpoint once the stream is back.
+func WithHeartbeat(d time.Duration) Option { return func(s *Source) { s.heartbeat = d } }
+
+// WithLogger sets the logger; nil (the default) means slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
 
-// NewSource returns a source on js. It only checks its options.
-func NewSource(js jetstream.JetStream, opts ...Option) (*Source, error) {
-	s := &Source{js: js, stream: relay.DefaultStreamName, prefix: relay.DefaultSubjectPrefix,
-		consumerPrefix: DefaultConsumerPrefix, ackWait: DefaultAckWait, maxAckPending: DefaultMaxAckPending}
+// NewSource returns a source on js for the log of store. It only checks
+// its options.
+func NewSource(js jetstream.JetStream, store EventStore, opts ...Option) (*Source, error) {
+	s := &Source{js: js, store: store,
+		consumerPrefix: DefaultConsumerPrefix, ackWait: DefaultAckWait, maxAckPending: DefaultMaxAckPending,
+		heartbeat: DefaultHeartbeat}
 	for _, o := range opts {
 		if o != nil {
 			o(s)
 		}
 	}
+	schema := ""
+	if sc, ok := store.(interface{ Schema() string }); ok {
+		schema = sc.Schema()
+	}
+	s.topo = s.topo.WithDefaults(schema)
 	var errs []error
 	if js == nil {
 		errs = append(errs, errors.New("jetstream: nil JetStream context"))
+	}
+	if store == nil {
+		errs = append(errs, errors.New("jetstream: nil event store"))
+	}
+	if err := s.topo.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if s.ackWait <= 0 {
 		errs = append(errs, fmt.Errorf("jetstream: invalid ack wait %s", s.ackWait))
 	}
 	if s.maxAckPending <= 0 {
 		errs = append(errs, fmt.Errorf("jetstream: invalid max ack pending %d", s.maxAckPending))
+	}
+	if s.heartbeat < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("jetstream: heartbeat %s must be at least 100ms", s.heartbeat))
 	}
 	if s.consumerPrefix == "" || strings.ContainsAny(s.consumerPrefix, " \t\r\n.*>/\\") {
 		errs = append(errs, fmt.Errorf("jetstream: invalid consumer prefix %q", s.consumerPrefix))
@@ -112,10 +154,13 @@ func NewSource(js jetstream.JetStream, opts ...Option) (*Source, error) {
 		return nil, err
 	}
 	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+		s.log = slog.Default()
 	}
 	return s, nil
 }
+
+// Topology returns the stream and subject prefix the source reads.
+func (s *Source) Topology() wire.Topology { return s.topo }
 
 // ConsumerName returns the durable consumer name of a build.
 func (s *Source) ConsumerName(b projection.Build) string {
@@ -128,12 +173,12 @@ func (s *Source) ConsumerName(b projection.Build) string {
 // messages for it forever. A consumer that does not exist is not an error.
 func (s *Source) Retire(ctx context.Context, b projection.Build) error {
 	name := s.ConsumerName(b)
-	err := s.js.DeleteConsumer(ctx, s.stream, name)
+	err := s.js.DeleteConsumer(ctx, s.topo.Stream, name)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("jetstream: delete consumer %s of old build %s on stream %s: %w", name, b, s.stream, err)
+		return fmt.Errorf("jetstream: delete consumer %s of old build %s on stream %s: %w", name, b, s.topo.Stream, err)
 	}
 	if err == nil {
-		s.log.Info("deleted the consumer of an old projection build", "consumer", name, "build", b.String())
+		s.log.Info("deleted the consumer of an old projection build", "consumer", name, "build", b.String(), "stream", s.topo.Stream)
 	}
 	return nil
 }
@@ -152,7 +197,7 @@ func (s *Source) FilterSubjects(categories, types []string) []string {
 	seen := map[string]bool{}
 	for _, c := range cs {
 		for _, t := range ts {
-			f := relay.FilterSubject(s.prefix, c, t)
+			f := wire.FilterSubject(s.topo.SubjectPrefix, c, t)
 			if !seen[f] {
 				seen[f] = true
 				out = append(out, f)
@@ -164,15 +209,26 @@ func (s *Source) FilterSubjects(categories, types []string) []string {
 
 // Open ensures the build's durable consumer and starts reading it.
 func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projection.Feed, error) {
+	want := uuid.Nil
+	if si, ok := s.store.(wire.StoreIdentifier); ok {
+		id, err := si.StoreID(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: read the event store's identity: %w", err)
+		}
+		want = id
+	}
 	cons, err := s.consumer(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(min(s.maxAckPending, 1024)))
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(s.maxAckPending, 1024)),
+		jetstream.PullExpiry(max(5*s.heartbeat, time.Second)), jetstream.PullHeartbeat(s.heartbeat),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: read consumer %s: %w", s.ConsumerName(req.Build), err)
+		return nil, fmt.Errorf("jetstream: read consumer %s on stream %s: %w", s.ConsumerName(req.Build), s.topo.Stream, err)
 	}
-	f := &feed{ch: make(chan projection.Delivery, 256), it: it, done: make(chan struct{}), name: s.ConsumerName(req.Build)}
+	f := &feed{ch: make(chan projection.Delivery, 256), it: it, done: make(chan struct{}), name: s.ConsumerName(req.Build),
+		stream: s.topo.Stream, projection: req.Build.Name, store: s.store, want: want, heartbeat: s.heartbeat}
 	go f.run(ctx, s.log)
 	return f, nil
 }
@@ -180,18 +236,21 @@ func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projec
 func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (jetstream.Consumer, error) {
 	name := s.ConsumerName(req.Build)
 	filters := s.FilterSubjects(req.Categories, req.Types)
-	cons, err := s.js.Consumer(ctx, s.stream, name)
+	cons, err := s.js.Consumer(ctx, s.topo.Stream, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("jetstream: stream %s not found (is the relay running? did NATS lose its data?): %w", s.topo.Stream, err)
+	}
 	if err == nil {
 		info := cons.CachedInfo()
 		if sameStrings(info.Config.FilterSubjects, filters) || (len(filters) == 1 && info.Config.FilterSubject == filters[0]) ||
-			(len(filters) > 1 && info.Config.FilterSubject == s.prefix+".>") {
+			(len(filters) > 1 && info.Config.FilterSubject == s.topo.SubjectPrefix+".>") {
 			return cons, nil
 		}
-		if err := s.js.DeleteConsumer(ctx, s.stream, name); err != nil {
+		if err := s.js.DeleteConsumer(ctx, s.topo.Stream, name); err != nil {
 			return nil, fmt.Errorf("jetstream: replace consumer %s with new filters: %w", name, err)
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("jetstream: look up consumer %s on stream %s: %w", name, s.stream, err)
+		return nil, fmt.Errorf("jetstream: look up consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
 	start, err := s.startSeq(ctx, req.After)
 	if err != nil {
@@ -212,31 +271,32 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 		// One filter works with servers older than 2.10 too.
 		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
 	}
-	cons, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, cfg)
+	cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
 	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
 		// A server older than 2.10: read every subject; the runner keeps
 		// only what the projection wants.
-		cfg.FilterSubject, cfg.FilterSubjects = s.prefix+".>", nil
+		cfg.FilterSubject, cfg.FilterSubjects = s.topo.SubjectPrefix+".>", nil
 		s.log.Warn("NATS server cannot filter on several subjects; the consumer reads every record",
-			"consumer", name, "filters", filters)
-		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, cfg)
+			"projection", req.Build.Name, "consumer", name, "filters", filters)
+		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.stream, err)
+		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
-	s.log.Info("created projection consumer", "consumer", name, "start_seq", start, "after", req.After.String())
+	s.log.Info("created projection consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
+		"start_seq", start, "after", req.After.String())
 	return cons, nil
 }
 
 // startSeq finds the first stream sequence whose record comes after pos.
 func (s *Source) startSeq(ctx context.Context, pos eventstore.Position) (uint64, error) {
-	st, err := s.js.Stream(ctx, s.stream)
+	st, err := s.js.Stream(ctx, s.topo.Stream)
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: stream %s (is the relay running?): %w", s.stream, err)
+		return 0, fmt.Errorf("jetstream: stream %s (is the relay running?): %w", s.topo.Stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: stream %s info: %w", s.stream, err)
+		return 0, fmt.Errorf("jetstream: stream %s info: %w", s.topo.Stream, err)
 	}
 	lo, hi := info.State.FirstSeq, info.State.LastSeq+1 // answer in [lo, hi]
 	if info.State.Msgs == 0 || pos.IsZero() {
@@ -269,11 +329,11 @@ func (s *Source) positionAt(ctx context.Context, st jetstream.Stream, seq, limit
 			continue
 		}
 		if err != nil {
-			return eventstore.Position{}, 0, fmt.Errorf("jetstream: read message %d of stream %s: %w", seq, s.stream, err)
+			return eventstore.Position{}, 0, fmt.Errorf("jetstream: read message %d of stream %s: %w", seq, s.topo.Stream, err)
 		}
-		p, err := eventstore.ParsePosition(m.Header.Get(relay.HeaderPosition))
+		p, err := eventstore.ParsePosition(m.Header.Get(wire.HeaderPosition))
 		if err != nil {
-			return eventstore.Position{}, 0, fmt.Errorf("jetstream: message %d of stream %s: %w", seq, s.stream, err)
+			return eventstore.Position{}, 0, fmt.Errorf("jetstream: message %d of stream %s: %w", seq, s.topo.Stream, err)
 		}
 		return p, seq, nil
 	}
@@ -293,13 +353,18 @@ func sameStrings(a, b []string) bool {
 }
 
 type feed struct {
-	ch   chan projection.Delivery
-	it   jetstream.MessagesContext
-	done chan struct{}
-	name string
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+	ch         chan projection.Delivery
+	it         jetstream.MessagesContext
+	done       chan struct{}
+	name       string
+	stream     string
+	projection string
+	store      EventStore
+	want       uuid.UUID
+	heartbeat  time.Duration
+	once       sync.Once
+	mu         sync.Mutex
+	err        error
 }
 
 func (f *feed) setErr(err error) {
@@ -308,6 +373,13 @@ func (f *feed) setErr(err error) {
 	if f.err == nil {
 		f.err = err
 	}
+}
+
+// fail ends the feed with err, logged with the projection's name.
+func (f *feed) fail(log *slog.Logger, err error) {
+	f.setErr(err)
+	log.Warn("projection feed ended; the runner catches up from the event store and reopens it",
+		"projection", f.projection, "consumer", f.name, "stream", f.stream, "err", err)
 }
 
 func (f *feed) run(ctx context.Context, log *slog.Logger) {
@@ -319,32 +391,57 @@ func (f *feed) run(ctx context.Context, log *slog.Logger) {
 	for {
 		msg, err := f.it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			switch {
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil:
 				f.setErr(ctx.Err())
-			} else {
-				f.setErr(fmt.Errorf("jetstream: consumer %s: %w", f.name, err))
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				f.setErr(fmt.Errorf("jetstream: consumer %s on stream %s: %w", f.name, f.stream, err))
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				f.fail(log, fmt.Errorf("jetstream: consumer %s on stream %s: no heartbeat from the server for %s: the consumer or the stream was deleted, NATS lost its data, or it cannot be reached: %w",
+					f.name, f.stream, 2*f.heartbeat, err))
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+				f.fail(log, fmt.Errorf("jetstream: consumer %s on stream %s is gone (deleted, or NATS lost its data): %w", f.name, f.stream, err))
+			default:
+				f.fail(log, fmt.Errorf("jetstream: consumer %s on stream %s: %w", f.name, f.stream, err))
 			}
 			return
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			_ = msg.Term()
-			log.Error("message without JetStream metadata", "consumer", f.name, "err", err)
+			log.Error("message without JetStream metadata", "projection", f.projection, "consumer", f.name, "err", err)
 			continue
 		}
 		if lastConsumerSeq != 0 && md.Sequence.Consumer != lastConsumerSeq+1 {
 			// A delivery was lost in transit: stop, so the runner catches up
 			// from the event store and reopens; order is never broken.
 			_ = msg.Nak()
-			f.setErr(fmt.Errorf("jetstream: consumer %s: delivery gap (%d after %d)", f.name, md.Sequence.Consumer, lastConsumerSeq))
+			f.fail(log, fmt.Errorf("jetstream: consumer %s: delivery gap (%d after %d)", f.name, md.Sequence.Consumer, lastConsumerSeq))
 			return
 		}
 		lastConsumerSeq = md.Sequence.Consumer
-		rec, err := relay.RecordFromMsg(msg.Subject(), msg.Headers(), msg.Data())
+		if other, ok, err := wire.StoreOf(msg.Headers()); err != nil || (ok && f.want != uuid.Nil && other != f.want) {
+			// Another store's message: never apply it, never skip it.
+			_ = msg.Nak()
+			if err == nil {
+				err = &wire.ForeignStoreError{Stream: f.stream, Seq: md.Sequence.Stream, Want: f.want, Got: other}
+			}
+			f.fail(log, fmt.Errorf("jetstream: consumer %s: %w", f.name, err))
+			return
+		}
+		rec, err := wire.RecordFromMsg(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			_ = msg.TermWithReason(err.Error())
-			log.Error("skipping a message that is not a Chronicle record", "consumer", f.name, "err", err)
+			log.Error("skipping a message that is not a Chronicle record", "projection", f.projection, "consumer", f.name, "err", err)
 			continue
+		}
+		if size, ok := wire.Elided(msg.Headers()); ok {
+			rec, err = f.resolve(ctx, rec, size)
+			if err != nil {
+				_ = msg.Nak()
+				f.fail(log, err)
+				return
+			}
 		}
 		select {
 		case f.ch <- projection.Delivery{Record: rec, Acker: acker{msg}}:
@@ -353,6 +450,26 @@ func (f *feed) run(ctx context.Context, log *slog.Logger) {
 			return
 		}
 	}
+}
+
+// resolve reads from the event store a record the relay published without
+// its Data.
+func (f *feed) resolve(ctx context.Context, rec eventstore.Record, size int) (eventstore.Record, error) {
+	for got, err := range f.store.ReadStream(ctx, rec.StreamID, eventstore.ReadStreamOptions{From: rec.StreamVersion, Limit: 1, BatchSize: 1}) {
+		if err != nil {
+			return rec, fmt.Errorf("jetstream: read %s, published without its data (%d bytes), from the event store: %w", describe(rec), size, err)
+		}
+		if got.ID != rec.ID || got.StreamVersion != rec.StreamVersion {
+			return rec, fmt.Errorf("jetstream: %s was published without its data, and the event store holds event %s at that version: the stream and the store do not match",
+				describe(rec), got.ID)
+		}
+		return got, nil
+	}
+	return rec, fmt.Errorf("jetstream: %s was published without its data and is not in the event store: the stream and the store do not match", describe(rec))
+}
+
+func describe(rec eventstore.Record) string {
+	return fmt.Sprintf("event %s (stream %q version %d, type %q, position %s)", rec.ID, rec.StreamID, rec.StreamVersion, rec.Type, rec.Position)
 }
 
 func (f *feed) Deliveries() <-chan projection.Delivery { return f.ch }

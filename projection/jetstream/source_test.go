@@ -12,7 +12,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/projection/jetstream"
-	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func TestEndToEndThroughRelay(t *testing.T) {
@@ -27,7 +27,7 @@ func TestEndToEndThroughRelay(t *testing.T) {
 	waitFor(t, r, "counts", last)
 	e.checkCounts(want)
 	// They came through JetStream, not the store.
-	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestDeathAfterCommitBeforeAck(t *testing.T) {
 	want, last := e.write("acct", 4, 100)
 	waitFor(t, r1, "counts", last)
 	stop1() // dies with every message committed and none acked
-	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestStartsAfterCheckpointAndFilters(t *testing.T) {
 	// something to skip.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := e.js.Stream(ctx, relay.DefaultStreamName)
+		st, err := e.js.Stream(ctx, e.topo().Stream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,12 +223,12 @@ func TestStartsAfterCheckpointAndFilters(t *testing.T) {
 		want[k] += v
 	}
 	e.checkCounts(want)
-	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(projection.Build{Name: "counts", Version: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	info := cons.CachedInfo()
-	if info.Config.FilterSubject != relay.FilterSubject("", "acct", "") {
+	if info.Config.FilterSubject != wire.FilterSubject(e.topo().SubjectPrefix, "acct", "") {
 		t.Fatalf("filter %q", info.Config.FilterSubject)
 	}
 	if info.Config.OptStartSeq <= 1 {

@@ -9,7 +9,7 @@ import (
 	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 	"github.com/chronicle-go/chronicle/upcast"
 )
 
@@ -77,11 +77,11 @@ func TestTypesMatchRenamedEventsThroughJetStream(t *testing.T) {
 	if got["acct-1"] != 11 || got["acct-2"] != 300 || len(got) != 2 || n != 4 {
 		t.Fatalf("sums %v over %d events, want acct-1 11 and acct-2 300 over 4", got, n)
 	}
-	cons, err := e.js.Consumer(ctx, relay.DefaultStreamName, src.ConsumerName(projection.Build{Name: "deposits", Version: 1}))
+	cons, err := e.js.Consumer(ctx, e.topo().Stream, src.ConsumerName(projection.Build{Name: "deposits", Version: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := cons.CachedInfo().Config.FilterSubject; f != relay.FilterSubject("", "acct", "") {
+	if f := cons.CachedInfo().Config.FilterSubject; f != wire.FilterSubject(e.topo().SubjectPrefix, "acct", "") {
 		t.Fatalf("consumer filter %q, want the category's subjects, every type", f)
 	}
 }

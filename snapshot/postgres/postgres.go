@@ -98,6 +98,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // Load implements [snapshot.Store].
 func (s *Store) Load(ctx context.Context, streamID string) (snapshot.Snapshot, error) {
+	if err := snapshot.ValidateStreamID(streamID); err != nil {
+		return snapshot.Snapshot{}, fmt.Errorf("snapshot/postgres: %w", err)
+	}
 	snap := snapshot.Snapshot{StreamID: streamID}
 	err := s.pool.QueryRow(ctx, s.loadSQL, streamID).Scan(&snap.Version, &snap.Revision, &snap.Data, &snap.TakenAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -109,11 +112,11 @@ func (s *Store) Load(ctx context.Context, streamID string) (snapshot.Snapshot, e
 	return snap, nil
 }
 
-// Save implements [snapshot.Store]. A zero TakenAt is stored as now.
+// Save implements [snapshot.Store]. A zero TakenAt is stored as now. A
+// snapshot that [snapshot.Snapshot.Validate] refuses is not written.
 func (s *Store) Save(ctx context.Context, snap snapshot.Snapshot) error {
-	if snap.StreamID == "" || snap.Version < 1 {
-		return fmt.Errorf("snapshot/postgres: save snapshot of stream %q at version %d: want a stream ID and a version of 1 or more",
-			snap.StreamID, snap.Version)
+	if err := snap.Validate(); err != nil {
+		return fmt.Errorf("snapshot/postgres: %w", err)
 	}
 	if snap.TakenAt.IsZero() {
 		snap.TakenAt = time.Now()

@@ -7,14 +7,14 @@ import (
 
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/snapshot"
-	"github.com/chronicle-go/chronicle/snapshot/postgres"
+	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
 	"github.com/chronicle-go/chronicle/snapshot/snapshottest"
 )
 
-func newStore(t *testing.T) *postgres.Store {
+func newStore(t *testing.T) *snappg.Store {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
-	s, err := postgres.New(pool, postgres.WithSchema(schema))
+	s, err := snappg.New(pool, snappg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +37,13 @@ func TestConformance(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	pool, _ := testenv.Postgres(t)
-	if _, err := postgres.New(pool, postgres.WithSchema("Bad-Name")); err == nil {
+	if _, err := snappg.New(pool, snappg.WithSchema("Bad-Name")); err == nil {
 		t.Fatal("invalid schema accepted")
 	}
-	if _, err := postgres.New(nil); err == nil {
+	if _, err := snappg.New(nil); err == nil {
 		t.Fatal("nil pool accepted")
 	}
-	s, err := postgres.New(pool)
+	s, err := snappg.New(pool)
 	if err != nil || s.Schema() != "chronicle" {
 		t.Fatalf("default schema: %v, %v", s, err)
 	}

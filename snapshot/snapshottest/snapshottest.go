@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -75,11 +77,32 @@ func Run(t *testing.T, newStore func(t *testing.T) snapshot.Store) {
 	})
 	t.Run("rejects invalid", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.Save(ctx(t), snapshot.Snapshot{StreamID: "", Version: 1}); err == nil {
-			t.Fatal("Save with empty stream ID succeeded")
+		badIDs := map[string]string{
+			"empty stream ID":         "",
+			"NUL in stream ID":        "a\x00b",
+			"invalid UTF-8 stream ID": "a\xffb",
+			"stream ID too long":      strings.Repeat("x", eventstore.MaxStreamIDLength+1),
 		}
-		if err := s.Save(ctx(t), snapshot.Snapshot{StreamID: "x", Version: 0}); err == nil {
-			t.Fatal("Save at version 0 succeeded")
+		for what, id := range badIDs {
+			err := s.Save(ctx(t), snapshot.Snapshot{StreamID: id, Version: 1, Revision: 1, Data: []byte(`{}`)})
+			if !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Errorf("Save, %s: err = %v, want one matching eventstore.ErrInvalidInput", what, err)
+			}
+			if what == "empty stream ID" {
+				continue
+			}
+			if _, err := s.Load(ctx(t), id); !errors.Is(err, eventstore.ErrInvalidInput) {
+				t.Errorf("Load, %s: err = %v, want one matching eventstore.ErrInvalidInput", what, err)
+			}
+		}
+		for _, v := range []int64{0, -1} {
+			err := s.Save(ctx(t), snapshot.Snapshot{StreamID: "x", Version: v, Revision: 1})
+			if !errors.Is(err, eventstore.ErrInvalidInput) || !strings.Contains(err.Error(), `"x"`) {
+				t.Errorf("Save at version %d: err = %v, want one naming the stream and matching eventstore.ErrInvalidInput", v, err)
+			}
+		}
+		if _, err := s.Load(ctx(t), "x"); !errors.Is(err, snapshot.ErrNotFound) {
+			t.Errorf("after refused saves: Load = %v, want ErrNotFound: nothing written", err)
 		}
 	})
 	t.Run("concurrent", func(t *testing.T) {

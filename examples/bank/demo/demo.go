@@ -34,6 +34,7 @@ import (
 	"github.com/chronicle-go/chronicle/projection/jetstream"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 	"github.com/chronicle-go/chronicle/snapshot"
 	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
 )
@@ -137,6 +138,11 @@ func withDefaults(c Config) Config {
 		}
 	}
 	return c
+}
+
+// topology is where the demo's relay publishes and its source reads.
+func (d *demo) topology() wire.Topology {
+	return wire.Topology{Stream: d.cfg.Stream, SubjectPrefix: d.cfg.SubjectPrefix}
 }
 
 type demo struct {
@@ -267,7 +273,7 @@ func (d *demo) setup(ctx context.Context) error {
 				return err
 			}
 			r, err := relay.New(es, d.nc, pool, relay.WithSchema(schema),
-				relay.WithStream(relay.StreamConfig{Name: d.cfg.Stream, SubjectPrefix: d.cfg.SubjectPrefix}),
+				relay.WithTopology(d.topology()),
 				relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithLockPollInterval(100*time.Millisecond))
 			if err != nil {
 				return err
@@ -301,7 +307,7 @@ func (d *demo) setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("demo: jetstream: %w", err)
 		}
-		src, err := jetstream.NewSource(js, jetstream.WithStream(d.cfg.Stream, d.cfg.SubjectPrefix),
+		src, err := jetstream.NewSource(js, d.events, jetstream.WithTopology(d.topology()),
 			jetstream.WithConsumerPrefix("bank_demo"))
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 	"github.com/chronicle-go/chronicle/cli"
 	"github.com/chronicle-go/chronicle/examples/bank"
 	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func main() {
@@ -50,7 +51,7 @@ func newApp(extra ...cli.Option) (*cli.App, error) {
 		cli.WithSchema(bank.Schema),
 		cli.WithUpcasters(chain),
 		cli.WithProjections(bank.PostgresProjections()...),
-		cli.WithRelayStream(relay.StreamConfig{Name: bank.Stream, SubjectPrefix: bank.SubjectPrefix}),
+		cli.WithRelayStream(relay.StreamConfig{Topology: wire.Topology{Stream: bank.Stream, SubjectPrefix: bank.SubjectPrefix}}),
 	}
 	return cli.New(append(opts, extra...)...), nil
 }

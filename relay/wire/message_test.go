@@ -1,4 +1,4 @@
-package relay_test
+package wire_test
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/testenv"
-	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
 func sampleRecords() []eventstore.Record {
@@ -53,16 +53,16 @@ func assertRecord(t *testing.T, want, got eventstore.Record) {
 func TestMessageRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, rec := range sampleRecords() {
-		msg := relay.NewMsg("", rec)
-		got, err := relay.RecordFromMsg(msg.Subject, msg.Header, msg.Data)
+		msg := wire.NewMsg("", uuid.Nil, rec)
+		got, err := wire.RecordFromMsg(msg.Subject, msg.Header, msg.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertRecord(t, rec, got)
-		if msg.Header.Get(relay.HeaderMsgID) != rec.ID.String() {
-			t.Fatalf("Nats-Msg-Id = %q, want %s", msg.Header.Get(relay.HeaderMsgID), rec.ID)
+		if msg.Header.Get(wire.HeaderMsgID) != rec.ID.String() {
+			t.Fatalf("Nats-Msg-Id = %q, want %s", msg.Header.Get(wire.HeaderMsgID), rec.ID)
 		}
-		if _, ok := msg.Header[relay.HeaderMetadata]; ok != (len(rec.Metadata) > 0) {
+		if _, ok := msg.Header[wire.HeaderMetadata]; ok != (len(rec.Metadata) > 0) {
 			t.Fatalf("metadata header present = %v with metadata %v", ok, rec.Metadata)
 		}
 		for k, vs := range msg.Header {
@@ -93,7 +93,7 @@ func TestMessageRoundTripThroughNATS(t *testing.T) {
 	}
 	recs := sampleRecords()
 	for _, rec := range recs {
-		if err := nc.PublishMsg(relay.NewMsg("rt", rec)); err != nil {
+		if err := nc.PublishMsg(wire.NewMsg("rt", uuid.Nil, rec)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestMessageRoundTripThroughNATS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := relay.RecordFromMsg(m.Subject, m.Header, m.Data)
+		got, err := wire.RecordFromMsg(m.Subject, m.Header, m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,19 +113,19 @@ func TestMessageRoundTripThroughNATS(t *testing.T) {
 func TestRecordFromMsgMissingHeader(t *testing.T) {
 	t.Parallel()
 	rec := sampleRecords()[0]
-	for _, h := range []string{relay.HeaderMsgID, relay.HeaderStream, relay.HeaderVersion, relay.HeaderPosition,
-		relay.HeaderType, relay.HeaderSchemaVersion, relay.HeaderRecordedAt} {
-		msg := relay.NewMsg("", rec)
+	for _, h := range []string{wire.HeaderMsgID, wire.HeaderStream, wire.HeaderVersion, wire.HeaderPosition,
+		wire.HeaderType, wire.HeaderSchemaVersion, wire.HeaderRecordedAt} {
+		msg := wire.NewMsg("", uuid.Nil, rec)
 		msg.Header.Del(h)
-		_, err := relay.RecordFromMsg(msg.Subject, msg.Header, msg.Data)
+		_, err := wire.RecordFromMsg(msg.Subject, msg.Header, msg.Data)
 		if err == nil || !strings.Contains(err.Error(), "missing header "+h) {
 			t.Fatalf("without %s: error %v, want one naming the header", h, err)
 		}
 	}
-	msg := relay.NewMsg("", rec)
-	msg.Header.Set(relay.HeaderPosition, "12-3")
-	if _, err := relay.RecordFromMsg(msg.Subject, msg.Header, msg.Data); err == nil || !strings.Contains(err.Error(), relay.HeaderPosition) {
-		t.Fatalf("bad position: error %v, want one naming %s", err, relay.HeaderPosition)
+	msg := wire.NewMsg("", uuid.Nil, rec)
+	msg.Header.Set(wire.HeaderPosition, "12-3")
+	if _, err := wire.RecordFromMsg(msg.Subject, msg.Header, msg.Data); err == nil || !strings.Contains(err.Error(), wire.HeaderPosition) {
+		t.Fatalf("bad position: error %v, want one naming %s", err, wire.HeaderPosition)
 	}
 }
 
@@ -141,27 +141,27 @@ func TestSubjects(t *testing.T) {
 		{"caf\u00e9-1", "\u00dcberwiesen", "p", "p.caf\u00e9.\u00dcberwiesen"},
 	}
 	for _, tt := range tests {
-		got := relay.Subject(tt.prefix, eventstore.Record{StreamID: tt.stream, Type: tt.typ})
+		got := wire.Subject(tt.prefix, eventstore.Record{StreamID: tt.stream, Type: tt.typ})
 		if got != tt.want {
 			t.Errorf("Subject(%q, {%q, %q}) = %q, want %q", tt.prefix, tt.stream, tt.typ, got, tt.want)
 		}
 	}
-	if got := relay.FilterSubject("", "", ""); got != "chronicle.events.*.*" {
+	if got := wire.FilterSubject("", "", ""); got != "chronicle.events.*.*" {
 		t.Errorf("FilterSubject all = %q", got)
 	}
-	if got := relay.FilterSubject("p", "order", ""); got != "p.order.*" {
+	if got := wire.FilterSubject("p", "order", ""); got != "p.order.*" {
 		t.Errorf("FilterSubject category = %q", got)
 	}
-	if got := relay.FilterSubject("p", "", "A.B"); got != "p.*.A_B" {
+	if got := wire.FilterSubject("p", "", "A.B"); got != "p.*.A_B" {
 		t.Errorf("FilterSubject type = %q", got)
 	}
 }
 
 func ExampleSubject() {
 	rec := eventstore.Record{StreamID: "account-42", Type: "AccountOpened"}
-	fmt.Println(relay.Subject(relay.DefaultSubjectPrefix, rec))
-	fmt.Println(relay.FilterSubject(relay.DefaultSubjectPrefix, "account", ""))
-	fmt.Println(relay.EscapeToken("v1.Funds Deposited"))
+	fmt.Println(wire.Subject(wire.DefaultSubjectPrefix, rec))
+	fmt.Println(wire.FilterSubject(wire.DefaultSubjectPrefix, "account", ""))
+	fmt.Println(wire.EscapeToken("v1.Funds Deposited"))
 	// Output:
 	// chronicle.events.account.AccountOpened
 	// chronicle.events.account.*

@@ -1,4 +1,4 @@
-package relay
+package wire
 
 import (
 	"encoding/json"
@@ -17,14 +17,10 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// DefaultSubjectPrefix is the subject prefix of published records unless
-// [WithStream] says otherwise. A record of type "AccountOpened" in stream
-// "account-42" is published on "chronicle.events.account.AccountOpened".
-const DefaultSubjectPrefix = "chronicle.events"
-
 // Header names carried by every published message. Together with the
 // message body (the record's Data) they hold the whole [eventstore.Record];
-// [RecordFromMsg] reads them back.
+// [RecordFromMsg] reads them back. [HeaderStore] and [HeaderElided] say
+// where the record comes from and whether its Data was left out.
 //
 // Values are plain text when they are printable ASCII without leading or
 // trailing spaces and do not start with a double quote; any other value
@@ -53,6 +49,18 @@ const (
 	// non-ASCII characters escaped. It is omitted when the metadata is
 	// empty.
 	HeaderMetadata = "Chronicle-Metadata"
+	// HeaderStore holds the identity of the event store the record was
+	// read from (a UUID created when the store's schema was migrated; see
+	// [StoreIdentifier]). A relay refuses to resume on a stream whose last
+	// message names another store, and a consumer refuses such a message.
+	// Messages published before stores had identities lack it.
+	HeaderStore = "Chronicle-Store"
+	// HeaderElided, when present, means the message carries no body: the
+	// record's Data (of the size in bytes the header holds, in decimal) did
+	// not fit in the NATS server's max_payload. Consumers read the record
+	// from the event store by its stream and version (see [Elided]); the
+	// other headers are those of any message.
+	HeaderElided = "Chronicle-Elided"
 )
 
 // EscapeToken makes s a valid single NATS subject token: every byte that
@@ -81,7 +89,9 @@ func EscapeToken(s string) string {
 
 // Subject returns the subject rec is published on: prefix, then the
 // escaped category of its stream, then its escaped type, joined by dots.
-// An empty prefix means [DefaultSubjectPrefix].
+// An empty prefix means [DefaultSubjectPrefix]. A record of type
+// "AccountOpened" in stream "account-42" is published on
+// "chronicle.events.account.AccountOpened" under the default prefix.
 func Subject(prefix string, rec eventstore.Record) string {
 	if prefix == "" {
 		prefix = DefaultSubjectPrefix
@@ -107,16 +117,30 @@ func FilterSubject(prefix, category, eventType string) string {
 	return prefix + "." + c + "." + t
 }
 
-// NewMsg returns the message that publishes rec: its subject (see
-// [Subject]), its headers (see [HeaderMsgID] and the other header names)
-// and its Data as body. The body shares rec.Data's memory.
-func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
+// NewMsg returns the message that publishes rec, read from the event store
+// whose identity is store: its subject (see [Subject]), its headers (see
+// [HeaderMsgID] and the other header names; [HeaderStore] is omitted when
+// store is uuid.Nil) and its Data as body. The body shares rec.Data's
+// memory.
+func NewMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.Msg {
+	return newMsg(prefix, store, rec, -1)
+}
+
+// NewElidedMsg returns the message that announces rec without its Data,
+// for a record too large for the NATS server's max_payload: the headers
+// of [NewMsg] plus [HeaderElided] with the size of the Data left out, and
+// an empty body. Consumers read the Data from the event store.
+func NewElidedMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.Msg {
+	return newMsg(prefix, store, rec, len(rec.Data))
+}
+
+func newMsg(prefix string, store uuid.UUID, rec eventstore.Record, elided int) *nats.Msg {
 	// Build every value in one buffer and one string, and every value
 	// slice in one array: a handful of allocations per message.
-	var ends [8]int
-	buf := make([]byte, 0, 128+len(rec.StreamID)+len(rec.Type)+16*len(rec.Metadata))
-	buf = buf[:36]
-	uuidString(buf, rec.ID)
+	const n = 10
+	var ends [n]int
+	buf := make([]byte, 0, 192+len(rec.StreamID)+len(rec.Type)+16*len(rec.Metadata))
+	buf = append(buf, rec.ID.String()...)
 	ends[0] = len(buf)
 	buf = appendValue(buf, rec.StreamID)
 	ends[1] = len(buf)
@@ -136,13 +160,21 @@ func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
 		buf = appendMetadataJSON(buf, rec.Metadata)
 	}
 	ends[7] = len(buf)
+	if store != uuid.Nil {
+		buf = append(buf, store.String()...)
+	}
+	ends[8] = len(buf)
+	if elided >= 0 {
+		buf = strconv.AppendInt(buf, int64(elided), 10)
+	}
+	ends[9] = len(buf)
 	all := string(buf)
-	vals := make([]string, 8)
-	for i, start := 0, 0; i < 8; i++ {
+	vals := make([]string, n)
+	for i, start := 0, 0; i < n; i++ {
 		vals[i] = all[start:ends[i]]
 		start = ends[i]
 	}
-	h := make(nats.Header, 10) // room for the relay's expectation header
+	h := make(nats.Header, 12) // room for the relay's expectation header
 	h[HeaderMsgID] = vals[0:1:1]
 	h[HeaderStream] = vals[1:2:2]
 	h[HeaderVersion] = vals[2:3:3]
@@ -153,13 +185,53 @@ func NewMsg(prefix string, rec eventstore.Record) *nats.Msg {
 	if len(rec.Metadata) > 0 {
 		h[HeaderMetadata] = vals[7:8:8]
 	}
-	return &nats.Msg{Subject: Subject(prefix, rec), Header: h, Data: rec.Data}
+	if store != uuid.Nil {
+		h[HeaderStore] = vals[8:9:9]
+	}
+	msg := &nats.Msg{Subject: Subject(prefix, rec), Header: h}
+	if elided >= 0 {
+		h[HeaderElided] = vals[9:10:10]
+	} else {
+		msg.Data = rec.Data
+	}
+	return msg
+}
+
+// StoreOf returns the event store identity a message names in
+// [HeaderStore]; ok is false when the message has none (it was published
+// before stores had identities).
+func StoreOf(hdr nats.Header) (id uuid.UUID, ok bool, err error) {
+	v := hdr.Get(HeaderStore)
+	if v == "" {
+		return uuid.Nil, false, nil
+	}
+	id, err = uuid.Parse(v)
+	if err != nil {
+		return uuid.Nil, true, fmt.Errorf("wire: header %s: invalid store identity %q: %w", HeaderStore, v, err)
+	}
+	return id, true, nil
+}
+
+// Elided reports whether a message was published without the record's
+// Data (see [HeaderElided]), and the size of the Data left out.
+func Elided(hdr nats.Header) (size int, ok bool) {
+	v := hdr.Get(HeaderElided)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1, true
+	}
+	return n, true
 }
 
 // RecordFromMsg rebuilds the record a message published by the relay
 // carries, from its subject, headers and body. It returns an error naming
 // the header that is missing or malformed. Data is the body itself, not a
-// copy. The subject is only used in error messages.
+// copy; it is empty for an elided message (see [Elided]), whose Data must
+// be read from the event store. The subject is only used in error
+// messages.
 func RecordFromMsg(subject string, hdr nats.Header, data []byte) (eventstore.Record, error) {
 	var errs []error
 	get := func(name string) string {
@@ -229,7 +301,7 @@ func RecordFromMsg(subject string, hdr nats.Header, data []byte) (eventstore.Rec
 		}
 	}
 	if len(errs) > 0 {
-		return eventstore.Record{}, fmt.Errorf("relay: message on subject %q is not a Chronicle record: %w", subject, errors.Join(errs...))
+		return eventstore.Record{}, fmt.Errorf("wire: message on subject %q is not a Chronicle record: %w", subject, errors.Join(errs...))
 	}
 	rec.Data = data
 	return rec, nil
@@ -258,19 +330,6 @@ func appendMetadataJSON(b []byte, m eventstore.Metadata) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
-
-// uuidString writes id in its canonical hyphenated form to dst[:36].
-func uuidString(dst []byte, id uuid.UUID) {
-	j := 0
-	for i, c := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst[j] = '-'
-			j++
-		}
-		dst[j], dst[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
-		j += 2
-	}
-}
 
 // appendJSONString appends s as a JSON string literal in printable ASCII.
 // Invalid UTF-8 becomes U+FFFD, as with encoding/json.
