@@ -49,6 +49,7 @@ var imports = map[string]string{
 	"projjs":         "github.com/chronicle-go/chronicle/projection/jetstream",
 	"projectiontest": "github.com/chronicle-go/chronicle/projection/projectiontest",
 	"relay":          "github.com/chronicle-go/chronicle/relay",
+	"wire":           "github.com/chronicle-go/chronicle/relay/wire",
 	"cli":            "github.com/chronicle-go/chronicle/cli",
 	"bank":           "github.com/chronicle-go/chronicle/examples/bank",
 
