@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -388,5 +389,24 @@ func TestMetadataClone(t *testing.T) {
 	c["k"] = "v"
 	if len(md) != 2 || md.CorrelationID() != "c" || md.CausationID() != "x" {
 		t.Errorf("Clone shares storage or accessors are wrong: %v", md)
+	}
+}
+
+func TestEventSizeBoundsMetadataEncodings(t *testing.T) {
+	t.Parallel()
+	for _, md := range []eventstore.Metadata{
+		{},
+		{"k": "v"},
+		{"html": "<a href=\"x\">&</a>", "ctl": "\x01\b\f\n\r\t\x1f", "sep": "\u2028\u2029", "ü": "ß✓🦫", `q"\`: `\"`},
+	} {
+		e := eventstore.Event{Type: "T", Data: []byte(`{}`), Metadata: md}
+		bound := eventstore.EventSize("s", e) - len("s") - len("T") - 2
+		b, err := json.Marshal(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > bound {
+			t.Errorf("metadata %v: encoding/json writes %d bytes, more than the bound %d", md, len(b), bound)
+		}
 	}
 }

@@ -247,23 +247,32 @@ func outOfRange(num []byte, at int, why string) string {
 	return fmt.Sprintf("the number %s at byte %d is beyond the range of PostgreSQL's numeric: %s", s, at, why)
 }
 
-// printedStringLen is the length of a valid UTF-8 string without NUL bytes
-// as jsonb prints it, quotes included.
-func printedStringLen(s string) int {
+// stringSize bounds the length of a valid UTF-8 string without NUL bytes
+// as a JSON string, quotes included, in both encodings a store may return
+// it in: jsonb's text (which escapes only '"', '\\' and control
+// characters) and encoding/json's (which also escapes <, > and & as \u003c
+// and U+2028 and U+2029).
+func stringSize(s string) int {
 	n := 2
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c == '"' || c == '\\' {
-			n += printedRuneLen(rune(c))
-		} else {
+		switch c := s[i]; {
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			n += 2
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			n += 6
+		case c == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9):
+			n += 6 // U+2028, U+2029
+			i += 2
+		default:
 			n++
 		}
 	}
 	return n
 }
 
-// metadataSize is the length of m as jsonb prints it: 0 for nil metadata,
-// which the store keeps as no metadata at all.
+// metadataSize bounds the length of m as a JSON object in both encodings
+// (see stringSize), with jsonb's ", " and ": " between elements: 0 for nil
+// metadata, which the store keeps as no metadata at all.
 func metadataSize(m Metadata) int {
 	if m == nil {
 		return 0
@@ -275,7 +284,7 @@ func metadataSize(m Metadata) int {
 			n += 2 // ", "
 		}
 		first = false
-		n += printedStringLen(k) + 2 + printedStringLen(v) // key ": " value
+		n += stringSize(k) + 2 + stringSize(v) // key ": " value
 	}
 	return n
 }

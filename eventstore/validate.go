@@ -100,15 +100,7 @@ func eventSize(streamID string, e Event) (int, string) {
 		}
 		data = max(printed, len(e.Data))
 	}
-	meta := metadataSize(e.Metadata)
-	if e.Metadata != nil {
-		// The bytes as given: encoding/json's encoding, which escapes
-		// <, > and & as six bytes each.
-		if b, err := json.Marshal(e.Metadata); err == nil {
-			meta = max(meta, len(b))
-		}
-	}
-	return len(streamID) + len(e.Type) + data + meta, ""
+	return len(streamID) + len(e.Type) + data + metadataSize(e.Metadata), ""
 }
 
 // PrepareAppend validates the arguments of an append and returns a copy of
