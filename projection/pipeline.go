@@ -161,7 +161,12 @@ func (pl *pipeline) runBuild(ctx context.Context) error {
 		// The switch is committed: b is the live build now, and the old
 		// one must be left before live retires it from the source.
 		stopFollower()
-		pl.prog.update(func(pr *progress) { pr.current, pr.applied = true, cp })
+		pl.prog.update(func(pr *progress) {
+			pr.current, pr.applied = true, cp
+			if !pl.rebuildOnly {
+				pr.state = Running
+			}
+		})
 		pl.e.log.Info("projection build switched", "projection", p.Name, "build", b.String())
 	}
 	if pl.rebuildOnly {
