@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test bench lint services demo build
+.PHONY: test bench lint services demo build docs
 
 ## test: run every test with the race detector against real PostgreSQL and NATS.
 test:
@@ -28,3 +28,7 @@ build:
 ## demo: run the bank example end to end (local PostgreSQL + in-process NATS, or in memory).
 demo:
 	$(GO) run ./examples/bank/cmd/demo
+
+## docs: compile, vet and gofmt-check every Go block of README.md and docs/ (also part of make test).
+docs:
+	$(GO) test -count=1 ./internal/docstest

@@ -9,17 +9,16 @@
 // upcaster chain registered:
 //
 //	func main() {
-//		reg := codec.NewRegistry()
-//		bank.RegisterEvents(reg)
-//		chain, err := upcast.New(reg, bank.Upcasters()...)
+//		chain, err := bank.NewChain() // the bank's codec registry and upcasters
 //		if err != nil {
 //			log.Fatal(err)
 //		}
 //		cli.New(
 //			cli.WithName("bankctl"),
-//			cli.WithSchema("bank"),
+//			cli.WithVersion("1.4.2"),
+//			cli.WithSchema(bank.Schema),
 //			cli.WithUpcasters(chain),
-//			cli.WithProjections(bank.Projections()...),
+//			cli.WithProjections(bank.PostgresProjections()...),
 //		).Main()
 //	}
 //
@@ -45,5 +44,9 @@
 // prints one line, "name: command: what went wrong", to stderr and exits
 // with 1 (2 for a usage error). [App.Main] stops cleanly on Ctrl-C or
 // SIGTERM: tail and relay exit 0, other commands print "interrupted" and
-// exit 130.
+// exit 130. Text output escapes what users wrote (stream IDs, types,
+// metadata, data, errors) when it holds control characters, bidi overrides
+// or invalid UTF-8, so that a value cannot forge a row or drive the
+// terminal. --version prints the version ([WithVersion]); the hidden
+// completion command prints shell completion scripts (docs/cli.md).
 package cli

@@ -122,7 +122,9 @@ func WithRelayOptions(opts ...relay.Option) Option {
 // the service's relay does, over any relay.WithStream among
 // [WithRelayOptions]; --stream and --subject-prefix override only its name
 // and subject prefix, and their --help shows the service's values. The
-// default is relay's: stream CHRONICLE, subjects chronicle.events.>.
+// default is the relay's for the schema (wire.DefaultTopology): stream
+// CHRONICLE and subjects chronicle.events.> for schema "chronicle",
+// CHRONICLE_BANK and chronicle_bank.events.> for schema "bank".
 func WithRelayStream(sc relay.StreamConfig) Option {
 	return func(c *config) { c.relayStream = &sc }
 }

@@ -15,6 +15,11 @@ var (
 	// ErrInvalidInput means an argument was rejected before anything was
 	// written. The error is a [*ValidationError] with the details.
 	ErrInvalidInput = errors.New("eventstore: invalid input")
+	// ErrEventTooLarge means an append was refused because one of its
+	// events is larger than the store's maximum event size. The error is a
+	// [*ValidationError] about the "size" of the event, and matches
+	// [ErrInvalidInput] too.
+	ErrEventTooLarge = errors.New("eventstore: event too large")
 )
 
 // ConflictError is returned when an append's expected version does not match
@@ -62,6 +67,8 @@ type ValidationError struct {
 	Field string
 	// Problem says what was wrong with it.
 	Problem string
+	// Err, when set, is the backend's own error refusing the input.
+	Err error
 }
 
 // Error implements error.
@@ -79,8 +86,15 @@ func (e *ValidationError) Error() string {
 	return msg + ": " + e.Problem
 }
 
-// Is reports whether target is [ErrInvalidInput].
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalidInput }
+// Is reports whether target is [ErrInvalidInput], or [ErrEventTooLarge]
+// for an error about an event's size.
+func (e *ValidationError) Is(target error) bool {
+	return target == ErrInvalidInput || (target == ErrEventTooLarge && e.Field == "size")
+}
+
+// Unwrap returns the error the input was refused with by the store's
+// backend, if any (a *pgconn.PgError, for example).
+func (e *ValidationError) Unwrap() error { return e.Err }
 
 // IsRetryable reports whether err is worth retrying after reloading state:
 // true for a concurrency conflict, false for anything else, including

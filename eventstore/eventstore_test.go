@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -217,7 +218,7 @@ func TestPrepareAppendDefaults(t *testing.T) {
 		{ID: id, Type: "B", SchemaVersion: 3, Data: []byte(`{"x":1}`), Metadata: eventstore.Metadata{"k": "v"}},
 		{Type: "C", Data: []byte{}},
 	}
-	out, err := eventstore.PrepareAppend("s-1", eventstore.Any, in)
+	out, err := eventstore.PrepareAppend("s-1", eventstore.Any, in, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestPrepareAppendDefaults(t *testing.T) {
 		t.Errorf("PrepareAppend changed its input: %+v", in[0])
 	}
 	for _, ev := range []eventstore.ExpectedVersion{eventstore.Any, eventstore.NoStream, eventstore.StreamExists, eventstore.Exact(0), eventstore.Exact(1 << 40)} {
-		if _, err := eventstore.PrepareAppend("s-1", ev, in[:1]); err != nil {
+		if _, err := eventstore.PrepareAppend("s-1", ev, in[:1], 0); err != nil {
 			t.Errorf("expected version %s refused: %v", ev, err)
 		}
 	}
@@ -282,7 +283,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 		{"second event bad", "s", eventstore.Any, []eventstore.Event{ok, {Type: "x", Data: []byte("nope")}}, "data", 1},
 	}
 	for _, c := range cases {
-		out, err := eventstore.PrepareAppend(c.stream, c.expected, c.events)
+		out, err := eventstore.PrepareAppend(c.stream, c.expected, c.events, 0)
 		var ve *eventstore.ValidationError
 		if !errors.As(err, &ve) || !errors.Is(err, eventstore.ErrInvalidInput) {
 			t.Errorf("%s: PrepareAppend = %v, %v; want a ValidationError", c.name, out, err)
@@ -296,7 +297,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 		}
 	}
 	// An escaped backslash followed by u0000 is just text.
-	if _, err := eventstore.PrepareAppend("s", eventstore.Any, with(func(e *eventstore.Event) { e.Data = []byte(`["\\u0000", "\\\\u0000"]`) })); err != nil {
+	if _, err := eventstore.PrepareAppend("s", eventstore.Any, with(func(e *eventstore.Event) { e.Data = []byte(`["\\u0000", "\\\\u0000"]`) }), 0); err != nil {
 		t.Errorf("escaped backslash before u0000 refused: %v", err)
 	}
 	// Limits are inclusive.
@@ -304,7 +305,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 		e.Type = strings.Repeat("t", eventstore.MaxTypeLength)
 		e.Metadata = eventstore.Metadata{strings.Repeat("k", eventstore.MaxMetadataKeyLength): ""}
 	})
-	if _, err := eventstore.PrepareAppend(strings.Repeat("s", eventstore.MaxStreamIDLength), eventstore.Any, edge); err != nil {
+	if _, err := eventstore.PrepareAppend(strings.Repeat("s", eventstore.MaxStreamIDLength), eventstore.Any, edge, 0); err != nil {
 		t.Errorf("values at the limits refused: %v", err)
 	}
 }
@@ -388,5 +389,24 @@ func TestMetadataClone(t *testing.T) {
 	c["k"] = "v"
 	if len(md) != 2 || md.CorrelationID() != "c" || md.CausationID() != "x" {
 		t.Errorf("Clone shares storage or accessors are wrong: %v", md)
+	}
+}
+
+func TestEventSizeBoundsMetadataEncodings(t *testing.T) {
+	t.Parallel()
+	for _, md := range []eventstore.Metadata{
+		{},
+		{"k": "v"},
+		{"html": "<a href=\"x\">&</a>", "ctl": "\x01\b\f\n\r\t\x1f", "sep": "\u2028\u2029", "ü": "ß✓🦫", `q"\`: `\"`},
+	} {
+		e := eventstore.Event{Type: "T", Data: []byte(`{}`), Metadata: md}
+		bound := eventstore.EventSize("s", e) - len("s") - len("T") - 2
+		b, err := json.Marshal(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > bound {
+			t.Errorf("metadata %v: encoding/json writes %d bytes, more than the bound %d", md, len(b), bound)
+		}
 	}
 }

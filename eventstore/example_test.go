@@ -83,11 +83,11 @@ func ExampleConflictError() {
 func ExamplePrepareAppend() {
 	_, err := eventstore.PrepareAppend("order-7", eventstore.Any, []eventstore.Event{
 		{Type: "OrderPlaced", Data: []byte(`{"total":`)},
-	})
+	}, 0)
 	fmt.Println(errors.Is(err, eventstore.ErrInvalidInput))
 	fmt.Println(err)
 
-	events, _ := eventstore.PrepareAppend("order-7", eventstore.Any, []eventstore.Event{{Type: "OrderPlaced"}})
+	events, _ := eventstore.PrepareAppend("order-7", eventstore.Any, []eventstore.Event{{Type: "OrderPlaced"}}, 0)
 	fmt.Println(events[0].SchemaVersion, string(events[0].Data), events[0].ID.Version())
 	// Output:
 	// true

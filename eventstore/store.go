@@ -3,8 +3,8 @@ package eventstore
 import (
 	"context"
 	"fmt"
-	"math"
 	"iter"
+	"math"
 	"slices"
 )
 
@@ -146,6 +146,27 @@ func (o ReadAllOptions) Validate() error {
 		return nil
 	}
 	return &ValidationError{Index: -1, Field: "options", Problem: p}
+}
+
+// ListStreamsOptions tune the ListStreams method of the stores that list
+// streams (the memory and PostgreSQL stores). The zero value lists every
+// stream, in the byte order of their IDs.
+type ListStreamsOptions struct {
+	// Category, when set, keeps only the streams of that category (see
+	// [Category]).
+	Category string
+	// After lists only the streams whose IDs sort after it, for paging.
+	After string
+	// Limit caps the number of streams listed; zero means no limit.
+	Limit int
+}
+
+// Validate reports invalid options.
+func (o ListStreamsOptions) Validate() error {
+	if o.Limit < 0 {
+		return &ValidationError{Index: -1, Field: "options", Problem: "Limit must not be negative"}
+	}
+	return nil
 }
 
 // Match reports whether r passes the options' category and type filters.

@@ -1,7 +1,6 @@
 package eventstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -73,12 +72,52 @@ func checkValue(s string) string {
 
 var emptyObject = []byte("{}")
 
+// DefaultMaxEventSize is the largest event, in bytes, that a store accepts
+// unless configured otherwise: 900 KiB. It stays below NATS's default
+// max_payload (1 MiB) with room for what the relay adds to a message
+// (subject, headers with the event's ID, stream, type, position and
+// metadata), so that every event a store accepts can be published.
+const DefaultMaxEventSize = 900 << 10
+
+// EventSize is how [PrepareAppend] measures an event for the limit on its
+// size: the lengths of its stream ID and type, plus its Data and Metadata
+// as a store returns them, whichever is larger of the bytes as given and
+// the text PostgreSQL's jsonb prints (jsonb prints numbers in plain
+// notation, so the 14 bytes {"n":1e100000} read back as 100,008). The
+// event must be one PrepareAppend accepts; for other events the result is
+// meaningless.
+func EventSize(streamID string, e Event) int {
+	n, _ := eventSize(streamID, e)
+	return n
+}
+
+func eventSize(streamID string, e Event) (int, string) {
+	data := 2 // {}
+	if len(e.Data) > 0 {
+		printed, p := jsonbCheck(e.Data)
+		if p != "" {
+			return 0, p
+		}
+		data = max(printed, len(e.Data))
+	}
+	return len(streamID) + len(e.Type) + data + metadataSize(e.Metadata), ""
+}
+
 // PrepareAppend validates the arguments of an append and returns a copy of
 // the events with defaults filled in: a new UUIDv7 for a zero ID, schema
 // version 1 for a zero one, and {} for empty Data. Store implementations call
 // it first so that they all accept and reject exactly the same input. It
 // returns a [*ValidationError] describing the first problem found.
-func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([]Event, error) {
+//
+// It refuses what PostgreSQL's jsonb cannot keep exactly, so that every
+// store refuses the same input: Data that is not valid JSON, invalid UTF-8
+// in its strings, the escape \u0000, a \u escape of a surrogate that
+// forms no pair, numbers beyond the range of PostgreSQL's numeric (more
+// than 131072 digits before the decimal point or 16383 after); and
+// schema versions above [MaxSchemaVersion]. An event whose [EventSize]
+// exceeds maxEventSize (0 means [DefaultMaxEventSize]) is refused with an
+// error matching both [ErrEventTooLarge] and [ErrInvalidInput].
+func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, maxEventSize int) ([]Event, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -89,8 +128,14 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 	if len(events) == 0 {
 		return nil, &ValidationError{Stream: streamID, Index: -1, Field: "events", Problem: "no events to append"}
 	}
+	if maxEventSize <= 0 {
+		maxEventSize = DefaultMaxEventSize
+	}
 	out := make([]Event, len(events))
-	seen := make(map[uuid.UUID]struct{}, len(events))
+	var seen map[uuid.UUID]struct{}
+	if len(events) > 1 {
+		seen = make(map[uuid.UUID]struct{}, len(events))
+	}
 	for i, e := range events {
 		if p := checkText(e.Type, MaxTypeLength); p != "" {
 			return nil, &ValidationError{Stream: streamID, Index: i, Field: "type", Problem: p}
@@ -111,8 +156,6 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 			e.Data = emptyObject
 		} else if !json.Valid(e.Data) {
 			return nil, bad("data", "not valid JSON")
-		} else if hasEscapedNUL(e.Data) {
-			return nil, bad("data", `contains the escape \u0000, which PostgreSQL's jsonb cannot store`)
 		}
 		for k, v := range e.Metadata {
 			if p := checkText(k, MaxMetadataKeyLength); p != "" {
@@ -122,6 +165,13 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 				return nil, bad("metadata", fmt.Sprintf("value of %q: %s", truncate(k, 40), p))
 			}
 		}
+		size, p := eventSize(streamID, e)
+		if p != "" {
+			return nil, bad("data", p+"; PostgreSQL's jsonb cannot store it")
+		}
+		if size > maxEventSize {
+			return nil, bad("size", fmt.Sprintf("the event is %d bytes as the store returns it (stream ID, type, data and metadata), more than the limit of %d", size, maxEventSize))
+		}
 		if e.ID == uuid.Nil {
 			id, err := uuid.NewV7()
 			if err != nil {
@@ -129,31 +179,13 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event) ([
 			}
 			e.ID = id
 		}
-		if _, dup := seen[e.ID]; dup {
-			return nil, bad("id", fmt.Sprintf("%s appears twice in one append", e.ID))
+		if seen != nil {
+			if _, dup := seen[e.ID]; dup {
+				return nil, bad("id", fmt.Sprintf("%s appears twice in one append", e.ID))
+			}
+			seen[e.ID] = struct{}{}
 		}
-		seen[e.ID] = struct{}{}
 		out[i] = e
 	}
 	return out, nil
-}
-
-// hasEscapedNUL reports whether valid JSON data holds the string escape
-// \u0000 (an escaped backslash followed by "u0000" does not count).
-func hasEscapedNUL(data []byte) bool {
-	for i := bytes.Index(data, []byte(`\u0000`)); i >= 0; {
-		n := 0
-		for j := i - 1; j >= 0 && data[j] == '\\'; j-- {
-			n++
-		}
-		if n%2 == 0 {
-			return true
-		}
-		next := bytes.Index(data[i+1:], []byte(`\u0000`))
-		if next < 0 {
-			return false
-		}
-		i += 1 + next
-	}
-	return false
 }

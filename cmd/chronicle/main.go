@@ -13,6 +13,8 @@
 //
 //	chronicle [command] [flags]
 //	chronicle --help
+//	chronicle --version
+//	source <(chronicle completion bash)   # or zsh, fish, powershell
 package main
 
 import "github.com/chronicle-go/chronicle/cli"

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chronicle-go/chronicle"
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
@@ -106,5 +107,15 @@ func TestBinaryTailStopsCleanlyOnSIGINT(t *testing.T) {
 	}
 	if err := cmd.Wait(); exitCode(err) != 0 || stderr.Len() != 0 {
 		t.Fatalf("after SIGINT: exit %d (%v), stderr %q", exitCode(err), err, stderr.String())
+	}
+}
+
+func TestBinaryPrintsItsVersion(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := command(ctx, nil, "--version").Output()
+	if want := "chronicle version " + chronicle.Version + "\n"; err != nil || string(out) != want {
+		t.Fatalf("--version: %v, %q, want %q", err, out, want)
 	}
 }

@@ -87,6 +87,8 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"Validation/Reads", testValidationReads},
 		{"Validation/NegativeExact", testNegativeExact},
 		{"Validation/SchemaVersionRange", testSchemaVersionRange},
+		{"Validation/JSONLikeJSONB", testJSONLikeJSONB},
+		{"Validation/MaxEventSize", testMaxEventSize},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -141,7 +141,7 @@ func ExampleStore_ListStreams() {
 	for _, id := range []string{"order-2", "account-1", "order-1"} {
 		_, _ = store.Append(ctx, id, eventstore.Any, eventstore.Event{Type: "Created"})
 	}
-	for info, err := range store.ListStreams(ctx, memory.ListStreamsOptions{Category: "order"}) {
+	for info, err := range store.ListStreams(ctx, eventstore.ListStreamsOptions{Category: "order"}) {
 		if err != nil {
 			fmt.Println(err)
 			return

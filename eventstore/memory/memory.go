@@ -29,7 +29,8 @@ import (
 // Store is an in-memory event store. The zero value is not usable; create
 // one with [New].
 type Store struct {
-	now func() time.Time
+	now          func() time.Time
+	maxEventSize int
 
 	mu      sync.RWMutex
 	log     []eventstore.Record // global log; log[i].Position.Seq == i+1
@@ -57,13 +58,27 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// New returns an empty store.
+// WithMaxEventSize sets the largest event the store accepts, in bytes, as
+// [eventstore.EventSize] measures it; the default is
+// [eventstore.DefaultMaxEventSize]. A size of zero or less keeps the
+// default. The memory store keeps the limit of the PostgreSQL store so that
+// tests see the same refusals.
+func WithMaxEventSize(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.maxEventSize = n
+		}
+	}
+}
+
+// New returns an empty store. A nil option is ignored.
 func New(opts ...Option) *Store {
 	s := &Store{
-		now:     time.Now,
-		streams: make(map[string][]int),
-		ids:     make(map[uuid.UUID]int),
-		wake:    make(chan struct{}),
+		now:          time.Now,
+		maxEventSize: eventstore.DefaultMaxEventSize,
+		streams:      make(map[string][]int),
+		ids:          make(map[uuid.UUID]int),
+		wake:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -73,6 +88,10 @@ func New(opts ...Option) *Store {
 	return s
 }
 
+// MaxEventSize returns the largest event the store accepts, in bytes; see
+// [WithMaxEventSize].
+func (s *Store) MaxEventSize() int { return s.maxEventSize }
+
 // Append appends events to a stream if it is at the expected version; see
 // [eventstore.Store.Append]. Input is validated with
 // [eventstore.PrepareAppend]. Appending events whose IDs are already stored
@@ -80,7 +99,7 @@ func New(opts ...Option) *Store {
 // returns the original result without writing anything; the same IDs
 // elsewhere are a conflict.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
-	prepared, err := eventstore.PrepareAppend(streamID, expected, events)
+	prepared, err := eventstore.PrepareAppend(streamID, expected, events, s.maxEventSize)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -377,23 +396,12 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	return s.log[len(s.log)-1].Position, nil
 }
 
-// ListStreamsOptions tune [Store.ListStreams]. The zero value lists every
-// stream.
-type ListStreamsOptions struct {
-	// Category, when set, keeps only streams of that category.
-	Category string
-	// After lists only streams whose IDs sort after it, for paging.
-	After string
-	// Limit caps the number of streams listed; zero means no limit.
-	Limit int
-}
-
 // ListStreams lists streams in the byte order of their IDs, like the
 // PostgreSQL store's ListStreams.
-func (s *Store) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
+func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
 	return func(yield func(eventstore.StreamInfo, error) bool) {
-		if opts.Limit < 0 {
-			yield(eventstore.StreamInfo{}, &eventstore.ValidationError{Index: -1, Field: "options", Problem: "Limit must not be negative"})
+		if err := opts.Validate(); err != nil {
+			yield(eventstore.StreamInfo{}, err)
 			return
 		}
 		if err := ctx.Err(); err != nil {

@@ -30,7 +30,7 @@ func TestListStreams(t *testing.T) {
 	if _, err := s.Append(ctx, "account-2", eventstore.Exact(2), eventstore.Event{Type: "E"}); err != nil {
 		t.Fatal(err)
 	}
-	list := func(opts memory.ListStreamsOptions) []string {
+	list := func(opts eventstore.ListStreamsOptions) []string {
 		t.Helper()
 		var out []string
 		for info, err := range s.ListStreams(ctx, opts) {
@@ -48,16 +48,16 @@ func TestListStreams(t *testing.T) {
 		return out
 	}
 	cases := []struct {
-		opts memory.ListStreamsOptions
+		opts eventstore.ListStreamsOptions
 		want []string
 	}{
-		{memory.ListStreamsOptions{}, []string{"account-1", "account-10", "account-2", "ledger", "order-1", "order-2"}},
-		{memory.ListStreamsOptions{Category: "account"}, []string{"account-1", "account-10", "account-2"}},
-		{memory.ListStreamsOptions{Category: "account", After: "account-10"}, []string{"account-2"}},
-		{memory.ListStreamsOptions{After: "ledger", Limit: 1}, []string{"order-1"}},
-		{memory.ListStreamsOptions{Limit: 2}, []string{"account-1", "account-10"}},
-		{memory.ListStreamsOptions{Category: "none"}, nil},
-		{memory.ListStreamsOptions{After: "zzz"}, nil},
+		{eventstore.ListStreamsOptions{}, []string{"account-1", "account-10", "account-2", "ledger", "order-1", "order-2"}},
+		{eventstore.ListStreamsOptions{Category: "account"}, []string{"account-1", "account-10", "account-2"}},
+		{eventstore.ListStreamsOptions{Category: "account", After: "account-10"}, []string{"account-2"}},
+		{eventstore.ListStreamsOptions{After: "ledger", Limit: 1}, []string{"order-1"}},
+		{eventstore.ListStreamsOptions{Limit: 2}, []string{"account-1", "account-10"}},
+		{eventstore.ListStreamsOptions{Category: "none"}, nil},
+		{eventstore.ListStreamsOptions{After: "zzz"}, nil},
 	}
 	for _, c := range cases {
 		if got := list(c.opts); !slices.Equal(got, c.want) {
@@ -68,7 +68,7 @@ func TestListStreams(t *testing.T) {
 	var paged []string
 	after := ""
 	for {
-		page := list(memory.ListStreamsOptions{After: after, Limit: 4})
+		page := list(eventstore.ListStreamsOptions{After: after, Limit: 4})
 		if len(page) == 0 {
 			break
 		}
@@ -78,13 +78,13 @@ func TestListStreams(t *testing.T) {
 	if !slices.Equal(paged, cases[0].want) {
 		t.Errorf("paging gave %v", paged)
 	}
-	for _, err := range s.ListStreams(ctx, memory.ListStreamsOptions{Limit: -1}) {
+	for _, err := range s.ListStreams(ctx, eventstore.ListStreamsOptions{Limit: -1}) {
 		if !errors.Is(err, eventstore.ErrInvalidInput) {
 			t.Errorf("Limit -1: %v, want ErrInvalidInput", err)
 		}
 	}
 	// Breaking early is fine.
-	for range s.ListStreams(ctx, memory.ListStreamsOptions{}) {
+	for range s.ListStreams(ctx, eventstore.ListStreamsOptions{}) {
 		break
 	}
 }

@@ -26,7 +26,22 @@
 // actual version and write nothing. An append whose event IDs are already
 // stored in that stream at those versions (a retry after a timeout) returns
 // the original result and writes nothing. [Store.AppendTx] appends inside a
-// transaction the caller owns.
+// transaction the caller owns. Both statements are built from one
+// template, so the concurrency rule is written once (appendsql.go), and
+// one function decides why an append wrote nothing (outcome.go).
+//
+// # Input
+//
+// Appends are checked with [eventstore.PrepareAppend] before anything is
+// sent, so the store refuses exactly what the memory store refuses: what
+// jsonb cannot keep (invalid UTF-8, \u0000, unpaired surrogate escapes,
+// numbers beyond numeric's range), schema versions beyond int32, and events
+// larger than [Store.MaxEventSize] ([WithMaxEventSize], default
+// [eventstore.DefaultMaxEventSize]) as they will read back: jsonb prints
+// numbers in full, so {"n":1e100000} is 14 bytes written and 100,008 read.
+// Should PostgreSQL still refuse an event at the insert (SQLSTATE class 22
+// or 54), the error matches [eventstore.ErrInvalidInput] and names the
+// event, never an error of unknown outcome that a caller would retry.
 //
 // # The global log
 //

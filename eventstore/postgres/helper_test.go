@@ -69,8 +69,8 @@ func versions(recs []eventstore.Record) []int64 {
 	return out
 }
 
-func postgresListOpts(category string) postgres.ListStreamsOptions {
-	return postgres.ListStreamsOptions{Category: category}
+func postgresListOpts(category string) eventstore.ListStreamsOptions {
+	return eventstore.ListStreamsOptions{Category: category}
 }
 
 func newPool(t *testing.T) (*pgxpool.Pool, string) { return testenv.Postgres(t) }

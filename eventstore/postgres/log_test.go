@@ -318,7 +318,7 @@ func TestListStreams(t *testing.T) {
 	}
 	mustAppend(t, s, "user-1", eventstore.NoStream, events(1)...)
 	var ids []string
-	for info, err := range s.ListStreams(c, postgres.ListStreamsOptions{Category: "cart", After: "cart-2", Limit: 3}) {
+	for info, err := range s.ListStreams(c, eventstore.ListStreamsOptions{Category: "cart", After: "cart-2", Limit: 3}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +328,7 @@ func TestListStreams(t *testing.T) {
 		t.Fatalf("listed %v", ids)
 	}
 	n := 0
-	for _, err := range s.ListStreams(c, postgres.ListStreamsOptions{}) {
+	for _, err := range s.ListStreams(c, eventstore.ListStreamsOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}

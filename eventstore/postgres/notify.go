@@ -68,7 +68,7 @@ func (s *Store) trail() {
 		defer cancel()
 		if _, err := s.pool.Exec(ctx, s.q.notify, s.channel); err != nil {
 			s.log.Debug("postgres: trailing notification failed; followers will poll",
-				slog.String("channel", s.channel), slog.Any("error", err))
+				slog.String("channel", s.channel), slog.Any("err", err))
 		}
 	})
 }

@@ -13,6 +13,10 @@ import (
 // wakes it.
 const DefaultPollInterval = 500 * time.Millisecond
 
+// maxEventSizeLimit bounds WithMaxEventSize: jsonb values hold at most
+// 255 MiB.
+const maxEventSizeLimit = 255 << 20
+
 // Option configures a [Store].
 type Option func(*config)
 
@@ -21,13 +25,17 @@ type config struct {
 	logger       *slog.Logger
 	pollInterval time.Duration
 	notify       bool
+	maxEventSize int
 }
 
 // WithSchema sets the PostgreSQL schema holding the store's tables; the
 // default is "chronicle". The name must be a plain lower-case identifier.
 func WithSchema(name string) Option { return func(c *config) { c.schema = name } }
 
-// WithLogger sets the logger; nil discards logs (the default).
+// WithLogger sets the logger of what the store absorbs (a lost
+// notification connection, a failed notification, a retried append); the
+// default, and a nil logger, is slog.Default(). Errors are logged under
+// the key "err".
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithPollInterval sets how often [Store.Follow] reads the log when no
@@ -47,10 +55,22 @@ func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollI
 // interval.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 
+// WithMaxEventSize sets the largest event the store accepts, in bytes, as
+// [eventstore.EventSize] measures it: stream ID, type, and data and
+// metadata as the store returns them (jsonb prints numbers in full, so a
+// few bytes of exponent can read back as many kilobytes). The default is
+// [eventstore.DefaultMaxEventSize], 900 KiB, below NATS's default
+// max_payload of 1 MiB with room for the relay's headers; raise it only
+// with the NATS server's max_payload. [Store.MaxEventSize] reports it.
+func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
+
 func (c *config) validate() error {
 	var errs []error
 	if err := pgmigrate.ValidateSchema(c.schema); err != nil {
 		errs = append(errs, fmt.Errorf("postgres: %w", err))
+	}
+	if c.maxEventSize <= 0 || c.maxEventSize > maxEventSizeLimit {
+		errs = append(errs, fmt.Errorf("postgres: max event size must be between 1 and %d bytes, got %d", maxEventSizeLimit, c.maxEventSize))
 	}
 	if c.pollInterval <= 0 {
 		errs = append(errs, fmt.Errorf("postgres: poll interval must be positive, got %s", c.pollInterval))

@@ -90,27 +90,20 @@ func (s *Store) Status(ctx context.Context) (LogStatus, error) {
 	return st, nil
 }
 
-// ListStreamsOptions tune [Store.ListStreams].
-type ListStreamsOptions struct {
-	// Category, when set, lists only the streams of that category (see
-	// [eventstore.Category]).
-	Category string
-	// After lists the streams whose IDs sort after it (for paging).
-	After string
-	// Limit caps the number of streams listed; zero means no limit.
-	Limit int
-}
+// ListStreamsOptions is [eventstore.ListStreamsOptions], the options the
+// memory store's ListStreams takes too.
+type ListStreamsOptions = eventstore.ListStreamsOptions
 
 // ListStreams lists streams in stream ID order (byte order, like Go's
 // string comparison), with their versions, fetching them in batches.
-func (s *Store) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
+func (s *Store) ListStreams(ctx context.Context, opts eventstore.ListStreamsOptions) iter.Seq2[eventstore.StreamInfo, error] {
 	return func(yield func(eventstore.StreamInfo, error) bool) {
+		if err := opts.Validate(); err != nil {
+			yield(eventstore.StreamInfo{}, err)
+			return
+		}
 		if strings.Contains(opts.Category, "-") {
 			return // a category never holds a '-'
-		}
-		if opts.Limit < 0 {
-			yield(eventstore.StreamInfo{}, &eventstore.ValidationError{Index: -1, Field: "options", Problem: "Limit must not be negative"})
-			return
 		}
 		after, left := opts.After, opts.Limit
 		const batch = 500

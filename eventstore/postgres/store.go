@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 
@@ -42,7 +41,8 @@ var _ eventstore.Store = (*Store)(nil)
 // the options, joining every problem into one error, and does nothing else:
 // no query, no goroutine. Call [Store.Migrate] to create the tables.
 func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
-	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true}
+	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true,
+		maxEventSize: eventstore.DefaultMaxEventSize}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -57,14 +57,19 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.Default()
 	}
 	channel := cfg.schema + "_events"
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema)), notifier: newNotifier()}, nil
+	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier()}, nil
 }
+
+// MaxEventSize returns the largest event the store accepts, in bytes; see
+// [WithMaxEventSize]. A relay compares it with the NATS server's
+// max_payload.
+func (s *Store) MaxEventSize() int { return s.cfg.maxEventSize }
 
 // Schema returns the name of the schema holding the store's tables.
 func (s *Store) Schema() string { return s.cfg.schema }
@@ -86,8 +91,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 type queries struct {
-	lock, append, append1, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
-	checkIDs, status, listStreams, listStreamsCat, notify, heldBack                             string
+	appendOne, appendMany                                                      appendStmt
+	lock, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
+	checkIDs, status, listStreams, listStreamsCat, notify, heldBack            string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -97,11 +103,12 @@ const recordColumns = `position, transaction_id, event_id, stream_id, stream_ver
 // transactions can no longer appear behind a reader.
 const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
 
-func newQueries(q string) queries {
+func newQueries(q, schema string) queries {
+	one, many := appendStatements(q, schema)
 	return queries{
-		lock:    `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
-		append:  strings.ReplaceAll(appendSQL, "{{schema}}", q),
-		append1: strings.ReplaceAll(append1SQL, "{{schema}}", q),
+		appendOne:  one,
+		appendMany: many,
+		lock:       `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
 		appendState: `SELECT coalesce(l.stream_version, 0), coalesce(l.transaction_id, 0),
 				EXISTS (SELECT 1 FROM ` + q + `.events x WHERE x.event_id = $2),
 				pg_current_xact_id_if_assigned()::text::bigint

@@ -49,6 +49,7 @@ var imports = map[string]string{
 	"projjs":         "github.com/chronicle-go/chronicle/projection/jetstream",
 	"projectiontest": "github.com/chronicle-go/chronicle/projection/projectiontest",
 	"relay":          "github.com/chronicle-go/chronicle/relay",
+	"wire":           "github.com/chronicle-go/chronicle/relay/wire",
 	"cli":            "github.com/chronicle-go/chronicle/cli",
 	"bank":           "github.com/chronicle-go/chronicle/examples/bank",
 
@@ -413,14 +414,21 @@ func documents(t *testing.T, root string) []document {
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
 
-// TestGoBlocksCompile compiles every Go block of README.md and docs/ with
-// go vet, by the conventions of docs/README.md.
-func TestGoBlocksCompile(t *testing.T) {
+// builder generates documents' packages in a directory inside the module
+// and compiles them.
+type builder struct {
+	t      *testing.T
+	goTool string
+	root   string // the module's root
+	tmp    string // where the packages go
+}
+
+func newBuilder(t *testing.T) *builder {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command on PATH")
 	}
-	root := moduleRoot(t)
 	here, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -432,59 +440,110 @@ func TestGoBlocksCompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
+	return &builder{t: t, goTool: goTool, root: moduleRoot(t), tmp: tmp}
+}
 
-	docs := documents(t, root)
+// generate writes doc's package and returns its ./-relative path.
+func (b *builder) generate(doc document) (string, error) {
+	dir := filepath.Join(b.tmp, nonIdent.ReplaceAllString(strings.ToLower(strings.TrimSuffix(doc.path, ".md")), "_"))
+	if err := generate(doc, dir); err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(b.root, dir)
+	return "./" + filepath.ToSlash(rel), err
+}
+
+// check runs go build, which reports every compile error (vet only the
+// first of a package), then go vet. Positions in its output are the
+// documents' (//line directives).
+func (b *builder) check(pkgs []string) (string, error) {
+	for _, tool := range []string{"build", "vet"} {
+		cmd := exec.Command(b.goTool, append([]string{tool}, pkgs...)...)
+		cmd.Dir = b.root
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				b.t.Fatal(err)
+			}
+			return generatedDir.ReplaceAllString(out.String(), ""), err
+		}
+	}
+	return "", nil
+}
+
+var generatedDir = regexp.MustCompile(`\S*_docs[0-9]+/[a-z0-9_]+/`)
+
+// TestGoBlocksCompile compiles every Go block of README.md and docs/ with
+// go build and go vet, by the conventions of docs/README.md.
+func TestGoBlocksCompile(t *testing.T) {
+	b := newBuilder(t)
+	docs := documents(t, b.root)
 	if len(docs) < 5 {
 		t.Fatalf("found Go blocks in only %d documents", len(docs))
 	}
 	var checked, reported []string
 	for _, doc := range docs {
-		dir := filepath.Join(tmp, nonIdent.ReplaceAllString(strings.ToLower(strings.TrimSuffix(doc.path, ".md")), "_"))
-		if err := generate(doc, dir); err != nil {
-			if reason, ok := pending[doc.path]; ok {
-				t.Logf("pending (%s): %v", reason, err)
-				continue
-			}
+		pkg, err := b.generate(doc)
+		reason, isPending := pending[doc.path]
+		switch {
+		case err != nil && isPending:
+			t.Logf("pending (%s): %v", reason, err)
+		case err != nil:
 			t.Error(err)
-			continue
+		case isPending:
+			reported = append(reported, pkg)
+		default:
+			checked = append(checked, pkg)
 		}
-		rel, _ := filepath.Rel(root, dir)
-		if _, ok := pending[doc.path]; ok {
-			reported = append(reported, "./"+filepath.ToSlash(rel))
-		} else {
-			checked = append(checked, "./"+filepath.ToSlash(rel))
-		}
-	}
-	// go build reports every compile error (vet only the first of a
-	// package); go vet then checks what compiles.
-	check := func(pkgs []string) (string, error) {
-		for _, tool := range []string{"build", "vet"} {
-			cmd := exec.Command(goTool, append([]string{tool}, pkgs...)...)
-			cmd.Dir = root
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) {
-					t.Fatal(err)
-				}
-				// Positions are the documents' (//line); drop the
-				// generated directory before them.
-				return generatedDir.ReplaceAllString(out.String(), ""), err
-			}
-		}
-		return "", nil
 	}
 	if len(checked) > 0 {
-		if out, err := check(checked); err != nil {
+		if out, err := b.check(checked); err != nil {
 			t.Errorf("Go blocks of the docs do not compile (see docs/README.md for the conventions):\n%s", out)
 		}
 	}
 	for _, p := range reported {
-		if out, err := check([]string{p}); err != nil {
+		if out, err := b.check([]string{p}); err != nil {
 			t.Logf("pending %s does not compile yet:\n%s", p, out)
 		}
 	}
 }
 
-var generatedDir = regexp.MustCompile(`\S*_docs[0-9]+/[a-z0-9_]+/`)
+// TestBrokenBlocksAreReported checks that the test is not vacuous: a
+// fragment using what its signature does not give, or a badly laid out
+// block, fails with the document's file and line.
+func TestBrokenBlocksAreReported(t *testing.T) {
+	b := newBuilder(t)
+	const text = "# Broken\n\n<!-- compile: func(ctx context.Context) error -->\n```go\nerr := store.Migrate(ctx)\n```\n"
+	doc, err := parseDocument("docs/broken.md", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := b.generate(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.check([]string{pkg})
+	if err == nil || !strings.Contains(out, "docs/broken.md:5") || !strings.Contains(out, "undefined: store") {
+		t.Fatalf("want docs/broken.md:5: undefined: store, got %v:\n%s", err, out)
+	}
+
+	doc, err = parseDocument("docs/ugly.md", "```go\nx  := 1\n```\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.generate(doc); err == nil || !strings.Contains(err.Error(), "docs/ugly.md:2: not as gofmt lays it out") {
+		t.Fatalf("want a gofmt failure at docs/ugly.md:2, got %v", err)
+	}
+
+	for _, text := range []string{
+		"<!-- compile: func() -->\ntext\n```go\nx := 1\n```\n",
+		"```go\nx := 1\n",
+		"<!-- compile: func()\n",
+	} {
+		if _, err := parseDocument("docs/bad.md", text); err == nil {
+			t.Errorf("parseDocument(%q) accepted it", text)
+		}
+	}
+}

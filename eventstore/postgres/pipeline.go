@@ -1,0 +1,174 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// appendPipelined runs an append in one round trip: in one implicit
+// transaction, the stream's advisory lock, then the append statement; then, when
+// notifications are on and this append leads (see notifier), pg_notify in
+// a second implicit transaction. led reports that it carried one.
+//
+// The lock is a statement of its own, taken before the transaction writes
+// anything or has an id (a single INSERT statement gets its transaction id
+// before it runs any part of its plan): whoever holds it gets a larger
+// transaction id than every earlier append to the stream, and ordering the
+// global log by (transaction id, position) keeps each stream's versions in
+// order. A row lock would not do: transactions queued on it already hold
+// ids and are woken in any order. The append statement then runs with a snapshot taken
+// once the lock is held, so it sees the previous holder's commit.
+//
+// Notifying from a transaction of its own matters under load: a notifying
+// transaction holds a cluster-wide lock from just before its commit to its
+// end, WAL flush included, which would serialise concurrent appends; one
+// that writes nothing needs no flush. The notification may be spurious (the
+// append conflicted), never early: it is sent after the append committed.
+// Appends that do not lead leave their notification to a trailing one
+// (Store.trail), sent within NotifyWindow; no appender ever waits for it.
+// (Coalescing with appenders waiting for a notification already on its
+// way measured slower than notifying every append; throttling without
+// waiting measured faster.)
+func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Release()
+	c := conn.Conn()
+	appendSD, err := c.Prepare(ctx, name, sql)
+	if err != nil {
+		return
+	}
+	lockSD, err := c.Prepare(ctx, "chronicle_lock_"+s.cfg.schema, s.q.lock)
+	if err != nil {
+		return
+	}
+	var notifySD *pgconn.StatementDescription
+	if s.cfg.notify && s.notifier.lead() {
+		led = true
+		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
+			return
+		}
+	}
+	m := c.TypeMap()
+	encode := func(sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
+		if len(sd.ParamOIDs) != len(args) {
+			return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
+		}
+		params := make([][]byte, len(args))
+		formats := make([]int16, len(args))
+		for i, a := range args {
+			b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
+			if err != nil {
+				return nil, nil, fmt.Errorf("encode parameter %d of the append as %T", i+1, a)
+			}
+			params[i], formats[i] = b, pgtype.BinaryFormatCode
+		}
+		return params, formats, nil
+	}
+	params, formats, err := encode(appendSD, args)
+	if err != nil {
+		return
+	}
+	lockParams, lockFormats, err := encode(lockSD, args[:1])
+	if err != nil {
+		return
+	}
+	binary := []int16{pgtype.BinaryFormatCode}
+	p := c.PgConn().StartPipeline(ctx)
+	p.SendQueryStatement(lockSD, lockParams, lockFormats, binary)
+	p.SendQueryStatement(appendSD, params, formats, binary)
+	p.SendPipelineSync()
+	if notifySD != nil {
+		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
+		p.SendPipelineSync()
+	}
+	err = p.Flush()
+	if err == nil {
+		err = pipelineSkip(p) // the lock's empty result
+	}
+	if err == nil {
+		var res *pgconn.Result
+		if res, err = pipelineRead(p); err == nil {
+			switch {
+			case one && len(res.Rows) == 0:
+				// Not written: r.n is 0.
+			case len(res.Rows) != 1:
+				err = fmt.Errorf("append returned %d rows", len(res.Rows))
+			default:
+				row, fds := res.Rows[0], res.FieldDescriptions
+				dst := []any{&r.n, &r.version, &r.tx, &r.pos}
+				if one {
+					r.n = 1
+					dst = dst[1:]
+				}
+				if len(fds) != len(dst) {
+					err = fmt.Errorf("append returned %d columns, want %d", len(fds), len(dst))
+					break
+				}
+				for i := range dst {
+					if err = m.Scan(fds[i].DataTypeOID, fds[i].Format, row[i], dst[i]); err != nil {
+						err = fmt.Errorf("decode column %d of the append's result: %w", i+1, err)
+						break
+					}
+				}
+			}
+		}
+	}
+	if err == nil {
+		// The append's sync: its implicit transaction commits here, and a
+		// commit can fail (a deferred constraint, a serialization failure,
+		// a lost connection) after the INSERT returned its rows.
+		var res any
+		if res, err = p.GetResults(); err == nil {
+			if _, ok := res.(*pgconn.PipelineSync); !ok {
+				err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	// Close reads what is left: the notification and its sync. A failed
+	// notification fails nothing: the append committed and followers poll.
+	cerr := p.Close()
+	if err == nil && cerr != nil {
+		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed; trying again shortly",
+			slog.String("stream", args[0].(string)), slog.Any("err", cerr))
+		led = false // so that a trailing notification covers it
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) && !c.IsClosed() {
+			// The connection is in an unknown state: do not reuse it.
+			_ = c.Close(context.Background())
+		}
+	}
+	return
+}
+
+// pipelineRead reads the next query result of a pipeline.
+func pipelineRead(p *pgconn.Pipeline) (*pgconn.Result, error) {
+	res, err := p.GetResults()
+	if err != nil {
+		return nil, err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return nil, fmt.Errorf("unexpected pipeline result %T", res)
+	}
+	r := rr.Read()
+	return r, r.Err
+}
+
+// pipelineSkip reads and discards the next query result of a pipeline.
+func pipelineSkip(p *pgconn.Pipeline) error {
+	_, err := pipelineRead(p)
+	return err
+}
