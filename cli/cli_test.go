@@ -533,7 +533,7 @@ func TestProjectionsStatusShowsEventsHeldBackByAnOpenTransaction(t *testing.T) {
 		LagEvents  int     `json:"lag_events"`
 	}
 	sts := jsonValue[[]status](t, mustOK(t, e.run(app, "projections", "status", "--json")).stdout)
-	if sts[0].HeldBack < 1 || sts[0].OldestOpen <= 0 || sts[0].LagEvents != 0 {
+	if sts[0].HeldBack < 1 || sts[0].OldestOpen <= 0 || sts[0].LagEvents < 1 { // held back is lag too
 		t.Fatalf("status with an open transaction: %+v", sts)
 	}
 	contains(t, mustOK(t, e.run(app, "projections", "status")).stdout, "(open ")

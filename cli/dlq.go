@@ -171,7 +171,7 @@ the projection's filters, so it needs the service's own binary.`
 				}
 				ids = append(ids, id)
 			}
-			r, err := s.runner(ctx, "dlq "+action)
+			r, err := s.admin(ctx, "dlq "+action)
 			if err != nil {
 				return err
 			}

@@ -28,9 +28,9 @@ func (s *session) projectionStore(ctx context.Context) (*projpg.Store, error) {
 	return projpg.New(pool, projpg.WithSchema(s.schema))
 }
 
-// runner builds a runner of the registered projections; it is never Run,
-// only used for status, rebuilds and dead letters.
-func (s *session) runner(ctx context.Context, what string, extra ...projection.Option) (*projection.Runner, error) {
+// admin builds the administration of the registered projections: status,
+// rebuilds and dead letters, without running them.
+func (s *session) admin(ctx context.Context, what string, extra ...projection.Option) (*projection.Admin, error) {
 	if len(s.cfg.projections) == 0 {
 		return nil, s.errNoProjections(what)
 	}
@@ -55,11 +55,11 @@ func (s *session) runner(ctx context.Context, what string, extra ...projection.O
 	}
 	opts = append(opts, s.cfg.runnerOpts...)
 	opts = append(opts, extra...)
-	r, err := projection.NewRunner(es, ps, s.cfg.projections, opts...)
+	a, err := projection.NewAdmin(es, ps, s.cfg.projections, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("build the projection runner: %w", err)
+		return nil, fmt.Errorf("build the projections' administration: %w", err)
 	}
-	return r, nil
+	return a, nil
 }
 
 // checkProjection fails when name is not a registered projection.
@@ -168,7 +168,7 @@ while a rebuild is under way, else "stopped".`,
 			if len(s.cfg.projections) == 0 {
 				return s.storedStatus(ctx, asJSON)
 			}
-			r, err := s.runner(ctx, "projections status")
+			r, err := s.admin(ctx, "projections status")
 			if err != nil {
 				return err
 			}
@@ -275,7 +275,7 @@ goes on live on the new build.`,
 				}
 				bar.update(p)
 			}
-			r, err := s.runner(ctx, "projections rebuild", projection.WithProgress(progress))
+			r, err := s.admin(ctx, "projections rebuild", projection.WithProgress(progress))
 			if err != nil {
 				return err
 			}

@@ -126,16 +126,14 @@ func defaultOwner() string {
 	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
-// beats returns the heartbeats of the builds the runner's workers run.
+// beats returns the heartbeats of the builds the runner's supervisors run.
 func (r *Runner) beats() []Heartbeat {
 	var out []Heartbeat
-	for _, name := range r.order {
-		w := r.workers[name]
-		w.mu.Lock()
-		if w.runningIn && !w.build.IsZero() {
-			out = append(out, Heartbeat{Build: w.build, Owner: r.opts.owner, State: w.state, Interval: r.opts.heartbeat})
+	for _, name := range r.e.order {
+		snap := r.sups[name].prog.snapshot()
+		if snap.running && !snap.build.IsZero() {
+			out = append(out, Heartbeat{Build: snap.build, Owner: r.e.opts.owner, State: snap.state, Interval: r.e.opts.heartbeat})
 		}
-		w.mu.Unlock()
 	}
 	return out
 }
@@ -146,11 +144,11 @@ func (r *Runner) beats() []Heartbeat {
 // looks for builds switched or registered by another process (see
 // [Runner.watchBuilds]).
 func (r *Runner) heartbeat(ctx context.Context) {
-	interval := r.opts.heartbeat
+	interval := r.e.opts.heartbeat
 	if interval <= 0 {
 		return
 	}
-	hs, ok := r.store.(HeartbeatStore)
+	hs, ok := r.e.store.(HeartbeatStore)
 	if !ok {
 		hs = nil
 	}
@@ -163,7 +161,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		defer cancel()
 		if err := hs.Beat(bctx, beats); err != nil {
 			if ctx.Err() == nil {
-				r.log.Warn("record projection heartbeats", "owner", r.opts.owner, "err", err)
+				r.e.log.Warn("record projection heartbeats", "owner", r.e.opts.owner, "err", err)
 			}
 			return
 		}
@@ -178,7 +176,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			var last []Heartbeat
 			for b := range beaten {
-				last = append(last, Heartbeat{Build: b, Owner: r.opts.owner, State: Stopped, Interval: interval})
+				last = append(last, Heartbeat{Build: b, Owner: r.e.opts.owner, State: Stopped, Interval: interval})
 			}
 			beat(context.WithoutCancel(ctx), last)
 			return
@@ -196,22 +194,21 @@ func (r *Runner) heartbeat(ctx context.Context) {
 // over, or another process switched builds, which this runner then
 // follows (and retires the old build from its source).
 func (r *Runner) watchBuilds(ctx context.Context) {
-	for _, name := range r.order {
-		w := r.workers[name]
-		w.mu.Lock()
-		b, st, in := w.build, w.state, w.runningIn
-		w.mu.Unlock()
+	for _, name := range r.e.order {
+		s := r.sups[name]
+		snap := s.prog.snapshot()
+		b, st, in := snap.build, snap.state, snap.running
 		if !in || b.IsZero() || (st != Running && st != Halted) {
 			continue
 		}
-		reg, err := r.store.Registration(ctx, name)
+		reg, err := r.e.store.Registration(ctx, name)
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.Warn("read projection registration", "projection", name, "err", err)
+				r.e.log.Warn("read projection registration", "projection", name, "err", err)
 			}
 			continue
 		}
-		v := w.p.version()
+		v := s.pr.p.version()
 		want := b
 		switch {
 		case reg.Target.Version == v:
@@ -222,9 +219,9 @@ func (r *Runner) watchBuilds(ctx context.Context) {
 			want = Build{} // newer code took over: idle
 		}
 		if want != b {
-			r.log.Info("projection build changed in the store; restarting on it", "projection", name,
+			r.e.log.Info("projection build changed in the store; restarting on it", "projection", name,
 				"from", b.String(), "to", want.String())
-			w.signal()
+			s.signal()
 		}
 	}
 }

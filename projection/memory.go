@@ -104,7 +104,19 @@ func (s *MemoryStore) List(_ context.Context) ([]Summary, error) {
 func (s *MemoryStore) Atomic() bool { return false }
 
 // Begin opens a unit of work on b, waiting for any other one on b to end.
-func (s *MemoryStore) Begin(ctx context.Context, b Build) (Tx, error) {
+func (s *MemoryStore) Begin(ctx context.Context, b Build) (UnitOfWork, error) {
+	l, err := s.lock(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("projection: begin unit of work for %s: %w", b, err)
+	}
+	s.mu.Lock()
+	cp := s.cps[b]
+	s.mu.Unlock()
+	return &memTx{s: s, b: b, locks: []chan struct{}{l}, cp: cp.pos, newCP: cp.pos}, nil
+}
+
+// lock takes b's lock, waiting for its holder.
+func (s *MemoryStore) lock(ctx context.Context, b Build) (chan struct{}, error) {
 	s.mu.Lock()
 	l, ok := s.locks[b]
 	if !ok {
@@ -114,13 +126,10 @@ func (s *MemoryStore) Begin(ctx context.Context, b Build) (Tx, error) {
 	s.mu.Unlock()
 	select {
 	case l <- struct{}{}:
+		return l, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("projection: begin unit of work for %s: %w", b, ctx.Err())
+		return nil, ctx.Err()
 	}
-	s.mu.Lock()
-	cp := s.cps[b]
-	s.mu.Unlock()
-	return &memTx{s: s, b: b, lock: l, cp: cp.pos, newCP: cp.pos}, nil
 }
 
 // Checkpoint returns b's checkpoint.
@@ -183,7 +192,7 @@ func (s *MemoryStore) CurrentTable(base string) string {
 type memTx struct {
 	s        *MemoryStore
 	b        Build
-	lock     chan struct{}
+	locks    []chan struct{}
 	cp       eventstore.Position
 	newCP    eventstore.Position
 	applied  int
@@ -194,9 +203,25 @@ type memTx struct {
 	done     bool
 }
 
-func (t *memTx) Build() Build                    { return t.b }
-func (t *memTx) Table(base string) string        { return base + "_" + t.b.Suffix() }
+// memView is what handlers of a MemoryStore get.
+type memView struct{ b Build }
+
+func (v memView) Build() Build             { return v.b }
+func (v memView) Table(base string) string { return base + "_" + v.b.Suffix() }
+
+func (t *memTx) Handlers() Tx                    { return memView{t.b} }
 func (t *memTx) Checkpoint() eventstore.Position { return t.cp }
+func (t *memTx) Hold(ctx context.Context, other Build) (eventstore.Position, error) {
+	if other == t.b {
+		return t.cp, nil
+	}
+	l, err := t.s.lock(ctx, other)
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("projection: hold the checkpoint of %s: %w", other, err)
+	}
+	t.locks = append(t.locks, l)
+	return t.s.Checkpoint(ctx, other)
+}
 func (t *memTx) SetCheckpoint(_ context.Context, pos eventstore.Position, applied int) error {
 	t.newCP = pos
 	t.applied += applied
@@ -206,10 +231,7 @@ func (t *memTx) AddDeadLetter(_ context.Context, dl DeadLetter) error {
 	t.adds = append(t.adds, dl)
 	return nil
 }
-func (t *memTx) DeleteDeadLetter(_ context.Context, name string, id uuid.UUID) error {
-	if name != t.b.Name {
-		return fmt.Errorf("projection: delete dead letter of %q in a unit of work of %s", name, t.b)
-	}
+func (t *memTx) DeleteDeadLetter(_ context.Context, id uuid.UUID) error {
 	t.dels = append(t.dels, id)
 	return nil
 }
@@ -217,6 +239,12 @@ func (t *memTx) Activate(_ context.Context, tables []string) error {
 	t.active = true
 	t.activate = tables
 	return nil
+}
+
+func (t *memTx) unlock() {
+	for _, l := range t.locks {
+		<-l
+	}
 }
 
 func (t *memTx) Commit(context.Context) error {
@@ -254,11 +282,11 @@ func (t *memTx) Commit(context.Context) error {
 		r.SwitchedAt = time.Now()
 		s.regs[t.b.Name] = r
 		for _, base := range t.activate {
-			s.tables[base] = t.Table(base)
+			s.tables[base] = memView{t.b}.Table(base)
 		}
 	}
 	s.mu.Unlock()
-	<-t.lock
+	t.unlock()
 	return nil
 }
 
@@ -267,6 +295,6 @@ func (t *memTx) Rollback(context.Context) error {
 		return nil
 	}
 	t.done = true
-	<-t.lock
+	t.unlock()
 	return nil
 }

@@ -127,8 +127,8 @@ func TestPoisonSkipAndHalt(t *testing.T) {
 					t.Fatalf("applied %d, want 4", got)
 				}
 			} else {
-				if !errors.Is(err, context.DeadlineExceeded) {
-					t.Fatalf("WaitFor on a halted projection: %v, want a timeout", err)
+				if !errors.Is(err, projection.ErrHalted) {
+					t.Fatalf("WaitFor on a halted projection: %v, want ErrHalted", err)
 				}
 				if got := c.total(); got != 2 {
 					t.Fatalf("halted projection applied %d, want 2", got)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 )
 
 // Decoder turns a stored record into the events a handler sees: upcast to
@@ -81,15 +82,14 @@ type Progress struct {
 	Finished bool
 }
 
-// Option configures a [Runner].
+// Option configures a [Runner] or an [Admin]. A nil Option is ignored.
 type Option func(*options)
 
 type options struct {
 	source       Source
 	decoder      Decoder
 	logger       *slog.Logger
-	backoffMin   time.Duration
-	backoffMax   time.Duration
+	backoff      backoff.Policy
 	publisher    DeadLetterPublisher
 	progress     func(Progress)
 	catchUpBatch int
@@ -101,8 +101,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		backoffMin:   50 * time.Millisecond,
-		backoffMax:   5 * time.Second,
+		backoff:      backoff.Policy{First: 50 * time.Millisecond, Longest: 5 * time.Second},
 		catchUpBatch: 1000,
 		haltPoll:     time.Second,
 		heartbeat:    DefaultHeartbeatInterval,
@@ -117,13 +116,22 @@ func WithSource(s Source) Option { return func(o *options) { o.source = s } }
 // them. Without one, Event.Data is nil and handlers read Record.Data.
 func WithDecoder(d Decoder) Option { return func(o *options) { o.decoder = d } }
 
-// WithLogger sets the logger; nil (the default) discards.
+// WithLogger sets the logger (default [slog.Default]); nil keeps the
+// default. Errors are logged under the key "err".
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithBackoff sets the first and the longest wait between attempts of a
-// failing event (default 50ms, doubling up to 5s).
-func WithBackoff(min, max time.Duration) Option {
-	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+// WithBackoff sets the first and the longest wait (default 50ms, doubling
+// up to 5s, jittered) between attempts of a failing event and between
+// retries while the store is unavailable; the restarts of a failing
+// projection (Setup failing, the source or the store down) wait four times
+// first, up to six times longest.
+func WithBackoff(first, longest time.Duration) Option {
+	return func(o *options) { o.backoff = backoff.Policy{First: first, Longest: longest} }
+}
+
+// restartPolicy is the backoff of a failing projection's restarts.
+func (o options) restartPolicy() backoff.Policy {
+	return backoff.Policy{First: o.backoff.First * 4, Longest: o.backoff.Longest * 6}
 }
 
 // WithDeadLetterPublisher announces dead letters through p.

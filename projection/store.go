@@ -14,12 +14,13 @@ import (
 // [MemoryStore] keeps them in memory; projection/postgres keeps them in
 // PostgreSQL, in the transaction of the read model.
 type Store interface {
-	// Begin opens a unit of work for build b. The returned Tx knows b's
-	// checkpoint as committed; with a transactional store it also holds a
-	// lock on it, so two runners of one build apply each event once.
-	Begin(ctx context.Context, b Build) (Tx, error)
-	// Atomic reports whether a rolled back Tx also undoes the handler's
-	// writes. When it does not, the runner commits after every event.
+	// Begin opens a unit of work for build b. It knows b's checkpoint as
+	// committed; with a transactional store it also holds a lock on it, so
+	// two runners of one build apply each event once.
+	Begin(ctx context.Context, b Build) (UnitOfWork, error)
+	// Atomic reports whether a rolled back unit of work also undoes the
+	// handler's writes. When it does not, the runner commits after every
+	// event.
 	Atomic() bool
 	// Checkpoint returns b's committed checkpoint; zero when b has none.
 	Checkpoint(ctx context.Context, b Build) (eventstore.Position, error)
@@ -30,15 +31,13 @@ type Store interface {
 	SetTarget(ctx context.Context, b Build) error
 	// DeadLetters lists a projection's dead letters in log order.
 	DeadLetters(ctx context.Context, name string) ([]DeadLetter, error)
-	// DeleteDeadLetter removes a dead letter; removing one that does not
-	// exist is not an error.
-	DeleteDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error
 }
 
-// Tx is a unit of work: the handler's writes and the projection's
-// checkpoint, committed together. Handlers use Build and Table; the runner
-// uses the rest. Implementations add access to their own transaction (see
-// projection/postgres).
+// Tx is what a handler (and Setup) gets: the build it writes and the names
+// of that build's tables. A backend hands its own transaction through it
+// (projection/postgres: [From] there returns the pgx transaction's view).
+// It has none of the runner's controls: the checkpoint, dead letters, the
+// switch and the commit belong to the [UnitOfWork] behind it.
 type Tx interface {
 	// Build is the build this unit of work writes.
 	Build() Build
@@ -46,15 +45,30 @@ type Tx interface {
 	// ready to use in a statement: for Postgres the quoted, schema
 	// qualified "schema"."balances_v2".
 	Table(base string) string
+}
+
+// UnitOfWork is the runner's transaction on one build: the handlers'
+// writes (through [UnitOfWork.Handlers]), the build's checkpoint and dead
+// letters, and the switch, committed together. Only the runner and
+// [Admin] hold it; a store implements it.
+type UnitOfWork interface {
+	// Handlers returns the view handed to handlers and Setup.
+	Handlers() Tx
 	// Checkpoint is the build's checkpoint as seen by this unit of work.
 	Checkpoint() eventstore.Position
-	// SetCheckpoint records the position of the last applied event.
+	// Hold locks another build's checkpoint until this unit of work ends
+	// (so that its runners cannot move it meanwhile) and returns it. The
+	// switch uses it to catch the new build up to the current one.
+	Hold(ctx context.Context, other Build) (eventstore.Position, error)
+	// SetCheckpoint records the position of the last applied event; the
+	// runner calls it last, just before Commit.
 	SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error
 	// AddDeadLetter records a dead letter (replacing one for the same
 	// projection and event).
 	AddDeadLetter(ctx context.Context, dl DeadLetter) error
-	// DeleteDeadLetter removes a dead letter.
-	DeleteDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error
+	// DeleteDeadLetter removes the build's projection's dead letter of an
+	// event; removing one that does not exist is not an error.
+	DeleteDeadLetter(ctx context.Context, eventID uuid.UUID) error
 	// Activate makes the build current, re-pointing the stable names of
 	// tables at its tables.
 	Activate(ctx context.Context, tables []string) error

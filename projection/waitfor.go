@@ -8,40 +8,58 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 )
 
-// WaitFor returns once the projection's current build has applied every
+// WaitFor returns nil once the projection's current build has applied every
 // event it wants up to and including pos (the Position of an
 // [eventstore.AppendResult], for read-your-writes), or with ctx's error. An
 // event the projection does not want counts as applied once every wanted
 // event before it is. When this runner is not running the projection,
 // WaitFor follows the checkpoint another process stores.
+//
+// A caller waiting for its own write learns promptly when the write did not
+// reach the read model: when an event of pos's transaction (the append
+// that returned pos) went to the dead letters, WaitFor returns a
+// *[DeadLetterError] (matching [ErrDeadLettered], and [ErrHalted] too when
+// the projection halted on it); when the projection halted on an earlier
+// event, it returns an error wrapping [ErrHalted].
 func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
-	w, err := r.worker(name)
-	if err != nil {
-		return err
+	s, ok := r.sups[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownProjection, name)
 	}
+	pr := s.pr
 	delay := time.Millisecond
 	for {
-		w.mu.Lock()
-		changed := w.changed
-		local := w.runningIn && w.current && !w.build.IsZero()
-		applied := w.applied
-		w.mu.Unlock()
+		snap := s.prog.snapshot()
+		local := snap.running && snap.current && !snap.build.IsZero()
+		applied, build, dead, halted := snap.applied, snap.build, snap.dead, snap.halted
+		if snap.state != Halted {
+			halted = nil
+		}
 		if !local {
-			reg, err := r.store.Registration(ctx, name)
-			if err != nil {
+			var err error
+			if applied, build, dead, halted, err = r.stored(ctx, pr); err != nil {
 				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 			}
-			applied = eventstore.Position{}
-			if !reg.Current.IsZero() {
-				if applied, err = r.store.Checkpoint(ctx, reg.Current); err != nil {
-					return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
-				}
+			if snap.running {
+				// Starting here: the store's dead letter may be applied
+				// by this runner's (fixed) code in a moment.
+				halted = nil
 			}
 		}
 		if !applied.Before(pos) {
+			if dl := deadLetterOfWrite(dead, build, pos); dl != nil && !applied.Before(dl.Position) {
+				return &DeadLetterError{DeadLetter: *dl, Policy: Skip}
+			}
 			return nil
 		}
-		done, err := r.nothingWanted(ctx, w, applied, pos)
+		if halted != nil && !pos.Before(halted.Position) {
+			if halted.Position.TxID == pos.TxID {
+				return &DeadLetterError{DeadLetter: *halted, Policy: Halt}
+			}
+			return fmt.Errorf("projection %q: wait for %s: %w at %s (event %s, %s, stream %q version %d): %s",
+				name, pos, ErrHalted, halted.Position, halted.EventID, halted.Type, halted.StreamID, halted.StreamVersion, halted.Error)
+		}
+		done, err := r.nothingWanted(ctx, pr, applied, pos)
 		if err != nil {
 			return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 		}
@@ -53,7 +71,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("projection %q: wait for %s (applied %s): %w", name, pos, applied, ctx.Err())
-		case <-changed:
+		case <-snap.changed:
 			t.Stop()
 		case <-t.C:
 			delay = min(delay*2, 100*time.Millisecond)
@@ -61,20 +79,58 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 	}
 }
 
+// stored reads what the store says of the projection's current build: its
+// checkpoint, its dead letters, and the one it is halted on (the first
+// after the checkpoint, with policy Halt).
+func (r *Runner) stored(ctx context.Context, pr *proj) (applied eventstore.Position, b Build, dead []DeadLetter, halted *DeadLetter, err error) {
+	reg, err := r.e.store.Registration(ctx, pr.p.Name)
+	if err != nil || reg.Current.IsZero() {
+		return applied, b, nil, nil, err
+	}
+	b = reg.Current
+	if applied, err = r.e.store.Checkpoint(ctx, b); err != nil {
+		return applied, b, nil, nil, err
+	}
+	if dead, err = r.e.store.DeadLetters(ctx, pr.p.Name); err != nil {
+		return applied, b, nil, nil, err
+	}
+	if pr.p.OnFailure == Halt {
+		for i := range dead {
+			if dead[i].Build == b && applied.Before(dead[i].Position) {
+				halted = &dead[i]
+				break
+			}
+		}
+	}
+	return applied, b, dead, halted, nil
+}
+
+// deadLetterOfWrite returns the dead letter of b of an event written by
+// pos's transaction, at or before pos; nil when there is none.
+func deadLetterOfWrite(dead []DeadLetter, b Build, pos eventstore.Position) *DeadLetter {
+	for i := len(dead) - 1; i >= 0; i-- {
+		dl := &dead[i]
+		if dl.Build == b && dl.Position.TxID == pos.TxID && !pos.Before(dl.Position) {
+			return dl
+		}
+	}
+	return nil
+}
+
 // nothingWanted reports whether pos is visible in the log and no event p
 // wants lies after applied and at or before pos.
-func (r *Runner) nothingWanted(ctx context.Context, w *worker, applied, pos eventstore.Position) (bool, error) {
-	if len(w.readTypes) == 0 && len(w.p.Categories) == 0 {
+func (r *Runner) nothingWanted(ctx context.Context, pr *proj, applied, pos eventstore.Position) (bool, error) {
+	if len(pr.readTypes) == 0 && len(pr.p.Categories) == 0 {
 		return false, nil
 	}
-	head, err := r.events.Head(ctx)
+	head, err := r.e.events.Head(ctx)
 	if err != nil {
 		return false, err
 	}
 	if head.Before(pos) {
 		return false, nil
 	}
-	for rec, err := range r.events.ReadAll(ctx, eventstore.ReadAllOptions{After: applied, Types: w.readTypes, Categories: w.p.Categories, Limit: 1, BatchSize: 1}) {
+	for rec, err := range r.e.events.ReadAll(ctx, pr.readOpts(applied, 1, 1)) {
 		if err != nil {
 			return false, err
 		}

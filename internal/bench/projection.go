@@ -437,8 +437,8 @@ func prEndToEnd(ctx context.Context, env *Env) ([]Row, error) {
 		}}
 	}
 	lp, err := prStartPipeline(ctx, env, nc, js, "prlat", wrap, func(tx projection.Tx, rec eventstore.Record) {
-		if t, ok := tx.(*prTimedTx); ok {
-			t.ids = append(t.ids, rec.ID)
+		if v, ok := tx.(*prTimedView); ok {
+			v.t.ids = append(v.t.ids, rec.ID)
 		}
 
 	})
@@ -521,24 +521,34 @@ type prTimedStore struct {
 	onCommit func(ids []uuid.UUID, at time.Time)
 }
 
-func (s *prTimedStore) Begin(ctx context.Context, b projection.Build) (projection.Tx, error) {
-	tx, err := s.Store.Begin(ctx, b)
+func (s *prTimedStore) Begin(ctx context.Context, b projection.Build) (projection.UnitOfWork, error) {
+	u, err := s.Store.Begin(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	return &prTimedTx{Tx: tx, s: s}, nil
+	return &prTimedTx{UnitOfWork: u, s: s}, nil
 }
 
 type prTimedTx struct {
-	projection.Tx
+	projection.UnitOfWork
 	s   *prTimedStore
 	ids []uuid.UUID
 }
 
-func (t *prTimedTx) Unwrap() projection.Tx { return t.Tx }
+// prTimedView is the handlers' view of a prTimedTx.
+type prTimedView struct {
+	projection.Tx
+	t *prTimedTx
+}
+
+func (v *prTimedView) Unwrap() projection.Tx { return v.Tx }
+
+func (t *prTimedTx) Handlers() projection.Tx {
+	return &prTimedView{Tx: t.UnitOfWork.Handlers(), t: t}
+}
 
 func (t *prTimedTx) Commit(ctx context.Context) error {
-	if err := t.Tx.Commit(ctx); err != nil {
+	if err := t.UnitOfWork.Commit(ctx); err != nil {
 		return err
 	}
 	t.s.onCommit(t.ids, time.Now())

@@ -108,23 +108,33 @@ func (s *Store) Atomic() bool { return true }
 
 // Begin opens a transaction on b, takes b's checkpoint lock and reads its
 // checkpoint. The lock is a transaction-scoped advisory lock, not a row
-// lock, and the checkpoint is written last (see [Tx.SetCheckpoint]): until
-// a handler writes, the transaction has no transaction ID, so it holds no
-// reader of the event log back (ADR 0008).
-func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.Tx, error) {
+// lock, and the checkpoint is written last (by SetCheckpoint, queued behind
+// the handlers' statements): until a handler writes, the transaction has no
+// transaction ID, so it holds no reader of the event log back (ADR 0008).
+func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.UnitOfWork, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin transaction for %s: %w", b, err)
 	}
-	// Two statements in one round trip: the read must take its snapshot
-	// after the lock is granted, to see the last holder's checkpoint.
+	cp, err := s.lockAndRead(ctx, tx, b)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("postgres: lock checkpoint of %s: %w", b, err)
+	}
+	return &unit{Tx: &Tx{s: s, tx: tx, b: b}, cp: cp}, nil
+}
+
+// lockAndRead takes b's checkpoint lock in tx and reads b's checkpoint, in
+// two statements of one round trip: the read takes its snapshot after the
+// lock is granted, so it sees the last holder's commit.
+func (s *Store) lockAndRead(ctx context.Context, tx pgx.Tx, b projection.Build) (eventstore.Position, error) {
 	var batch pgx.Batch
 	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext($1::text), hashtext($2::text))`, s.lockSpace(), b.String())
 	batch.Queue(`SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
 		b.Name, b.Version, b.Generation)
 	br := tx.SendBatch(ctx, &batch)
 	var txid, seq int64
-	_, err = br.Exec()
+	_, err := br.Exec()
 	if err == nil {
 		err = br.QueryRow().Scan(&txid, &seq)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -134,12 +144,7 @@ func (s *Store) Begin(ctx context.Context, b projection.Build) (projection.Tx, e
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("postgres: lock checkpoint of %s: %w", b, err)
-	}
-	cp := eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
-	return &Tx{s: s, tx: tx, b: b, cp: cp}, nil
+	return eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}, err
 }
 
 // lockSpace names the space of the checkpoint locks: the store's schema,

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -13,23 +14,37 @@ import (
 	"github.com/chronicle-go/chronicle/projection"
 )
 
-// Tx is the unit of work of the PostgreSQL store: a pgx transaction that
-// also holds the build's checkpoint. Handlers get it with [From].
+// Tx is what a handler of the PostgreSQL store gets (through [From] or
+// [Handler]): the unit of work's pgx transaction, to write the build's
+// tables, without the runner's controls (checkpoint, dead letters, switch,
+// commit), which stay with the unit of work behind it.
 type Tx struct {
 	s      *Store
 	tx     pgx.Tx
 	b      projection.Build
-	cp     eventstore.Position
 	queued pgx.Batch
-	done   bool
 }
 
-var _ projection.Tx = (*Tx)(nil)
+var (
+	_ projection.Tx         = (*Tx)(nil)
+	_ projection.UnitOfWork = (*unit)(nil)
+)
 
-// From returns the PostgreSQL transaction behind a projection unit of
-// work, or nil when tx is not one of this package's. A wrapper around a Tx
-// (tracing, metrics) is seen through when it has an Unwrap() projection.Tx
-// method.
+// unit is the store's unit of work: the handlers' Tx, and the build's
+// checkpoint, locked by the transaction.
+type unit struct {
+	*Tx
+	cp   eventstore.Position
+	done bool
+}
+
+// Handlers returns the handlers' view of the transaction.
+func (u *unit) Handlers() projection.Tx { return u.Tx }
+
+// From returns the PostgreSQL transaction a handler was given, or nil when
+// tx is not one of this package's (the runner's store is not a PostgreSQL
+// one). A wrapper around a Tx (tracing, metrics) is seen through when it
+// has an Unwrap() projection.Tx method.
 func From(tx projection.Tx) *Tx {
 	for {
 		switch t := tx.(type) {
@@ -64,7 +79,20 @@ func (t *Tx) Build() projection.Build { return t.b }
 func (t *Tx) Table(base string) string { return t.s.table(t.b, base) }
 
 // Checkpoint is the build's checkpoint, locked by this transaction.
-func (t *Tx) Checkpoint() eventstore.Position { return t.cp }
+func (u *unit) Checkpoint() eventstore.Position { return u.cp }
+
+// Hold takes another build's checkpoint lock until the transaction ends
+// and reads that build's checkpoint.
+func (u *unit) Hold(ctx context.Context, other projection.Build) (eventstore.Position, error) {
+	if err := u.flush(ctx); err != nil {
+		return eventstore.Position{}, err
+	}
+	cp, err := u.s.lockAndRead(ctx, u.tx, other)
+	if err != nil {
+		return cp, fmt.Errorf("postgres: hold the checkpoint of %s: %w", other, err)
+	}
+	return cp, nil
+}
 
 // Queue adds a statement to run later in one pipelined round trip, before
 // the checkpoint is stored. An error in it fails the unit of work at that
@@ -72,13 +100,24 @@ func (t *Tx) Checkpoint() eventstore.Position { return t.cp }
 func (t *Tx) Queue(sql string, args ...any) { t.queued.Queue(sql, args...) }
 
 // Pgx returns the pgx transaction, after running the queued statements so
-// that what the caller does next sees them.
+// that what the caller does next sees them. Its Commit and Rollback fail:
+// the runner ends the transaction.
 func (t *Tx) Pgx(ctx context.Context) (pgx.Tx, error) {
 	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
-	return t.tx, nil
+	return handlerTx{t.tx}, nil
 }
+
+// errRunnerCommits is returned by Commit and Rollback of the transaction a
+// handler gets.
+var errRunnerCommits = errors.New("postgres: a handler cannot end the projection's transaction; the runner commits it")
+
+// handlerTx is the pgx transaction as a handler sees it.
+type handlerTx struct{ pgx.Tx }
+
+func (handlerTx) Commit(context.Context) error   { return errRunnerCommits }
+func (handlerTx) Rollback(context.Context) error { return errRunnerCommits }
 
 // Exec runs the queued statements, then sql.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -123,7 +162,7 @@ func (t *Tx) flush(ctx context.Context) error {
 
 // SetCheckpoint stores the checkpoint, in the same round trip as the
 // queued statements. It is the runner's last write in a unit of work.
-func (t *Tx) SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error {
+func (t *unit) SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error {
 	t.queued.Queue(`INSERT INTO `+t.s.q+`.projection_checkpoints AS c (name, version, generation, tx_id, seq, applied)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (name, version, generation) DO UPDATE SET tx_id = $4, seq = $5, applied = c.applied + $6, updated_at = now()`,
@@ -132,7 +171,7 @@ func (t *Tx) SetCheckpoint(ctx context.Context, pos eventstore.Position, applied
 }
 
 // AddDeadLetter records a dead letter.
-func (t *Tx) AddDeadLetter(ctx context.Context, dl projection.DeadLetter) error {
+func (t *unit) AddDeadLetter(ctx context.Context, dl projection.DeadLetter) error {
 	_, err := t.Exec(ctx, `INSERT INTO `+t.s.q+`.projection_dead_letters
 		(projection, event_id, version, generation, stream_id, stream_version, tx_id, seq, type, error, attempts, failed_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -145,17 +184,17 @@ func (t *Tx) AddDeadLetter(ctx context.Context, dl projection.DeadLetter) error 
 	return nil
 }
 
-// DeleteDeadLetter removes a dead letter.
-func (t *Tx) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.UUID) error {
-	if _, err := t.Exec(ctx, `DELETE FROM `+t.s.q+`.projection_dead_letters WHERE projection = $1 AND event_id = $2`, name, eventID); err != nil {
-		return fmt.Errorf("postgres: delete dead letter %s of %q: %w", eventID, name, err)
+// DeleteDeadLetter removes the projection's dead letter of an event.
+func (t *unit) DeleteDeadLetter(ctx context.Context, eventID uuid.UUID) error {
+	if _, err := t.Exec(ctx, `DELETE FROM `+t.s.q+`.projection_dead_letters WHERE projection = $1 AND event_id = $2`, t.b.Name, eventID); err != nil {
+		return fmt.Errorf("postgres: delete dead letter %s of %q: %w", eventID, t.b.Name, err)
 	}
 	return nil
 }
 
 // Activate makes the build current and re-points each stable table name
 // (a view) at the build's table, in this transaction.
-func (t *Tx) Activate(ctx context.Context, tables []string) error {
+func (t *unit) Activate(ctx context.Context, tables []string) error {
 	if _, err := t.Exec(ctx, `INSERT INTO `+t.s.q+`.projection_registry AS r
 		(name, current_version, current_generation, target_version, target_generation, switched_at) VALUES ($1, $2, $3, $2, $3, now())
 		ON CONFLICT (name) DO UPDATE SET current_version = $2, current_generation = $3, switched_at = now(), updated_at = now(),
@@ -179,7 +218,7 @@ func (t *Tx) Activate(ctx context.Context, tables []string) error {
 }
 
 // Commit runs the queued statements and commits.
-func (t *Tx) Commit(ctx context.Context) error {
+func (t *unit) Commit(ctx context.Context) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
@@ -191,7 +230,7 @@ func (t *Tx) Commit(ctx context.Context) error {
 }
 
 // Rollback abandons the transaction; after Commit it does nothing.
-func (t *Tx) Rollback(ctx context.Context) error {
+func (t *unit) Rollback(ctx context.Context) error {
 	if t.done {
 		return nil
 	}
