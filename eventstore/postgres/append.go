@@ -131,6 +131,12 @@ func (s *Store) appendOn(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
+	if tx == nil && s.group != nil {
+		res, alone, err := s.appendGrouped(ctx, streamID, expected, evs, meta)
+		if !alone {
+			return res, err
+		}
+	}
 	var r appendRow
 	if tx != nil {
 		r, err = s.appendInTx(ctx, tx, st, args)

@@ -57,26 +57,11 @@ func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool,
 		}
 	}
 	m := c.TypeMap()
-	encode := func(sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
-		if len(sd.ParamOIDs) != len(args) {
-			return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
-		}
-		params := make([][]byte, len(args))
-		formats := make([]int16, len(args))
-		for i, a := range args {
-			b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
-			if err != nil {
-				return nil, nil, fmt.Errorf("encode parameter %d of the append as %T", i+1, a)
-			}
-			params[i], formats[i] = b, pgtype.BinaryFormatCode
-		}
-		return params, formats, nil
-	}
-	params, formats, err := encode(appendSD, args)
+	params, formats, err := encodeParams(m, appendSD, args)
 	if err != nil {
 		return
 	}
-	lockParams, lockFormats, err := encode(lockSD, args[:1])
+	lockParams, lockFormats, err := encodeParams(m, lockSD, args[:1])
 	if err != nil {
 		return
 	}
@@ -171,4 +156,21 @@ func pipelineRead(p *pgconn.Pipeline) (*pgconn.Result, error) {
 func pipelineSkip(p *pgconn.Pipeline) error {
 	_, err := pipelineRead(p)
 	return err
+}
+
+// encodeParams encodes args in binary for the prepared statement sd.
+func encodeParams(m *pgtype.Map, sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
+	if len(sd.ParamOIDs) != len(args) {
+		return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
+	}
+	params := make([][]byte, len(args))
+	formats := make([]int16, len(args))
+	for i, a := range args {
+		b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode parameter %d of statement %s as %T: %w", i+1, sd.Name, a, err)
+		}
+		params[i], formats[i] = b, pgtype.BinaryFormatCode
+	}
+	return params, formats, nil
 }
