@@ -57,7 +57,12 @@ type groupRequest struct {
 	expected eventstore.ExpectedVersion
 	evs      []eventstore.Event
 	meta     []*string
-	state    atomic.Int32
+	// st and args are the append's statement for when it is alone in its
+	// batch: then it runs as a single append would, on the flusher's
+	// connection.
+	st    appendStmt
+	args  []any
+	state atomic.Int32
 	done     chan groupResult // buffered: the flusher never blocks on it
 }
 
@@ -71,10 +76,13 @@ type groupResult struct {
 	// err: the batch failed and may or may not have been committed (a
 	// lost connection); the caller passes it on.
 	err error
-	// r: what the append wrote; when it wrote nothing (r.n == 0), f says
-	// what it found under the streams' locks.
-	r appendRow
-	f failedAppend
+	// r: what the append wrote. When it wrote nothing (r.n == 0), f says
+	// what the batch found under the streams' locks; for an append that
+	// was alone in its batch, f is nil and insertErr is the error of its
+	// statement (nil if it returned no row), as for a single append.
+	r         appendRow
+	f         *failedAppend
+	insertErr error
 }
 
 // groupConn is the flusher's connection and the statements prepared on it.
@@ -271,6 +279,20 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 			return nil
 		}
 	}
+	if len(batch) == 1 {
+		// A batch of one runs the single append's statements, which cost
+		// less than the batch statement, on the flusher's connection.
+		r := batch[0]
+		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
+		r.done <- groupResult{r: res, insertErr: err}
+		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
+			g.s.trail()
+		}
+		if conn.conn.IsClosed() {
+			return nil
+		}
+		return conn
+	}
 	results, led, err := g.s.runBatch(ctx, conn, batch)
 	var pe *pgconn.PgError
 	switch {
@@ -414,56 +436,51 @@ func decodeBatch(m *pgtype.Map, res *pgconn.Result, batch []*groupRequest) ([]gr
 		if ord != int64(i+1) {
 			return nil, fmt.Errorf("group commit returned append %d in row %d", ord, i+1)
 		}
-		r := batch[i]
-		g.f = failedAppend{expected: r.expected, actual: actual, last: last, known: known}
+		g.f = &failedAppend{expected: batch[i].expected, actual: actual, last: last, known: known}
 	}
 	return out, nil
 }
 
-// appendGrouped appends through the flusher. alone reports that the append
-// must run alone instead (nothing of it was written).
+// appendGrouped appends through the flusher. It returns what the append
+// wrote, or (r.n == 0) what the batch found under the lock (found), or the
+// error to explain as a single append's (see Store.notWritten); alone
+// reports that the append must run alone instead (nothing of it was
+// written).
 //
-// A caller whose ctx ends while its append waits in the queue gets an
-// error wrapping ctx.Err(), and the append is never sent. Once the flusher
-// has taken it, the append may commit whatever the caller does: the error
-// then says the outcome is unknown (and wraps ctx.Err()), exactly as when
-// a single append's connection is lost at commit; appending again with the
-// same event IDs returns the original result if it was written.
-func (s *Store) appendGrouped(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event, meta []*string) (res eventstore.AppendResult, alone bool, err error) {
-	what := func() string { return fmt.Sprintf("append %d events to stream %q", len(evs), streamID) }
+// A caller whose ctx ends while its append waits in the queue gets
+// ctx.Err(), and the append is never sent. Once the flusher has taken it,
+// the append may commit whatever the caller does: the error then says the
+// outcome is unknown (and wraps ctx.Err()), exactly as when a single
+// append's connection is lost at commit; appending again with the same
+// event IDs returns the original result if it was written.
+func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event, meta []*string, args []any) (r appendRow, found *failedAppend, alone bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return eventstore.AppendResult{}, false, s.wrapErr(what(), err)
+		return appendRow{}, nil, false, err
 	}
-	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, done: make(chan groupResult, 1)}
+	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, st: st, args: args, done: make(chan groupResult, 1)}
 	if !s.group.enqueue(req) {
-		return eventstore.AppendResult{}, true, nil
+		return appendRow{}, nil, true, nil
 	}
 	var gr groupResult
 	select {
 	case gr = <-req.done:
 	case <-ctx.Done():
 		if req.state.CompareAndSwap(reqQueued, reqAbandoned) {
-			return eventstore.AppendResult{}, false, s.wrapErr(what(), ctx.Err())
+			return appendRow{}, nil, false, ctx.Err()
 		}
 		select {
 		case gr = <-req.done:
 		default:
-			return eventstore.AppendResult{}, false, fmt.Errorf("postgres: %s: outcome unknown: the append was already sent in a batch when the context ended; append the same event IDs again to learn it: %w",
-				what(), ctx.Err())
+			return appendRow{}, nil, false, fmt.Errorf("outcome unknown: the append was already sent in a batch when the context ended; append the same event IDs again to learn it: %w", ctx.Err())
 		}
 	}
-	n := int64(len(evs))
-	r := gr.r
 	switch {
 	case gr.alone:
-		return eventstore.AppendResult{}, true, nil
+		return appendRow{}, nil, true, nil
 	case gr.err != nil:
-		return eventstore.AppendResult{}, false, s.wrapErr(what(), gr.err)
-	case r.n == n && r.version != nil && r.tx != nil && r.pos != nil:
-		return eventstore.AppendResult{Version: *r.version, Position: eventstore.Position{TxID: uint64(*r.tx), Seq: uint64(*r.pos)}}, false, nil
-	case r.n != 0:
-		return eventstore.AppendResult{}, false, fmt.Errorf("postgres: %s: %d rows written, want %d", what(), r.n, n)
+		return appendRow{}, nil, false, gr.err
+	case gr.f == nil:
+		return gr.r, nil, false, gr.insertErr
 	}
-	res, err = s.explain(ctx, s.pool, gr.f, streamID, expected, evs, meta, nil, nil)
-	return res, false, err
+	return gr.r, gr.f, false, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -40,7 +41,13 @@ func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool,
 		return
 	}
 	defer conn.Release()
-	c := conn.Conn()
+	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, args)
+}
+
+// appendOnConn is appendPipelined on c: a pool connection, or the group
+// commit's flusher's for a batch of one append. It closes c when c is left
+// in an unknown state.
+func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
 	appendSD, err := c.Prepare(ctx, name, sql)
 	if err != nil {
 		return
