@@ -33,7 +33,7 @@ func Example() {
 	store, _ := postgres.New(pool)
 	rl, _ := relay.New(events, nc, pool)
 	src, _ := jetstream.NewSource(js, events) // the stream and subjects of the events' schema
-	var projections []projection.Projection // the service's projections
+	var projections []projection.Projection   // the service's projections
 	runner, err := projection.NewRunner(events, store, projections,
 		projection.WithSource(src),
 		projection.WithDeadLetterPublisher(jetstream.NewDeadLetterPublisher(nc, "")))

@@ -36,6 +36,15 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	srv := testenv.NATS(t)
+	e := newEnvOn(t, srv.URL())
+	e.nats = srv
+	return e
+}
+
+// newEnvOn returns an env on the NATS server at url (e.nats is nil).
+func newEnvOn(t *testing.T, url string) *env {
+	t.Helper()
 	pool, schema := testenv.Postgres(t)
 	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
 	if err != nil {
@@ -52,8 +61,7 @@ func newEnv(t *testing.T) *env {
 	if err := ps.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := testenv.NATS(t)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +70,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, pool: pool, schema: schema, events: es, store: ps, nats: srv, nc: nc, js: js}
+	return &env{t: t, pool: pool, schema: schema, events: es, store: ps, nc: nc, js: js}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -73,9 +81,10 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // startRelay runs a relay until the test ends.
-func (e *env) startRelay() {
+func (e *env) startRelay(opts ...relay.Option) {
 	e.t.Helper()
-	r, err := relay.New(e.events, e.nc, e.pool, relay.WithSchema(e.schema), relay.WithLockPollInterval(50*time.Millisecond))
+	r, err := relay.New(e.events, e.nc, e.pool, append([]relay.Option{relay.WithSchema(e.schema),
+		relay.WithLockPollInterval(50 * time.Millisecond), relay.WithBackoff(20*time.Millisecond, 200*time.Millisecond)}, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

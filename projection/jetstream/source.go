@@ -216,6 +216,9 @@ func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projec
 			return nil, fmt.Errorf("jetstream: read the event store's identity: %w", err)
 		}
 		want = id
+		if err := s.checkStore(ctx, want); err != nil {
+			return nil, err
+		}
 	}
 	cons, err := s.consumer(ctx, req)
 	if err != nil {
@@ -231,6 +234,37 @@ func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projec
 		stream: s.topo.Stream, projection: req.Build.Name, store: s.store, want: want, heartbeat: s.heartbeat}
 	go f.run(ctx, s.log)
 	return f, nil
+}
+
+// checkStore refuses a stream whose last message comes from another
+// event store than want, before any consumer reads it.
+func (s *Source) checkStore(ctx context.Context, want uuid.UUID) error {
+	st, err := s.js.Stream(ctx, s.topo.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("jetstream: stream %s not found (is the relay running? did NATS lose its data?): %w", s.topo.Stream, err)
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: stream %s: %w", s.topo.Stream, err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	m, err := st.GetMsg(ctx, last)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: read message %d of stream %s: %w", last, s.topo.Stream, err)
+	}
+	got, ok, err := wire.StoreOf(m.Header)
+	if err != nil {
+		return fmt.Errorf("jetstream: message %d of stream %s: %w", last, s.topo.Stream, err)
+	}
+	if ok && got != want {
+		return fmt.Errorf("jetstream: refusing to read: %w", &wire.ForeignStoreError{Stream: s.topo.Stream, Seq: last, Want: want, Got: got})
+	}
+	return nil
 }
 
 func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (jetstream.Consumer, error) {
