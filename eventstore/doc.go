@@ -26,6 +26,22 @@
 // same versions (a client retrying after a timeout) succeeds without writing
 // them again.
 //
+// A negative exact version is not a condition in disguise: Exact(-1) is
+// invalid input, not Any.
+//
+// # Input
+//
+// Every store checks an append with [PrepareAppend] before writing anything,
+// so all stores refuse the same input with an error matching
+// [ErrInvalidInput] (a [*ValidationError] naming the stream, the event's
+// index and type, and what is wrong): bad stream IDs, types and metadata,
+// schema versions beyond [MaxSchemaVersion], data that is not JSON or that
+// PostgreSQL's jsonb cannot keep exactly, and events larger than the
+// store's maximum event size ([DefaultMaxEventSize] unless configured; such
+// errors also match [ErrEventTooLarge]). An event's size is measured as it
+// will read back ([EventSize]), so that every event a store accepts fits in
+// a NATS message.
+//
 // # The global log
 //
 // Every committed record also has a [Position] in the global log. Reading the
