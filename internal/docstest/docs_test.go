@@ -21,8 +21,7 @@ import (
 
 // pending lists documents whose blocks are compiled and reported but do not
 // fail the test yet, each with the reason. Keep it empty.
-var pending = map[string]string{
-}
+var pending = map[string]string{}
 
 // imports maps the package names documents use to their import paths: a
 // fragment imports the ones it uses. Chronicle's backends go by the aliases
