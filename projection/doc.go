@@ -8,8 +8,11 @@
 //
 // # Exactly once
 //
-// The runner applies events inside a unit of work, a [Tx], that also stores
-// the projection's checkpoint: the position of the last applied event. An
+// The runner applies events inside a unit of work, a [UnitOfWork], that also
+// stores the projection's checkpoint: the position of the last applied
+// event. Handlers get a narrow view of it, a [Tx]: the build, its tables and,
+// through the store's package, its transaction; the checkpoint, the dead
+// letters, the switch and the commit stay with the runner. An
 // event at or below the checkpoint is recognised and skipped, so a source
 // that delivers an event twice (a NATS redelivery, a process that died after
 // its commit and before its ack) does not apply it twice. With a
@@ -17,7 +20,37 @@
 // checkpoint commit together; events are applied in batches, and a failing
 // batch is retried event by event so that only the failing event is set
 // aside. With the in-memory [MemoryStore] each event is its own unit of
-// work.
+// work. A unit of work also commits once it has been open 50 ms, and writes
+// the checkpoint last, so that it never holds readers of a PostgreSQL log
+// back for long (ADR 0008).
+//
+// # Supervision
+//
+// Each projection runs under its own supervisor, which runs the build
+// pipeline (setup, catch-up, switch, live) again and again. A failure is
+// the projection's own state, logged and retried; it never stops the other
+// projections, and [Runner.Run] returns only when its context ends.
+// [Runner.Ready] is closed once every projection has started.
+//
+//	                      Run starts
+//	                          |
+//	                          v
+//	+-------------------> starting --(a rebuild is under way)--> rebuilding
+//	|                         |                                      |
+//	|                  caught up, live                   caught up, switched
+//	|                         v                                      |
+//	|       +-----------> running <----------------------------------+
+//	|       |             |   |   \
+//	|       |  dead letter|   |    \ registration ahead of this code
+//	|       |   (Halt)    |   |     v
+//	|       |             v   |    idle --(looks again now and then)--> starting
+//	|  retried or     halted  |
+//	|  discarded  ------+     | Setup (error or panic), store or source fails
+//	|                         v
+//	+---(backoff, jittered)-- failing
+//
+// [Admin] administers projections without running them (status, rebuilds,
+// dead letters); [Runner.Admin] is the runner's own.
 //
 // # Decoding and upcasting
 //
@@ -33,7 +66,7 @@
 // order of events is kept. An event that still fails after the projection's
 // MaxAttempts goes to the dead-letter list with its error; the projection
 // then skips it ([Skip]) or halts ([Halt]) until the dead letter is retried
-// or discarded ([Runner.RetryDeadLetter], [Runner.DiscardDeadLetter]).
+// or discarded ([Admin.RetryDeadLetter], [Admin.DiscardDeadLetter]).
 //
 // # Versions and rebuilds
 //
@@ -46,12 +79,16 @@
 // store marks the build current and, for Postgres, re-points one view per
 // table declared in [Projection.Tables] (balances) at the new build's table
 // (balances_v2) in the same transaction. Readers query the stable name and
-// keep seeing the old version until the switch. An interrupted rebuild
-// resumes from its own checkpoint; the current build is never touched.
+// keep seeing the old version until the switch, which first catches the new
+// build up to the current build's checkpoint (holding it), so the view never
+// goes back. An interrupted rebuild resumes from its own checkpoint; the
+// current build is never touched.
 //
 // # Read-your-writes
 //
 // [Runner.WaitFor] blocks until a projection has applied a position, such as
 // the Position of an [eventstore.AppendResult], so a caller can read its own
-// write from the read model.
+// write from the read model; it returns a [*DeadLetterError] when the write
+// went to the dead letters, and an error matching [ErrHalted] when the
+// projection halted before it.
 package projection

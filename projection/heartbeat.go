@@ -160,9 +160,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		bctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 		defer cancel()
 		if err := hs.Beat(bctx, beats); err != nil {
-			if ctx.Err() == nil {
-				r.e.log.Warn("record projection heartbeats", "owner", r.e.opts.owner, "err", err)
-			}
+			r.e.log.Warn("record projection heartbeats", "owner", r.e.opts.owner, "err", err)
 			return
 		}
 		for _, b := range beats {
@@ -182,7 +180,9 @@ func (r *Runner) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		beat(ctx, r.beats())
+		// Not cancelled mid-flight: a beat the server would still apply
+		// after the final one must never outlive it.
+		beat(context.WithoutCancel(ctx), r.beats())
 		r.watchBuilds(ctx)
 		t.Reset(interval)
 	}

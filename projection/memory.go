@@ -112,7 +112,7 @@ func (s *MemoryStore) Begin(ctx context.Context, b Build) (UnitOfWork, error) {
 	s.mu.Lock()
 	cp := s.cps[b]
 	s.mu.Unlock()
-	return &memTx{s: s, b: b, locks: []chan struct{}{l}, cp: cp.pos, newCP: cp.pos}, nil
+	return &memTx{s: s, b: b, lock: l, cp: cp.pos, newCP: cp.pos}, nil
 }
 
 // lock takes b's lock, waiting for its holder.
@@ -192,7 +192,7 @@ func (s *MemoryStore) CurrentTable(base string) string {
 type memTx struct {
 	s        *MemoryStore
 	b        Build
-	locks    []chan struct{}
+	lock     chan struct{}
 	cp       eventstore.Position
 	newCP    eventstore.Position
 	applied  int
@@ -211,17 +211,6 @@ func (v memView) Table(base string) string { return base + "_" + v.b.Suffix() }
 
 func (t *memTx) Handlers() Tx                    { return memView{t.b} }
 func (t *memTx) Checkpoint() eventstore.Position { return t.cp }
-func (t *memTx) Hold(ctx context.Context, other Build) (eventstore.Position, error) {
-	if other == t.b {
-		return t.cp, nil
-	}
-	l, err := t.s.lock(ctx, other)
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("projection: hold the checkpoint of %s: %w", other, err)
-	}
-	t.locks = append(t.locks, l)
-	return t.s.Checkpoint(ctx, other)
-}
 func (t *memTx) SetCheckpoint(_ context.Context, pos eventstore.Position, applied int) error {
 	t.newCP = pos
 	t.applied += applied
@@ -241,11 +230,7 @@ func (t *memTx) Activate(_ context.Context, tables []string) error {
 	return nil
 }
 
-func (t *memTx) unlock() {
-	for _, l := range t.locks {
-		<-l
-	}
-}
+func (t *memTx) unlock() { <-t.lock }
 
 func (t *memTx) Commit(context.Context) error {
 	if t.done {

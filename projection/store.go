@@ -56,10 +56,6 @@ type UnitOfWork interface {
 	Handlers() Tx
 	// Checkpoint is the build's checkpoint as seen by this unit of work.
 	Checkpoint() eventstore.Position
-	// Hold locks another build's checkpoint until this unit of work ends
-	// (so that its runners cannot move it meanwhile) and returns it. The
-	// switch uses it to catch the new build up to the current one.
-	Hold(ctx context.Context, other Build) (eventstore.Position, error)
 	// SetCheckpoint records the position of the last applied event; the
 	// runner calls it last, just before Commit.
 	SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error

@@ -76,23 +76,23 @@ func (s *supervisor) run(ctx context.Context) {
 		case outHalted:
 			failures.Reset()
 			dl := out.dl.DeadLetter
-			s.prog.update(func(p *progress) { p.state, p.halted, p.lastErr = Halted, &dl, out.err })
 			s.e.log.Error("projection halted on a dead letter", "projection", name, "err", out.err)
+			s.prog.update(func(p *progress) { p.state, p.halted, p.lastErr = Halted, &dl, out.err })
 			if s.waitResume(ctx, dl.EventID) != nil {
 				return
 			}
 			s.prog.update(func(p *progress) { p.halted = nil })
 		case outIdle:
 			failures.Reset()
-			s.prog.update(func(p *progress) { p.state = Idle })
 			s.e.log.Warn("projection version is older than the registered one; idling", "projection", name, "err", out.err)
+			s.prog.update(func(p *progress) { p.state = Idle })
 			if backoff.Sleep(ctx, s.e.opts.haltPoll*10, s.restart) != nil {
 				return
 			}
 		case outFailed:
 			d := failures.Next()
-			s.prog.update(func(p *progress) { p.state, p.lastErr = Failing, out.err })
 			s.e.log.Error("projection failed; restarting", "projection", name, "err", out.err, "in", d)
+			s.prog.update(func(p *progress) { p.state, p.lastErr = Failing, out.err })
 			if backoff.Sleep(ctx, d, s.restart) != nil {
 				return
 			}

@@ -37,7 +37,7 @@ type pgLeader struct {
 	pool   *pgxpool.Pool
 	key    int64
 	poll   time.Duration
-	waitFn func(ctx context.Context) // logs once that another relay leads
+	waitFn func(ctx context.Context) // called once per Acquire that has to wait
 }
 
 func (l *pgLeader) Acquire(ctx context.Context) (lease, error) {
@@ -46,6 +46,7 @@ func (l *pgLeader) Acquire(ctx context.Context) (lease, error) {
 		return nil, fmt.Errorf("relay: acquire a PostgreSQL connection for the leadership lock: %w", err)
 	}
 	ls := &pgLease{conn: conn}
+	waited := false
 	for {
 		var ok bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&ok); err != nil {
@@ -55,9 +56,10 @@ func (l *pgLeader) Acquire(ctx context.Context) (lease, error) {
 		if ok {
 			return ls, nil
 		}
-		if l.waitFn != nil {
+		if !waited && l.waitFn != nil {
 			l.waitFn(ctx)
 		}
+		waited = true
 		if backoff.Sleep(ctx, l.poll, nil) != nil {
 			ls.Release()
 			return nil, ctx.Err()

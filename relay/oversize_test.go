@@ -1,8 +1,11 @@
 package relay_test
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
@@ -48,7 +52,8 @@ func TestOversizedEventDoesNotWedgeTheRelay(t *testing.T) {
 	if err := e.appendEvents(ctx, 10, 0); err != nil {
 		t.Fatal(err)
 	}
-	r := e.relay(nc)
+	var logs syncBuffer
+	r := e.relay(nc, relay.WithMaxEventSize(1<<20), relay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	start(t, r)
 	e.waitCount(ctx, e.topo().Stream, 11)
 	s, err := e.js.Stream(ctx, e.topo().Stream)
@@ -69,4 +74,29 @@ func TestOversizedEventDoesNotWedgeTheRelay(t *testing.T) {
 	if st, err := r.Status(ctx); err != nil || st.Elided != 1 {
 		t.Fatalf("Status: %+v, %v; want one elided", st, err)
 	}
+	// It warned at the start that the store accepts larger events than
+	// the server, and named the event it published without its data.
+	for _, want := range []string{"max_event_size=1048576 max_payload=4096", "event_stream=doc-1 version=1 type=Big"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs do not say %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

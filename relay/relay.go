@@ -98,14 +98,8 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 		table: checkpointTable(cfg.schema),
 		ready: make(chan struct{}),
 	}
-	waiting := false
 	r.leader = &pgLeader{pool: pool, key: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name), poll: cfg.lockPoll,
-		waitFn: func(ctx context.Context) {
-			if !waiting {
-				waiting = true
-				r.log.InfoContext(ctx, "relay: another relay leads; waiting")
-			}
-		}}
+		waitFn: func(ctx context.Context) { r.log.InfoContext(ctx, "relay: another relay leads; waiting") }}
 	return r, nil
 }
 

@@ -5,8 +5,8 @@ import (
 
 	"github.com/google/uuid"
 
-	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // TestStoreIdentity: Migrate gives each schema one identity, shared by

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // PostgresReadModel keeps the bank's read models in PostgreSQL tables,
@@ -22,7 +22,7 @@ type PostgresReadModel struct {
 }
 
 // NewPostgresReadModel returns the read model in schema (the schema given
-// to the projection store with postgres.WithSchema). It has no side effects.
+// to the projection store with projpg.WithSchema). It has no side effects.
 func NewPostgresReadModel(pool *pgxpool.Pool, schema string) (*PostgresReadModel, error) {
 	if pool == nil {
 		return nil, errors.New("bank: nil pool")
@@ -62,7 +62,7 @@ func PostgresProjections() []projection.Projection {
 				status text NOT NULL DEFAULT 'open',
 				version bigint NOT NULL,
 				updated_at timestamptz NOT NULL)`, "balances"),
-			Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+			Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 				t, rec := tx.Table("balances"), ev.Record
 				id := accountID(rec.StreamID)
 				switch e := ev.Data.(type) {
@@ -100,7 +100,7 @@ func PostgresProjections() []projection.Projection {
 				correlation_id text NOT NULL DEFAULT '',
 				causation_id text NOT NULL DEFAULT '',
 				PRIMARY KEY (account_id, version))`, "statements"),
-			Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+			Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 				t, rec := tx.Table("statements"), ev.Record
 				mv, ok := movementOf(ev.Data)
 				if !ok {
@@ -130,7 +130,7 @@ func PostgresProjections() []projection.Projection {
 				transfers_out_cents bigint NOT NULL DEFAULT 0,
 				events bigint NOT NULL DEFAULT 0,
 				PRIMARY KEY (day, currency))`, "daily_totals"),
-			Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+			Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 				rec := ev.Record
 				mv, ok := movementOf(ev.Data)
 				if !ok {
@@ -158,7 +158,7 @@ func PostgresProjections() []projection.Projection {
 // ddl, whose %s is the table's name.
 func pgSetup(ddl, base string) func(ctx context.Context, tx projection.Tx) error {
 	return func(ctx context.Context, tx projection.Tx) error {
-		ptx := postgres.From(tx)
+		ptx := projpg.From(tx)
 		if ptx == nil {
 			return fmt.Errorf("bank: table %s needs a projection/postgres store", base)
 		}

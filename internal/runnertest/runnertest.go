@@ -48,3 +48,14 @@ func WaitFor(t testing.TB, r *projection.Runner, name string, pos eventstore.Pos
 		t.Fatal(err)
 	}
 }
+
+// Ready waits, at most 30 seconds, until every projection of r has started
+// (see projection.Runner.Ready), and fails the test otherwise.
+func Ready(t testing.TB, r *projection.Runner) {
+	t.Helper()
+	select {
+	case <-r.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("runnertest: the runner's projections did not all start within 30s")
+	}
+}

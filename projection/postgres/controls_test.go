@@ -7,7 +7,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // A handler's transaction has none of the runner's controls: it cannot
@@ -31,11 +31,11 @@ func TestHandlerCannotMoveTheCheckpointNorCommit(t *testing.T) {
 					SetCheckpoint(context.Context, eventstore.Position, int) error
 					Commit(context.Context) error
 				}
-				if u, ok := any(postgres.From(tx)).(controls); ok {
+				if u, ok := any(projpg.From(tx)).(controls); ok {
 					_ = u.SetCheckpoint(ctx, far, 0)
 					_ = u.Commit(ctx)
 				}
-				pg, perr := postgres.From(tx).Pgx(ctx)
+				pg, perr := projpg.From(tx).Pgx(ctx)
 				if perr != nil {
 					err = perr
 					return

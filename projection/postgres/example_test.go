@@ -9,7 +9,7 @@ import (
 
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // A Postgres read model: the handler queues its statements in the
@@ -23,7 +23,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	events, _ := espg.New(pool)
-	store, _ := postgres.New(pool)
+	store, _ := projpg.New(pool)
 	if err := store.Migrate(ctx); err != nil { // once, at deploy time
 		log.Fatal(err)
 	}
@@ -33,11 +33,11 @@ func Example() {
 		Categories: []string{"account"},
 		Tables:     []string{"balances"},
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := postgres.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("balances")+
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("balances")+
 				` (account text PRIMARY KEY, amount bigint NOT NULL)`)
 			return err
 		},
-		Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+		Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 			var d struct{ Amount int64 }
 			if err := json.Unmarshal(ev.Record.Data, &d); err != nil {
 				return err
@@ -50,7 +50,7 @@ func Example() {
 		MaxAttempts: 5,
 	}
 	runner, err := projection.NewRunner(events, store, []projection.Projection{balances},
-		projection.WithLogStatus(postgres.LogStatus(events)))
+		projection.WithLogStatus(projpg.LogStatus(events)))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 type env struct {
@@ -23,7 +23,7 @@ type env struct {
 	pool   *pgxpool.Pool
 	schema string
 	events *espg.Store
-	store  *postgres.Store
+	store  *projpg.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -33,7 +33,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := postgres.New(pool, postgres.WithSchema(schema))
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +70,11 @@ func counting(name string, version int, extra ...func(*projection.Projection)) p
 		Version: version,
 		Tables:  []string{"counts"},
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := postgres.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("counts")+` (
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("counts")+` (
 				stream_id text PRIMARY KEY, n bigint NOT NULL, last_version bigint NOT NULL, bad bigint NOT NULL DEFAULT 0)`)
 			return err
 		},
-		Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+		Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 			if ev.Record.Type == "Poison" {
 				return fmt.Errorf("poison pill")
 			}
@@ -180,7 +180,7 @@ func (e *env) runner(ps []projection.Projection, opts ...projection.Option) *pro
 	r, err := projection.NewRunner(e.events, e.store, ps, append([]projection.Option{
 		projection.WithBackoff(time.Millisecond, 10*time.Millisecond),
 		projection.WithHaltPoll(20 * time.Millisecond),
-		projection.WithLogStatus(postgres.LogStatus(e.events)),
+		projection.WithLogStatus(projpg.LogStatus(e.events)),
 	}, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)

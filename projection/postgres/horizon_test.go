@@ -9,7 +9,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // A slow projection catching up must not hold every reader of the log back:
@@ -25,10 +25,10 @@ func TestSlowCatchUpDoesNotHoldTheLogBack(t *testing.T) {
 		Tables:    []string{"slow"},
 		BatchSize: 1000,
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := postgres.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("slow")+` (stream_id text PRIMARY KEY, n bigint NOT NULL)`)
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("slow")+` (stream_id text PRIMARY KEY, n bigint NOT NULL)`)
 			return err
 		},
-		Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+		Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 			// A write at once (the worst case: the transaction gets its ID
 			// at the first event), then 2 ms of work.
 			if _, err := tx.Exec(ctx, `INSERT INTO `+tx.Table("slow")+` AS s VALUES ($1, 1)

@@ -10,9 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 func TestConcurrentWritersExactlyOnceInOrder(t *testing.T) {
@@ -295,11 +296,8 @@ func TestInterruptedRebuildResumes(t *testing.T) {
 	// Resume: Run picks the build under way up from its checkpoint.
 	r2 := e.runner([]projection.Projection{counting("counts", 2)})
 	run(t, r2)
-	deadline := time.Now().Add(20 * time.Second)
-	for reg.Current.Version != 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		reg, _ = e.store.Registration(ctx, "counts")
-	}
+	runnertest.Ready(t, r2) // caught up and switched: version 2 is live
+	reg, _ = e.store.Registration(ctx, "counts")
 	if reg.Current.Version != 2 {
 		t.Fatalf("after resume registration = %+v", reg)
 	}
@@ -333,7 +331,7 @@ func TestConnectionLossIsNotAPoisonEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	ps, err := postgres.New(pool, postgres.WithSchema(e.schema))
+	ps, err := projpg.New(pool, projpg.WithSchema(e.schema))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,19 +81,6 @@ func (t *Tx) Table(base string) string { return t.s.table(t.b, base) }
 // Checkpoint is the build's checkpoint, locked by this transaction.
 func (u *unit) Checkpoint() eventstore.Position { return u.cp }
 
-// Hold takes another build's checkpoint lock until the transaction ends
-// and reads that build's checkpoint.
-func (u *unit) Hold(ctx context.Context, other projection.Build) (eventstore.Position, error) {
-	if err := u.flush(ctx); err != nil {
-		return eventstore.Position{}, err
-	}
-	cp, err := u.s.lockAndRead(ctx, u.tx, other)
-	if err != nil {
-		return cp, fmt.Errorf("postgres: hold the checkpoint of %s: %w", other, err)
-	}
-	return cp, nil
-}
-
 // Queue adds a statement to run later in one pipelined round trip, before
 // the checkpoint is stored. An error in it fails the unit of work at that
 // point (and the runner then retries the batch event by event).
