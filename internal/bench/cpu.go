@@ -71,7 +71,9 @@ func (c stCPU) sub(o stCPU) stCPU {
 	return d
 }
 
-func (c stCPU) add(o stCPU) stCPU { return stCPU{client: c.client + o.client, server: c.server + o.server} }
+func (c stCPU) add(o stCPU) stCPU {
+	return stCPU{client: c.client + o.client, server: c.server + o.server}
+}
 
 // per formats the CPU per event of n events.
 func (c stCPU) per(n int) string {
