@@ -64,7 +64,17 @@ type Status struct {
 // visible, and how long the oldest open transaction has been open.
 type LogStatusFunc func(ctx context.Context) (heldBack int64, oldestOpen time.Duration, err error)
 
+// HeldBackReporter is implemented by an event store that can say how far
+// an old open transaction holds readers of its log back: the committed
+// events not yet visible and how long the oldest open transaction has been
+// open. When the runner's event store is one and no [WithLogStatus] is
+// given, Status uses it.
+type HeldBackReporter interface {
+	HeldBack(ctx context.Context) (events int64, oldestOpen time.Duration, err error)
+}
+
 // WithLogStatus lets Status report how far an old open transaction holds
-// readers back; projection/postgres adapts the PostgreSQL event store's
-// Status to it.
+// readers back (and count those events as lag); projection/postgres adapts
+// the PostgreSQL event store's Status to it (projpg.LogStatus). An event
+// store that is a [HeldBackReporter] needs none.
 func WithLogStatus(f LogStatusFunc) Option { return func(o *options) { o.logStatus = f } }
