@@ -283,7 +283,10 @@ func (p *progress) stored(n int64) {
 // watcher checks the leadership now and then. The first failure cancels
 // them all.
 func (r *Relay) session(ctx context.Context, js jetstream.JetStream, ls lease) error {
-	store := r.storeID(ctx)
+	store, err := r.storeID(ctx)
+	if err != nil {
+		return err
+	}
 	cps := pgCheckpoints{q: ls.Querier(), table: r.table, name: r.cfg.name, stream: r.cfg.stream.Stream, store: store}
 	start, lastSeq, err := r.resync(ctx, js, cps, store)
 	if err != nil {
@@ -471,21 +474,21 @@ func (r *Relay) watch(ctx context.Context, fail context.CancelCauseFunc, ls leas
 const leadershipCheck = 5 * time.Second
 
 // storeID returns the identity of the relay's store, or uuid.Nil (logged)
-// when the store has none.
-func (r *Relay) storeID(ctx context.Context) uuid.UUID {
+// when the store has none. An identity the store has but cannot read now
+// (PostgreSQL down, the store's schema not migrated) is an error: the
+// relay never publishes unstamped messages from a store with an identity.
+func (r *Relay) storeID(ctx context.Context) (uuid.UUID, error) {
 	si, ok := r.src.(wire.StoreIdentifier)
 	if !ok {
 		r.log.WarnContext(ctx, "relay: the event store has no identity (no StoreID method); messages carry no "+wire.HeaderStore+
 			" header and the relay cannot tell another store's stream from its own")
-		return uuid.Nil
+		return uuid.Nil, nil
 	}
 	id, err := si.StoreID(ctx)
 	if err != nil {
-		r.log.WarnContext(ctx, "relay: could not read the event store's identity; messages carry no "+wire.HeaderStore+" header",
-			slog.Any("err", err))
-		return uuid.Nil
+		return uuid.Nil, fmt.Errorf("relay: read the event store's identity (run the store's Migrate after upgrading): %w", err)
 	}
-	return id
+	return id, nil
 }
 
 // checkMaxPayload warns when the store accepts events larger than the

@@ -1,6 +1,7 @@
 // Package jetstream feeds projections from the JetStream stream the relay
 // (package relay) publishes the event log to, and announces dead letters on
-// NATS.
+// NATS. It reads messages with package relay/wire and does not link the
+// relay or its PostgreSQL driver.
 //
 // Each projection build reads its own durable pull consumer with explicit
 // acks, filtered on the subjects of the categories and types it wants. The

@@ -117,6 +117,7 @@ type ForeignStoreError struct {
 	Schema string
 }
 
+// Error names the stream, the message, both stores and the schema.
 func (e *ForeignStoreError) Error() string {
 	schema := ""
 	if e.Schema != "" {
