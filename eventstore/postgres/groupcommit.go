@@ -63,7 +63,7 @@ type groupRequest struct {
 	st    appendStmt
 	args  []any
 	state atomic.Int32
-	done     chan groupResult // buffered: the flusher never blocks on it
+	done  chan groupResult // buffered: the flusher never blocks on it
 }
 
 // groupResult is what the flusher tells one caller.

@@ -113,6 +113,8 @@ type queries struct {
 	appendOne, appendMany                                                      appendStmt
 	lock, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
 	checkIDs, status, listStreams, listStreamsCat, notify, heldBack            string
+	// events is the events table's qualified name.
+	events string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -125,6 +127,7 @@ const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
 func newQueries(q, schema string) queries {
 	one, many := appendStatements(q, schema)
 	return queries{
+		events:     q + ".events",
 		appendOne:  one,
 		appendMany: many,
 		lock:       `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
