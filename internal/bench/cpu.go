@@ -13,14 +13,21 @@ import (
 // PostgreSQL processes (server). The server figure counts every backend on
 // the server, so on a shared machine it includes others' work; alternating
 // rounds spread that over both sides of a figure.
-type stCPU struct{ client, server time.Duration }
+type stCPU struct {
+	client, server time.Duration
+	// pids is each PostgreSQL process's CPU in a sample, so that a
+	// difference counts only what processes spent between two samples
+	// (a process that exited meanwhile is not subtracted; one that started
+	// meanwhile counts whole).
+	pids map[int]time.Duration
+}
 
 // stClockTick is the unit of /proc/<pid>/stat's times (USER_HZ).
 const stClockTick = 10 * time.Millisecond
 
 // stCPUNow samples the CPU spent so far.
 func stCPUNow() stCPU {
-	var c stCPU
+	c := stCPU{pids: map[int]time.Duration{}}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -30,7 +37,8 @@ func stCPUNow() stCPU {
 		return c
 	}
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -49,13 +57,23 @@ func stCPUNow() stCPU {
 		}
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		c.server += time.Duration(u+st) * stClockTick
+		c.pids[pid] = time.Duration(u+st) * stClockTick
 	}
 	return c
 }
 
-func (c stCPU) sub(o stCPU) stCPU { return stCPU{c.client - o.client, c.server - o.server} }
-func (c stCPU) add(o stCPU) stCPU { return stCPU{c.client + o.client, c.server + o.server} }
+// sub returns what was spent from sample o to sample c.
+func (c stCPU) sub(o stCPU) stCPU {
+	d := stCPU{client: c.client - o.client}
+	for pid, t := range c.pids {
+		d.server += max(t-o.pids[pid], 0)
+	}
+	return d
+}
+
+func (c stCPU) add(o stCPU) stCPU {
+	return stCPU{client: c.client + o.client, server: c.server + o.server}
+}
 
 // per formats the CPU per event of n events.
 func (c stCPU) per(n int) string {

@@ -70,6 +70,13 @@ func stData(i int) []byte {
 
 func stStream(i int) string { return fmt.Sprintf("bench-%d", i%stStreams) }
 
+// stStreamOf is the stream of call c of a run with workers goroutines,
+// worker c % workers: each worker owns its own streams (their index is
+// c modulo workers), spread over at most stStreams.
+func stStreamOf(c, workers int) string {
+	return stStream(c%workers + workers*(c/workers%(stStreams/workers)))
+}
+
 // benchStore measures the event store beside raw pgx on the same table
 // shape (the store's own migration, in a schema of its own), alternating
 // runs of the baseline and Chronicle within each figure.
@@ -257,7 +264,7 @@ func (b *stBench) appendRun(ctx context.Context, s *postgres.Store, n, perCall, 
 				}
 				// Workers own disjoint streams (c % workers == w), so
 				// appends do not conflict, as with distinct aggregates.
-				if _, err := s.Append(ctx, stStream(c), eventstore.Any, evs...); err != nil {
+				if _, err := s.Append(ctx, stStreamOf(c, workers), eventstore.Any, evs...); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -307,7 +314,7 @@ func (b *stBench) rawInsert(ctx context.Context, n, perCall, workers int) (time.
 			}
 			versions := make(map[string]int64)
 			for c := w; c < calls; c += workers {
-				stream := prefix + stStream(c)
+				stream := prefix + stStreamOf(c, workers)
 				if perCall == 1 {
 					versions[stream]++
 					id, _ := uuid.NewV7()
@@ -383,7 +390,7 @@ SELECT pg_current_xact_id()::text::bigint, $1::uuid, $2, cur.v + 1, $4::text, 1,
 			defer conn.Release()
 			versions := make(map[string]int64)
 			for c := w; c < n; c += workers {
-				stream := prefix + stStream(c)
+				stream := prefix + stStreamOf(c, workers)
 				id, _ := uuid.NewV7()
 				tag, err := conn.Exec(ctx, sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c)))
 				if err != nil {
