@@ -82,6 +82,9 @@ func newEngine(events eventstore.Store, store Store, projections []Projection, o
 	if e.opts.source == nil {
 		e.opts.source = NewStoreSource(events)
 	}
+	if hb, ok := events.(HeldBackReporter); ok && e.opts.logStatus == nil {
+		e.opts.logStatus = hb.HeldBack
+	}
 	return e, nil
 }
 

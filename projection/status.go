@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -64,7 +65,100 @@ type Status struct {
 // visible, and how long the oldest open transaction has been open.
 type LogStatusFunc func(ctx context.Context) (heldBack int64, oldestOpen time.Duration, err error)
 
+// HeldBackReporter is implemented by an event store that can say how far
+// an old open transaction holds readers of its log back: the committed
+// events not yet visible and how long the oldest open transaction has been
+// open. When the runner's event store is one and no [WithLogStatus] is
+// given, Status uses it.
+type HeldBackReporter interface {
+	HeldBack(ctx context.Context) (events int64, oldestOpen time.Duration, err error)
+}
+
 // WithLogStatus lets Status report how far an old open transaction holds
-// readers back; projection/postgres adapts the PostgreSQL event store's
-// Status to it.
+// readers back (and count those events as lag); projection/postgres adapts
+// the PostgreSQL event store's Status to it (projpg.LogStatus). An event
+// store that is a [HeldBackReporter] needs none.
 func WithLogStatus(f LogStatusFunc) Option { return func(o *options) { o.logStatus = f } }
+
+// Status returns a snapshot of every projection, in the order given.
+func (a *Admin) Status(ctx context.Context) ([]Status, error) {
+	e := a.e
+	head, err := e.events.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("projection: status: read head of the log: %w", err)
+	}
+	var held int64
+	var oldest time.Duration
+	if e.opts.logStatus != nil {
+		if held, oldest, err = e.opts.logStatus(ctx); err != nil {
+			return nil, fmt.Errorf("projection: status: read log status: %w", err)
+		}
+	}
+	out := make([]Status, 0, len(e.order))
+	for _, name := range e.order {
+		st, err := a.status(ctx, e.projs[name], head)
+		if err != nil {
+			return nil, err
+		}
+		st.HeldBack, st.OldestOpen = held, oldest
+		if held > 0 {
+			st.Lag += int(held)
+			st.LagTime = max(st.LagTime, oldest)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (a *Admin) status(ctx context.Context, pr *proj, head eventstore.Position) (Status, error) {
+	e, name := a.e, pr.p.Name
+	reg, err := e.store.Registration(ctx, name)
+	if err != nil {
+		return Status{}, fmt.Errorf("projection %q: status: %w", name, err)
+	}
+	st := Status{Name: name, Version: pr.p.version(), Current: reg.Current, Target: reg.Target, State: Stopped, Head: head}
+	if a.local != nil {
+		snap := a.local.sups[name].prog.snapshot()
+		st.State = snap.state
+		if snap.lastErr != nil {
+			st.LastError = snap.lastErr.Error()
+		}
+	}
+	if !reg.Target.IsZero() {
+		if st.Checkpoint, err = e.store.Checkpoint(ctx, reg.Target); err != nil {
+			return Status{}, fmt.Errorf("projection %q: status: %w", name, err)
+		}
+	}
+	if hs, ok := e.store.(HeartbeatStore); ok {
+		hbs, err := hs.Heartbeats(ctx, name)
+		if err != nil {
+			return Status{}, fmt.Errorf("projection %q: status: read heartbeats: %w", name, err)
+		}
+		now := time.Now()
+		st.Heartbeat = pickHeartbeat(hbs, now)
+		if st.State == Stopped && st.Heartbeat.Alive(now) {
+			st.State = st.Heartbeat.State
+		}
+	}
+	if st.State == Stopped && reg.Rebuilding() {
+		st.State = Rebuilding
+	}
+	for rec, err := range e.events.ReadAll(ctx, pr.readOpts(st.Checkpoint, MaxLagCount+1, 1000)) {
+		if err != nil {
+			return Status{}, fmt.Errorf("projection %q: status: count lag: %w", name, err)
+		}
+		if st.Lag == 0 && !rec.RecordedAt.IsZero() {
+			st.LagTime = max(time.Since(rec.RecordedAt), 0)
+		}
+		st.Lag++
+	}
+	if st.Lag > MaxLagCount {
+		st.Lag, st.LagCapped = MaxLagCount, true
+	}
+	dls, err := e.store.DeadLetters(ctx, name)
+	if err != nil {
+		return Status{}, fmt.Errorf("projection %q: status: list dead letters: %w", name, err)
+	}
+	st.DeadLetters = len(dls)
+	return st, nil
+}

@@ -131,10 +131,21 @@ func (s *Store) appendOn(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	var r appendRow
-	if tx != nil {
+	var (
+		r       appendRow
+		found   *failedAppend // what a group commit found under the lock
+		grouped bool
+	)
+	if tx == nil && s.group != nil {
+		var alone bool
+		r, found, alone, err = s.appendGrouped(ctx, st, streamID, expected, evs, meta, args)
+		grouped = !alone
+	}
+	switch {
+	case grouped:
+	case tx != nil:
 		r, err = s.appendInTx(ctx, tx, st, args)
-	} else {
+	default:
 		var led bool
 		r, led, err = s.appendPipelined(ctx, st.name, st.sql, st.one, args)
 		if err == nil && r.n > 0 && s.cfg.notify && !led {
@@ -147,6 +158,8 @@ func (s *Store) appendOn(ctx context.Context, tx pgx.Tx, streamID string, expect
 		return eventstore.AppendResult{Version: *r.version, Position: eventstore.Position{TxID: uint64(*r.tx), Seq: uint64(*r.pos)}}, nil
 	case err == nil && r.n != 0:
 		return eventstore.AppendResult{}, fmt.Errorf("postgres: append %d events to stream %q: %d rows written, want %d", n, streamID, r.n, n)
+	case err == nil && found != nil:
+		return s.explain(ctx, s.pool, *found, streamID, expected, evs, meta, nil, nil)
 	}
 	return s.notWritten(ctx, tx, streamID, expected, evs, meta, err)
 }

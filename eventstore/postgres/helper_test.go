@@ -21,6 +21,7 @@ func newStore(t *testing.T, opts ...postgres.Option) (*postgres.Store, *pgxpool.
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(s.Close)
 	if err := s.Migrate(ctx(t)); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}

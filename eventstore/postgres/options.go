@@ -26,6 +26,7 @@ type config struct {
 	pollInterval time.Duration
 	notify       bool
 	maxEventSize int
+	groupCommit  bool
 }
 
 // WithSchema sets the PostgreSQL schema holding the store's tables; the
@@ -63,6 +64,18 @@ func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 // max_payload of 1 MiB with room for the relay's headers; raise it only
 // with the NATS server's max_payload. [Store.MaxEventSize] reports it.
 func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
+
+// WithGroupCommit turns group commit on (the default) or off. With it on,
+// concurrent calls to [Store.Append] are coalesced: one flusher per Store,
+// on a connection of its own taken out of the pool when the first Append
+// comes (and given back after a few idle seconds, or by [Store.Close]),
+// sends the appends waiting at that moment, at most one per stream, in one
+// transaction and one round trip, and hands each caller exactly the result
+// or error it would have had alone (ADR 0013). A lone caller waits for no
+// one. Every guarantee of Append holds; [Store.AppendTx] is not affected.
+// Turn it off to give each Append its own pool connection and
+// transaction, as before: espg.WithGroupCommit(false).
+func WithGroupCommit(on bool) Option { return func(c *config) { c.groupCommit = on } }
 
 func (c *config) validate() error {
 	var errs []error

@@ -118,6 +118,14 @@ func (s *Store) notWritten(ctx context.Context, tx pgx.Tx, streamID string, expe
 		Scan(&f.actual, &f.last, &f.known, &f.myTx); err != nil {
 		return eventstore.AppendResult{}, s.wrapErr(what(), err)
 	}
+	return s.explain(ctx, q, f, streamID, expected, evs, meta, err, pe)
+}
+
+// explain turns what is known about an append that wrote nothing into the
+// caller's result: f as classify reads it, err and pe the insert's error
+// and its PostgreSQL error, if any; q reads what more is needed.
+func (s *Store) explain(ctx context.Context, q querier, f failedAppend, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event, meta []*string, err error, pe *pgconn.PgError) (eventstore.AppendResult, error) {
+	what := func() string { return fmt.Sprintf("append %d events to stream %q", len(evs), streamID) }
 	conflict := func(actual int64, reason string) (eventstore.AppendResult, error) {
 		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: streamID, Expected: expected, Actual: actual, Reason: reason}
 	}

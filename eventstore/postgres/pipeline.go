@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -40,7 +41,13 @@ func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool,
 		return
 	}
 	defer conn.Release()
-	c := conn.Conn()
+	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, args)
+}
+
+// appendOnConn is appendPipelined on c: a pool connection, or the group
+// commit's flusher's for a batch of one append. It closes c when c is left
+// in an unknown state.
+func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
 	appendSD, err := c.Prepare(ctx, name, sql)
 	if err != nil {
 		return
@@ -57,26 +64,11 @@ func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool,
 		}
 	}
 	m := c.TypeMap()
-	encode := func(sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
-		if len(sd.ParamOIDs) != len(args) {
-			return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
-		}
-		params := make([][]byte, len(args))
-		formats := make([]int16, len(args))
-		for i, a := range args {
-			b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
-			if err != nil {
-				return nil, nil, fmt.Errorf("encode parameter %d of the append as %T", i+1, a)
-			}
-			params[i], formats[i] = b, pgtype.BinaryFormatCode
-		}
-		return params, formats, nil
-	}
-	params, formats, err := encode(appendSD, args)
+	params, formats, err := encodeParams(m, appendSD, args)
 	if err != nil {
 		return
 	}
-	lockParams, lockFormats, err := encode(lockSD, args[:1])
+	lockParams, lockFormats, err := encodeParams(m, lockSD, args[:1])
 	if err != nil {
 		return
 	}
@@ -171,4 +163,21 @@ func pipelineRead(p *pgconn.Pipeline) (*pgconn.Result, error) {
 func pipelineSkip(p *pgconn.Pipeline) error {
 	_, err := pipelineRead(p)
 	return err
+}
+
+// encodeParams encodes args in binary for the prepared statement sd.
+func encodeParams(m *pgtype.Map, sd *pgconn.StatementDescription, args []any) ([][]byte, []int16, error) {
+	if len(sd.ParamOIDs) != len(args) {
+		return nil, nil, fmt.Errorf("statement %s takes %d parameters, got %d", sd.Name, len(sd.ParamOIDs), len(args))
+	}
+	params := make([][]byte, len(args))
+	formats := make([]int16, len(args))
+	for i, a := range args {
+		b, err := m.Encode(sd.ParamOIDs[i], pgtype.BinaryFormatCode, a, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode parameter %d of statement %s as %T: %w", i+1, sd.Name, a, err)
+		}
+		params[i], formats[i] = b, pgtype.BinaryFormatCode
+	}
+	return params, formats, nil
 }

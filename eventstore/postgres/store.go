@@ -32,6 +32,8 @@ type Store struct {
 	q       queries
 	// notifier throttles the notifications of appends.
 	notifier *notifier
+	// group is the group commit's flusher, nil when it is off.
+	group *groupCommitter
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -42,7 +44,7 @@ var _ eventstore.Store = (*Store)(nil)
 // no query, no goroutine. Call [Store.Migrate] to create the tables.
 func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true,
-		maxEventSize: eventstore.DefaultMaxEventSize}
+		maxEventSize: eventstore.DefaultMaxEventSize, groupCommit: true}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -63,7 +65,24 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	return &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier()}, nil
+	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier()}
+	if cfg.groupCommit {
+		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
+	}
+	return s, nil
+}
+
+// Close stops the group commit's flusher (see [WithGroupCommit]) once its
+// batch in flight, if any, has committed, and closes the connection it
+// holds; appends queued or made afterwards run alone, each on a pool
+// connection, so Close fails no append. It does not close the pool, which
+// is the caller's. Close is safe to call twice, and unnecessary without
+// group commit; a Store that is never closed lets its flusher exit on its
+// own after a few seconds without appends.
+func (s *Store) Close() {
+	if s.group != nil {
+		s.group.close()
+	}
 }
 
 // MaxEventSize returns the largest event the store accepts, in bytes; see

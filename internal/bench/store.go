@@ -70,6 +70,13 @@ func stData(i int) []byte {
 
 func stStream(i int) string { return fmt.Sprintf("bench-%d", i%stStreams) }
 
+// stStreamOf is the stream of call c of a run with workers goroutines,
+// worker c % workers: each worker owns its own streams (their index is
+// c modulo workers), spread over at most stStreams.
+func stStreamOf(c, workers int) string {
+	return stStream(c%workers + workers*(c/workers%(stStreams/workers)))
+}
+
 // benchStore measures the event store beside raw pgx on the same table
 // shape (the store's own migration, in a schema of its own), alternating
 // runs of the baseline and Chronicle within each figure.
@@ -94,43 +101,66 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		// measured in the same rounds: raw version-checked INSERTs.
 		checked bool
 	}
-	quiet, err := b.newStore(ctx, "store_nonotify", postgres.WithNotify(false))
+	alone, err := b.newStore(ctx, "store_alone", postgres.WithGroupCommit(false))
 	if err != nil {
 		return nil, err
 	}
+	defer b.store.Close()
+	const off = ", WithGroupCommit(false)"
 	figs := []appendFig{
-		{"Append 1 event/call, 1 goroutine", "single-row INSERT, 1 conn", env.N(4000, 300), 1, 1, b.store, 0.85, true},
-		{"Append 1 event/call, 8 goroutines", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, b.store, 0.85, true},
-		{"Append 1 event/call, 8 goroutines, WithNotify(false)", "single-row INSERT, 8 conns", env.N(16000, 800), 1, 8, quiet, 0.85, false},
-		{"Append 100 events/call", "pgx.Batch of 100 INSERTs", env.N(40000, 3000), 100, 1, b.store, 0.75, false},
+		{"Append 1 event/call, 1 goroutine", "single-row INSERT, pool", env.N(4000, 300), 1, 1, b.store, 0.9, true},
+		{"Append 1 event/call, 1 goroutine" + off, "single-row INSERT, pool", env.N(4000, 300), 1, 1, alone, 0, false},
+		{"Append 1 event/call, 8 goroutines", "single-row INSERT, pool", env.N(16000, 800), 1, 8, b.store, 1.3, true},
+		{"Append 1 event/call, 8 goroutines" + off, "single-row INSERT, pool", env.N(16000, 800), 1, 8, alone, 0, false},
+		{"Append 1 event/call, 32 goroutines", "single-row INSERT, pool", env.N(24000, 1200), 1, 32, b.store, 1.3, false},
+		{"Append 1 event/call, 32 goroutines" + off, "single-row INSERT, pool", env.N(24000, 1200), 1, 32, alone, 0, false},
+		{"Append 100 events/call", "one INSERT ... unnest of 100 rows, pool", env.N(40000, 3000), 100, 1, b.store, 0.75, false},
 	}
 	for _, f := range figs {
 		// Alternate short runs of the baseline(s) and Chronicle and sum
-		// them, so that load from elsewhere on the machine falls on all.
+		// them, so that load from elsewhere on the machine falls on all;
+		// a first round of each warms up and is not counted.
 		var total, totalRaw, totalChecked time.Duration
+		var cpu, cpuRaw stCPU
 		per := max(f.n/stRounds/f.perCall, 1) * f.perCall
-		for round := 0; round < stRounds; round++ {
+		for round := -1; round < stRounds; round++ {
+			c0 := stCPUNow()
 			d, err := b.rawInsert(ctx, per, f.perCall, f.workers)
 			if err != nil {
 				return nil, fmt.Errorf("%s raw: %w", f.name, err)
 			}
-			totalRaw += d
+			c1 := stCPUNow()
+			if round >= 0 {
+				totalRaw += d
+				cpuRaw = cpuRaw.add(c1.sub(c0))
+			}
 			if f.checked {
 				d, err = b.rawCheckedInsert(ctx, per, f.workers)
 				if err != nil {
 					return nil, fmt.Errorf("%s raw version-checked: %w", f.name, err)
 				}
-				totalChecked += d
+				if round >= 0 {
+					totalChecked += d
+				}
 			}
+			c0 = stCPUNow()
 			d, err = b.appendRun(ctx, f.store, per, f.perCall, f.workers)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f.name, err)
 			}
-			total += d
+			c1 = stCPUNow()
+			if round >= 0 {
+				total += d
+				cpu = cpu.add(c1.sub(c0))
+			}
 		}
 		n := per * stRounds
 		r := ratioRow(f.name, rate(n, total), rate(n, totalRaw), "events/s", f.goal, true)
-		r.Baseline += " (" + f.rawName + ")"
+		r.Value += ", " + cpu.per(n)
+		r.Baseline += ", " + cpuRaw.per(n) + " (" + f.rawName + ")"
+		if f.goal == 0 {
+			r.Goal, r.Pass = "(info)", ""
+		}
 		rows = append(rows, r)
 		if f.checked {
 			r := ratioRow(f.name+", vs raw version-checked INSERT", rate(n, total), rate(n, totalChecked), "events/s", 0, true)
@@ -234,7 +264,7 @@ func (b *stBench) appendRun(ctx context.Context, s *postgres.Store, n, perCall, 
 				}
 				// Workers own disjoint streams (c % workers == w), so
 				// appends do not conflict, as with distinct aggregates.
-				if _, err := s.Append(ctx, stStream(c), eventstore.Any, evs...); err != nil {
+				if _, err := s.Append(ctx, stStreamOf(c, workers), eventstore.Any, evs...); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -251,12 +281,18 @@ func (b *stBench) appendRun(ctx context.Context, s *postgres.Store, n, perCall, 
 	return d, errors.Join(errs...)
 }
 
-// rawInsert inserts n rows into the raw table: single-row autocommit
-// INSERTs, or pgx.Batch of perCall INSERTs (one implicit transaction).
+// rawInsert inserts n rows into the raw table, acquiring a pool
+// connection per call as Append does: single-row autocommit INSERTs, or
+// one INSERT ... unnest of perCall rows.
 func (b *stBench) rawInsert(ctx context.Context, n, perCall, workers int) (time.Duration, error) {
-	sql := `INSERT INTO ` + pgx.Identifier{b.rawSchema}.Sanitize() + `.events
+	q := pgx.Identifier{b.rawSchema}.Sanitize()
+	sql := `INSERT INTO ` + q + `.events
 		(transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
 		VALUES (pg_current_xact_id()::text::bigint, $1, $2, $3, $4, 1, $5, NULL)`
+	many := `INSERT INTO ` + q + `.events
+		(transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+		SELECT pg_current_xact_id()::text::bigint, u.id, $2, u.v, $4, 1, u.dat::jsonb, NULL
+		  FROM unnest($1::uuid[], $3::bigint[], $5::text[]) AS u (id, v, dat)`
 	calls := n / perCall
 	// Each run writes streams of its own, so versions start at 1.
 	b.rawRuns++
@@ -276,31 +312,27 @@ func (b *stBench) rawInsert(ctx context.Context, n, perCall, workers int) (time.
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-			conn, err := b.env.Pool.Acquire(ctx)
-			if err != nil {
-				fail(err)
-				return
-			}
-			defer conn.Release()
 			versions := make(map[string]int64)
 			for c := w; c < calls; c += workers {
-				stream := prefix + stStream(c)
+				stream := prefix + stStreamOf(c, workers)
 				if perCall == 1 {
 					versions[stream]++
 					id, _ := uuid.NewV7()
-					if _, err := conn.Exec(ctx, sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c))); err != nil {
+					if _, err := b.env.Pool.Exec(ctx, sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c))); err != nil {
 						fail(err)
 						return
 					}
 					continue
 				}
-				batch := &pgx.Batch{}
+				ids := make([]pgtype.UUID, perCall)
+				vs := make([]int64, perCall)
+				data := make([]string, perCall)
 				for i := 0; i < perCall; i++ {
 					versions[stream]++
 					id, _ := uuid.NewV7()
-					batch.Queue(sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c*perCall+i)))
+					ids[i], vs[i], data[i] = pgtype.UUID{Bytes: id, Valid: true}, versions[stream], string(stData(c*perCall+i))
 				}
-				if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+				if _, err := b.env.Pool.Exec(ctx, many, ids, stream, vs, "MoneyDeposited", data); err != nil {
 					fail(err)
 					return
 				}
@@ -358,7 +390,7 @@ SELECT pg_current_xact_id()::text::bigint, $1::uuid, $2, cur.v + 1, $4::text, 1,
 			defer conn.Release()
 			versions := make(map[string]int64)
 			for c := w; c < n; c += workers {
-				stream := prefix + stStream(c)
+				stream := prefix + stStreamOf(c, workers)
 				id, _ := uuid.NewV7()
 				tag, err := conn.Exec(ctx, sql, pgtype.UUID{Bytes: id, Valid: true}, stream, versions[stream], "MoneyDeposited", string(stData(c)))
 				if err != nil {

@@ -1,0 +1,486 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Group commit (ADR 0013). Concurrent calls to Store.Append are coalesced
+// by one flusher per Store into one round trip and one transaction:
+//
+//	caller: Append -> enqueue -> wait for its result (or its ctx)
+//	flusher: wait for an append -> yield a few times -> take what is queued,
+//	         at most one append per stream (later ones wait for the next
+//	         batch) -> lock the streams in key order -> one INSERT checking
+//	         each append -> commit -> hand each caller its own row
+//
+// The flusher starts with the first Append, owns one connection taken out
+// of the pool (so a closed pool never waits for it), exits and closes that
+// connection after groupIdle without appends, and stops with Store.Close.
+
+const (
+	// groupYields is how many times the flusher yields the processor
+	// before taking a batch, so that callers just handed their results
+	// can queue their next append. No timer: a lone caller waits for
+	// nothing.
+	groupYields = 3
+	// groupMaxAppends bounds the appends of one batch.
+	groupMaxAppends = 256
+	// groupIdle is how long the flusher keeps its connection without
+	// appends before it exits (it starts again with the next Append).
+	groupIdle = 5 * time.Second
+)
+
+// A request's state: the flusher takes it (queued -> taken) or its caller
+// gives up on it (queued -> abandoned), never both.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// groupRequest is one Append waiting for the flusher.
+type groupRequest struct {
+	stream   string
+	expected eventstore.ExpectedVersion
+	evs      []eventstore.Event
+	meta     []*string
+	// st and args are the append's statement for when it is alone in its
+	// batch: then it runs as a single append would, on the flusher's
+	// connection.
+	st    appendStmt
+	args  []any
+	state atomic.Int32
+	done     chan groupResult // buffered: the flusher never blocks on it
+}
+
+// groupResult is what the flusher tells one caller.
+type groupResult struct {
+	// alone: nothing of the batch was written (PostgreSQL refused it as a
+	// whole, or the flusher could not connect, or the store is closing);
+	// the caller runs its append alone, as without group commit, and so
+	// gets exactly the result it would have had.
+	alone bool
+	// err: the batch failed and may or may not have been committed (a
+	// lost connection); the caller passes it on.
+	err error
+	// r: what the append wrote. When it wrote nothing (r.n == 0), f says
+	// what the batch found under the streams' locks; for an append that
+	// was alone in its batch, f is nil and insertErr is the error of its
+	// statement (nil if it returned no row), as for a single append.
+	r         appendRow
+	f         *failedAppend
+	insertErr error
+}
+
+// groupConn is the flusher's connection and the statements prepared on it.
+type groupConn struct {
+	conn                *pgx.Conn
+	lock, batch, notify *pgconn.StatementDescription
+}
+
+// groupCommitter is a Store's flusher and its queue.
+type groupCommitter struct {
+	s       *Store
+	lockSQL string
+	sql     string
+
+	mu      sync.Mutex
+	queue   []*groupRequest
+	running bool // a flusher goroutine is running
+	closed  bool
+	wake    chan struct{} // capacity 1: something was queued
+	stop    chan struct{} // closed by Store.Close
+	wg      sync.WaitGroup
+}
+
+func newGroupCommitter(s *Store, q string) *groupCommitter {
+	lock, batch := groupStatements(q)
+	return &groupCommitter{s: s, lockSQL: lock, sql: batch, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// enqueue queues r, starting the flusher if none runs; false means the
+// store is closed and the caller appends alone.
+func (g *groupCommitter) enqueue(r *groupRequest) bool {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
+	g.queue = append(g.queue, r)
+	if !g.running {
+		g.running = true
+		g.wg.Add(1)
+		go g.run()
+	}
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take empties the queue.
+func (g *groupCommitter) take() []*groupRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q := g.queue
+	g.queue = nil
+	return q
+}
+
+// close stops the flusher once its batch in flight is done; appends queued
+// meanwhile, and later ones, run alone. Safe to call twice.
+func (g *groupCommitter) close() {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.stop)
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// run is the flusher.
+func (g *groupCommitter) run() {
+	defer g.wg.Done()
+	var conn *groupConn
+	defer func() {
+		if conn != nil {
+			_ = conn.conn.Close(context.Background())
+		}
+	}()
+	idle := time.NewTimer(groupIdle)
+	defer idle.Stop()
+	var pending []*groupRequest
+	for {
+		if len(pending) == 0 {
+			select {
+			case <-g.wake:
+			case <-g.stop:
+				g.sendAlone(g.take())
+				return
+			case <-idle.C:
+				g.mu.Lock()
+				if len(g.queue) == 0 {
+					g.running = false
+					g.mu.Unlock()
+					return
+				}
+				g.mu.Unlock()
+			}
+		}
+		select {
+		case <-g.stop:
+			g.sendAlone(append(pending, g.take()...))
+			return
+		default:
+		}
+		for range groupYields {
+			runtime.Gosched()
+		}
+		var batch []*groupRequest
+		batch, pending = pick(append(pending, g.take()...))
+		if len(batch) > 0 {
+			conn = g.flush(conn, batch)
+		}
+		idle.Reset(groupIdle)
+	}
+}
+
+// pick takes from pending, in order, at most one append per stream and
+// groupMaxAppends in all; it returns them and what is left for the next
+// batch, in order, dropping the appends whose callers gave up.
+func pick(pending []*groupRequest) (batch, rest []*groupRequest) {
+	streams := make(map[string]bool, len(pending))
+	for _, r := range pending {
+		if len(batch) < groupMaxAppends && !streams[r.stream] {
+			if r.state.CompareAndSwap(reqQueued, reqTaken) {
+				streams[r.stream] = true
+				batch = append(batch, r)
+			}
+			continue
+		}
+		if r.state.Load() == reqQueued {
+			rest = append(rest, r)
+		}
+	}
+	return batch, rest
+}
+
+// sendAlone tells the queued appends to run alone.
+func (g *groupCommitter) sendAlone(rs []*groupRequest) {
+	for _, r := range rs {
+		if r.state.CompareAndSwap(reqQueued, reqTaken) || r.state.Load() == reqTaken {
+			r.done <- groupResult{alone: true}
+		}
+	}
+}
+
+// connect takes a connection out of the pool for the flusher, switches it
+// to generic plans (the batch statement would otherwise be planned anew
+// for each batch, at about 100 µs of server CPU) and prepares the
+// statements.
+func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
+	pc, err := g.s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gc := &groupConn{conn: pc.Hijack()}
+	c := gc.conn
+	err = func() (err error) {
+		if _, err = c.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+			return err
+		}
+		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {
+			return err
+		}
+		if gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql); err != nil {
+			return err
+		}
+		gc.notify, err = c.Prepare(ctx, "chronicle_notify", g.s.q.notify)
+		return err
+	}()
+	if err != nil {
+		_ = c.Close(ctx)
+		return nil, err
+	}
+	return gc, nil
+}
+
+// flush runs one batch on conn (connecting first when there is none) and
+// hands each caller its result; it returns the connection to use next,
+// nil once this one is lost.
+func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupConn {
+	ctx := context.Background()
+	if conn != nil && conn.conn.IsClosed() {
+		conn = nil
+	}
+	if conn == nil {
+		var err error
+		if conn, err = g.connect(ctx); err != nil {
+			// Nothing was sent: each append finds out alone.
+			g.s.log.Debug("postgres: group commit could not connect; appends run alone",
+				slog.String("schema", g.s.cfg.schema), slog.Any("err", err))
+			g.sendAlone(batch)
+			return nil
+		}
+	}
+	if len(batch) == 1 {
+		// A batch of one runs the single append's statements, which cost
+		// less than the batch statement, on the flusher's connection.
+		r := batch[0]
+		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
+		r.done <- groupResult{r: res, insertErr: err}
+		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
+			g.s.trail()
+		}
+		if conn.conn.IsClosed() {
+			return nil
+		}
+		return conn
+	}
+	results, led, err := g.s.runBatch(ctx, conn, batch)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		written := false
+		for i, r := range batch {
+			r.done <- results[i]
+			written = written || results[i].r.n > 0
+		}
+		if written && g.s.cfg.notify && !led {
+			g.s.trail()
+		}
+	case errors.As(err, &pe) && pe.Severity == "ERROR" && !conn.conn.IsClosed():
+		// PostgreSQL refused the batch as a whole (an event ID stored
+		// already, data it cannot take, a failed commit, a deadlock with
+		// a caller's transaction): its transaction rolled back, nothing
+		// was written; each append runs alone and gets its own answer.
+		g.sendAlone(batch)
+	default:
+		// Lost connection or the like: the commit may or may not have
+		// happened, as for a single append in that case.
+		for _, r := range batch {
+			r.done <- groupResult{err: err}
+		}
+		_ = conn.conn.Close(ctx)
+		return nil
+	}
+	return conn
+}
+
+// runBatch sends the batch in one round trip: in one implicit transaction
+// the streams' locks and the batch statement; then, when this Store has not
+// notified within NotifyWindow, pg_notify in a second one (led).
+func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, led bool, err error) {
+	var (
+		streams = make([]string, len(batch))
+		exps    = make([]int64, len(batch))
+		firsts  = make([]pgtype.UUID, len(batch))
+		ais     []int32
+		ords    []int32
+		ids     []pgtype.UUID
+		types   []string
+		svs     []int32
+		data    []string
+		meta    []*string
+	)
+	for i, r := range batch {
+		streams[i], exps[i] = r.stream, expectedParam(r.expected)
+		firsts[i] = pgtype.UUID{Bytes: r.evs[0].ID, Valid: true}
+		for j, e := range r.evs {
+			ais = append(ais, int32(i+1))
+			ords = append(ords, int32(j+1))
+			ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
+			types = append(types, e.Type)
+			svs = append(svs, int32(e.SchemaVersion)) // PrepareAppend kept it within int32
+			data = append(data, string(e.Data))
+			meta = append(meta, r.meta[j])
+		}
+	}
+	conn := gc.conn
+	c := conn.PgConn()
+	sds := conn.TypeMap()
+	lockSD, batchSD, notifySD := gc.lock, gc.batch, gc.notify
+	lockParams, lockFormats, err := encodeParams(sds, lockSD, []any{streams})
+	if err != nil {
+		return nil, false, err
+	}
+	params, formats, err := encodeParams(sds, batchSD, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
+	if err != nil {
+		return nil, false, err
+	}
+	binary := []int16{pgtype.BinaryFormatCode}
+	p := c.StartPipeline(ctx)
+	p.SendQueryStatement(lockSD, lockParams, lockFormats, binary)
+	p.SendQueryStatement(batchSD, params, formats, binary)
+	p.SendPipelineSync()
+	if s.cfg.notify && s.notifier.lead() {
+		led = true
+		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
+		p.SendPipelineSync()
+	}
+	err = p.Flush()
+	if err == nil {
+		err = pipelineSkip(p) // the locks
+	}
+	if err == nil {
+		var res *pgconn.Result
+		if res, err = pipelineRead(p); err == nil {
+			results, err = decodeBatch(sds, res, batch)
+		}
+	}
+	if err == nil {
+		// The commit can fail after the INSERT returned its rows.
+		var res any
+		if res, err = p.GetResults(); err == nil {
+			if _, ok := res.(*pgconn.PipelineSync); !ok {
+				err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	cerr := p.Close()
+	if err == nil && cerr != nil {
+		s.log.Warn("postgres: group commit committed but notifying followers failed; trying again shortly",
+			slog.Int("appends", len(batch)), slog.Any("err", cerr))
+		led = false // so that a trailing notification covers it
+	}
+	if err != nil && !c.IsClosed() {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			_ = conn.Close(context.Background()) // unknown state: do not reuse it
+		}
+	}
+	return results, led, err
+}
+
+// decodeBatch reads the batch statement's rows, one per append in order.
+func decodeBatch(m *pgtype.Map, res *pgconn.Result, batch []*groupRequest) ([]groupResult, error) {
+	if len(res.Rows) != len(batch) {
+		return nil, fmt.Errorf("group commit returned %d rows for %d appends", len(res.Rows), len(batch))
+	}
+	if len(res.FieldDescriptions) != 8 {
+		return nil, fmt.Errorf("group commit returned %d columns, want 8", len(res.FieldDescriptions))
+	}
+	out := make([]groupResult, len(batch))
+	for i, row := range res.Rows {
+		var (
+			ord          int64
+			g            = &out[i]
+			actual, last int64
+			known        bool
+		)
+		dst := []any{&ord, &actual, &last, &g.r.n, &g.r.version, &g.r.tx, &g.r.pos, &known}
+		for j, fd := range res.FieldDescriptions {
+			if err := m.Scan(fd.DataTypeOID, fd.Format, row[j], dst[j]); err != nil {
+				return nil, fmt.Errorf("decode column %d of the group commit's result: %w", j+1, err)
+			}
+		}
+		if ord != int64(i+1) {
+			return nil, fmt.Errorf("group commit returned append %d in row %d", ord, i+1)
+		}
+		g.f = &failedAppend{expected: batch[i].expected, actual: actual, last: last, known: known}
+	}
+	return out, nil
+}
+
+// appendGrouped appends through the flusher. It returns what the append
+// wrote, or (r.n == 0) what the batch found under the lock (found), or the
+// error to explain as a single append's (see Store.notWritten); alone
+// reports that the append must run alone instead (nothing of it was
+// written).
+//
+// A caller whose ctx ends while its append waits in the queue gets
+// ctx.Err(), and the append is never sent. Once the flusher has taken it,
+// the append may commit whatever the caller does: the error then says the
+// outcome is unknown (and wraps ctx.Err()), exactly as when a single
+// append's connection is lost at commit; appending again with the same
+// event IDs returns the original result if it was written.
+func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID string, expected eventstore.ExpectedVersion, evs []eventstore.Event, meta []*string, args []any) (r appendRow, found *failedAppend, alone bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return appendRow{}, nil, false, err
+	}
+	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, st: st, args: args, done: make(chan groupResult, 1)}
+	if !s.group.enqueue(req) {
+		return appendRow{}, nil, true, nil
+	}
+	var gr groupResult
+	select {
+	case gr = <-req.done:
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return appendRow{}, nil, false, ctx.Err()
+		}
+		select {
+		case gr = <-req.done:
+		default:
+			return appendRow{}, nil, false, fmt.Errorf("outcome unknown: the append was already sent in a batch when the context ended; append the same event IDs again to learn it: %w", ctx.Err())
+		}
+	}
+	switch {
+	case gr.alone:
+		return appendRow{}, nil, true, nil
+	case gr.err != nil:
+		return appendRow{}, nil, false, gr.err
+	case gr.f == nil:
+		return gr.r, nil, false, gr.insertErr
+	}
+	return gr.r, gr.f, false, nil
+}
