@@ -34,6 +34,9 @@ type applier struct {
 	// letter in the same unit of work, so that a later retry cannot apply
 	// it a second time.
 	pending map[uuid.UUID]bool
+	// known is the checkpoint this applier last read or wrote; finding
+	// another one in a unit of work means another runner shares the build.
+	known eventstore.Position
 }
 
 // newApplier returns an applier of b, loading the build's dead letters
@@ -43,7 +46,7 @@ func (e *engine) newApplier(ctx context.Context, pr *proj, b Build, cp eventstor
 	if err != nil {
 		return nil, fmt.Errorf("projection %q: list dead letters of %s: %w", pr.p.Name, b, err)
 	}
-	a := &applier{e: e, pr: pr, b: b, prog: prog, pending: map[uuid.UUID]bool{}}
+	a := &applier{e: e, pr: pr, b: b, prog: prog, pending: map[uuid.UUID]bool{}, known: cp}
 	for _, dl := range dls {
 		if dl.Build == b && cp.Before(dl.Position) {
 			a.pending[dl.EventID] = true
@@ -178,6 +181,9 @@ func (a *applier) deadLetter(ctx context.Context, d Delivery, cause error, attem
 		if d.Acker != nil {
 			_ = d.Acker.Term("dead-lettered: " + cause.Error())
 		}
+		if a.known.Before(rec.Position) {
+			a.known = rec.Position
+		}
 		a.prog.setApplied(rec.Position)
 		return nil
 	}
@@ -200,6 +206,10 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 	defer u.Rollback(context.WithoutCancel(ctx))
 	began := time.Now()
 	cp := u.Checkpoint()
+	if cp != a.known && !a.prog.snapshot().shared {
+		a.prog.update(func(p *progress) { p.shared = true })
+	}
+	a.known = cp
 	last, applied, taken := cp, 0, 0
 	var resolved []uuid.UUID
 	for _, d := range ds {
@@ -237,6 +247,7 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 	for _, id := range resolved {
 		delete(a.pending, id)
 	}
+	a.known = last
 	a.prog.setApplied(last)
 	return taken, nil
 }

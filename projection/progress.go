@@ -27,7 +27,10 @@ type progress struct {
 	// dead are the dead letters recorded by this process since the build
 	// started, the latest last, so that WaitFor can tell a caller its
 	// write was set aside.
-	dead    []DeadLetter
+	dead []DeadLetter
+	// shared is set once another runner has been seen applying the same
+	// build: its dead letters are not in dead, so WaitFor asks the store.
+	shared  bool
 	changed chan struct{}
 	// onStart is called once, when started first becomes true.
 	onStart func()
@@ -91,6 +94,7 @@ func (p *progress) addDead(dl DeadLetter) {
 // snapshot is a copy of the progress fields, read under the lock.
 type snapshot struct {
 	running, current bool
+	shared           bool
 	state            State
 	build            Build
 	applied          eventstore.Position
@@ -103,6 +107,6 @@ type snapshot struct {
 func (p *progress) snapshot() snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return snapshot{running: p.running, current: p.current, state: p.state, build: p.build, applied: p.applied,
-		lastErr: p.lastErr, halted: p.halted, dead: p.dead, changed: p.changed}
+	return snapshot{running: p.running, current: p.current, shared: p.shared, state: p.state, build: p.build,
+		applied: p.applied, lastErr: p.lastErr, halted: p.halted, dead: p.dead, changed: p.changed}
 }

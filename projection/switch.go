@@ -64,6 +64,7 @@ func (pl *pipeline) switchTo(ctx context.Context, a *applier, cp eventstore.Posi
 	if err := u.Commit(ctx); err != nil {
 		return cp, fmt.Errorf("projection %q: commit switch to %s: %w", p.Name, b, err)
 	}
+	a.known = last
 	if cp.Before(last) {
 		cp = last
 	}

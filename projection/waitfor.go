@@ -47,6 +47,13 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 			}
 		}
 		if !applied.Before(pos) {
+			if local && snap.shared && deadLetterOfWrite(dead, build, pos) == nil {
+				// Another runner of the build may have set the write aside.
+				var err error
+				if dead, err = r.e.store.DeadLetters(ctx, name); err != nil {
+					return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
+				}
+			}
 			if dl := deadLetterOfWrite(dead, build, pos); dl != nil && !applied.Before(dl.Position) {
 				return &DeadLetterError{DeadLetter: *dl, Policy: Skip}
 			}
