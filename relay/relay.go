@@ -98,7 +98,7 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 		table: checkpointTable(cfg.schema),
 		ready: make(chan struct{}),
 	}
-	r.leader = &pgLeader{pool: pool, key: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name), poll: cfg.lockPoll,
+	r.leader = &pgLeader{pool: pool, key: leaderKey(cfg), poll: cfg.lockPoll,
 		waitFn: func(ctx context.Context) { r.log.InfoContext(ctx, "relay: another relay leads; waiting") }}
 	return r, nil
 }
