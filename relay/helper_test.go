@@ -292,3 +292,22 @@ func assertRecord(t *testing.T, want, got eventstore.Record) {
 		}
 	}
 }
+
+// waitState waits until r reports state, at most 20 seconds.
+func waitState(t *testing.T, r *relay.Relay, state relay.State) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := r.Status(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay %s after 20s, want %s", st.State, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -98,7 +98,7 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 		table: checkpointTable(cfg.schema),
 		ready: make(chan struct{}),
 	}
-	r.leader = &pgLeader{pool: pool, key: pgmigrate.LockKey("relay:" + cfg.schema + ":" + cfg.name), poll: cfg.lockPoll,
+	r.leader = &pgLeader{pool: pool, key: leaderKey(cfg), poll: cfg.lockPoll,
 		waitFn: func(ctx context.Context) { r.log.InfoContext(ctx, "relay: another relay leads; waiting") }}
 	return r, nil
 }
@@ -343,7 +343,7 @@ func (r *Relay) read(ctx context.Context, fail context.CancelCauseFunc, q *queue
 func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js jetstream.JetStream, q *queue,
 	pend chan<- pending, start eventstore.Position, lastSeq uint64, store uuid.UUID) {
 	defer close(pend)
-	prefix := r.cfg.stream.SubjectPrefix
+	enc := wire.NewEncoder(r.cfg.stream.SubjectPrefix, store)
 	prev := start
 	var prevID string
 	var spare []eventstore.Record
@@ -359,11 +359,11 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 					rec.Position, rec.StreamID, rec.StreamVersion, prev))
 				return
 			}
-			msg := wire.NewMsg(prefix, store, rec)
+			msg := enc.Msg(rec)
 			r.expect(msg, prevID, lastSeq)
 			fut, err := js.PublishMsgAsync(msg)
 			if errors.Is(err, nats.ErrMaxPayload) {
-				msg = wire.NewElidedMsg(prefix, store, rec)
+				msg = enc.Elided(rec)
 				r.expect(msg, prevID, lastSeq)
 				fut, err = js.PublishMsgAsync(msg)
 				if err == nil {

@@ -161,6 +161,12 @@ func TestTwoRelaysOneLeader(t *testing.T) {
 	run1 := start(t, r1)
 	run2 := start(t, r2)
 	e.waitCount(ctx, e.topo().Stream, 1200)
+	// Whichever leads, the other must have started and be waiting.
+	for _, r := range []*relay.Relay{r1, r2} {
+		if st, err := r.Status(ctx); err == nil && st.State != relay.StateLeading {
+			waitState(t, r, relay.StateWaiting)
+		}
+	}
 	s1, err := r1.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +217,7 @@ func TestRelayLeaderConnectionDies(t *testing.T) {
 	e.waitCount(ctx, e.topo().Stream, 200)
 	r2 := e.relay(e.connect(), relay.WithName("blue"))
 	start(t, r2)
-	time.Sleep(200 * time.Millisecond)
+	waitState(t, r2, relay.StateWaiting)
 	// End the session holding the relay's advisory lock: the leader's.
 	key := uint64(pgmigrate.LockKey("relay:" + e.schema + ":blue"))
 	var killed int

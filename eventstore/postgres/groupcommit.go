@@ -31,11 +31,12 @@ import (
 // connection after groupIdle without appends, and stops with Store.Close.
 
 const (
-	// groupYields is how many times the flusher yields the processor
-	// before taking a batch, so that callers just handed their results
-	// can queue their next append. No timer: a lone caller waits for
-	// nothing.
+	// groupYields is how many times at most the flusher yields the
+	// processor before taking a batch (see gather). No timer: a lone
+	// caller waits for nothing.
 	groupYields = 3
+	// groupGather bounds the time spent yielding for one batch.
+	groupGather = 50 * time.Microsecond
 	// groupMaxAppends bounds the appends of one batch.
 	groupMaxAppends = 256
 	// groupIdle is how long the flusher keeps its connection without
@@ -63,7 +64,7 @@ type groupRequest struct {
 	st    appendStmt
 	args  []any
 	state atomic.Int32
-	done     chan groupResult // buffered: the flusher never blocks on it
+	done  chan groupResult // buffered: the flusher never blocks on it
 }
 
 // groupResult is what the flusher tells one caller.
@@ -189,9 +190,7 @@ func (g *groupCommitter) run() {
 			return
 		default:
 		}
-		for range groupYields {
-			runtime.Gosched()
-		}
+		g.gather()
 		var batch []*groupRequest
 		batch, pending = pick(append(pending, g.take()...))
 		if len(batch) > 0 {
@@ -199,6 +198,30 @@ func (g *groupCommitter) run() {
 		}
 		idle.Reset(groupIdle)
 	}
+}
+
+// gather yields the processor so that callers just handed their results
+// can queue their next append: up to groupYields times, and only while
+// yielding brings more (callers busy elsewhere, loading an aggregate say,
+// would only delay the batch) and for at most groupGather.
+func (g *groupCommitter) gather() {
+	start := time.Now()
+	n := g.queued()
+	for range groupYields {
+		runtime.Gosched()
+		m := g.queued()
+		if m == n || time.Since(start) > groupGather {
+			return
+		}
+		n = m
+	}
+}
+
+// queued returns the number of appends in the queue.
+func (g *groupCommitter) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
 }
 
 // pick takes from pending, in order, at most one append per stream and

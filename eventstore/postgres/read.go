@@ -280,7 +280,11 @@ func (s *Store) readAllBatch(ctx context.Context, q querier, buf []eventstore.Re
 	if after.TxID > math.MaxInt64 || after.Seq > math.MaxInt64 {
 		return buf, false, &eventstore.ValidationError{Index: -1, Field: "options", Problem: fmt.Sprintf("position %s is out of range", after)}
 	}
-	buf, err := s.fetch(ctx, q, buf, s.q.readAll, int64(after.TxID), int64(after.Seq), cats, types, n)
+	sql := s.q.readAll
+	if len(cats) > 0 {
+		sql = s.q.readAllCat
+	}
+	buf, err := s.fetch(ctx, q, buf, sql, int64(after.TxID), int64(after.Seq), cats, types, n)
 	if err != nil {
 		return buf, false, s.wrapErr(fmt.Sprintf("read the log after %s", after), err)
 	}

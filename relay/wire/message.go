@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,9 +122,9 @@ func FilterSubject(prefix, category, eventType string) string {
 // whose identity is store: its subject (see [Subject]), its headers (see
 // [HeaderMsgID] and the other header names; [HeaderStore] is omitted when
 // store is uuid.Nil) and its Data as body. The body shares rec.Data's
-// memory.
+// memory. [Encoder] does the same for many records.
 func NewMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.Msg {
-	return newMsg(prefix, store, rec, -1)
+	return NewEncoder(prefix, store).Msg(rec)
 }
 
 // NewElidedMsg returns the message that announces rec without its Data,
@@ -131,16 +132,42 @@ func NewMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.Msg {
 // of [NewMsg] plus [HeaderElided] with the size of the Data left out, and
 // an empty body. Consumers read the Data from the event store.
 func NewElidedMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.Msg {
-	return newMsg(prefix, store, rec, len(rec.Data))
+	return NewEncoder(prefix, store).Elided(rec)
 }
 
-func newMsg(prefix string, store uuid.UUID, rec eventstore.Record, elided int) *nats.Msg {
+// Encoder builds the messages of one event store's records under one
+// subject prefix, as [NewMsg] and [NewElidedMsg] do, sharing what every
+// message has in common. It is safe for concurrent use.
+type Encoder struct {
+	prefix string
+	store  []string // the HeaderStore value, shared by every message; nil for uuid.Nil
+}
+
+// NewEncoder returns an encoder for the records of the event store whose
+// identity is store (uuid.Nil: no [HeaderStore]) under prefix (empty means
+// [DefaultSubjectPrefix]).
+func NewEncoder(prefix string, store uuid.UUID) *Encoder {
+	e := &Encoder{prefix: prefix}
+	if store != uuid.Nil {
+		e.store = []string{store.String()}
+	}
+	return e
+}
+
+// Msg returns the message that publishes rec (see [NewMsg]).
+func (e *Encoder) Msg(rec eventstore.Record) *nats.Msg { return e.msg(rec, -1) }
+
+// Elided returns the message that announces rec without its Data (see
+// [NewElidedMsg]).
+func (e *Encoder) Elided(rec eventstore.Record) *nats.Msg { return e.msg(rec, len(rec.Data)) }
+
+func (e *Encoder) msg(rec eventstore.Record, elided int) *nats.Msg {
 	// Build every value in one buffer and one string, and every value
 	// slice in one array: a handful of allocations per message.
-	const n = 10
+	const n = 9
 	var ends [n]int
-	buf := make([]byte, 0, 192+len(rec.StreamID)+len(rec.Type)+16*len(rec.Metadata))
-	buf = append(buf, rec.ID.String()...)
+	buf := make([]byte, 0, 128+len(rec.StreamID)+len(rec.Type)+16*len(rec.Metadata))
+	buf = appendUUID(buf, rec.ID)
 	ends[0] = len(buf)
 	buf = appendValue(buf, rec.StreamID)
 	ends[1] = len(buf)
@@ -160,14 +187,10 @@ func newMsg(prefix string, store uuid.UUID, rec eventstore.Record, elided int) *
 		buf = appendMetadataJSON(buf, rec.Metadata)
 	}
 	ends[7] = len(buf)
-	if store != uuid.Nil {
-		buf = append(buf, store.String()...)
-	}
-	ends[8] = len(buf)
 	if elided >= 0 {
 		buf = strconv.AppendInt(buf, int64(elided), 10)
 	}
-	ends[9] = len(buf)
+	ends[8] = len(buf)
 	all := string(buf)
 	vals := make([]string, n)
 	for i, start := 0, 0; i < n; i++ {
@@ -185,16 +208,30 @@ func newMsg(prefix string, store uuid.UUID, rec eventstore.Record, elided int) *
 	if len(rec.Metadata) > 0 {
 		h[HeaderMetadata] = vals[7:8:8]
 	}
-	if store != uuid.Nil {
-		h[HeaderStore] = vals[8:9:9]
+	if e.store != nil {
+		h[HeaderStore] = e.store
 	}
-	msg := &nats.Msg{Subject: Subject(prefix, rec), Header: h}
+	msg := &nats.Msg{Subject: Subject(e.prefix, rec), Header: h}
 	if elided >= 0 {
-		h[HeaderElided] = vals[9:10:10]
+		h[HeaderElided] = vals[8:9:9]
 	} else {
 		msg.Data = rec.Data
 	}
 	return msg
+}
+
+// appendUUID appends id in its canonical form (8-4-4-4-12 hexadecimal
+// digits), as id.String() gives it, without allocating.
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	b = hex.AppendEncode(b, id[0:4])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[4:6])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[6:8])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[8:10])
+	b = append(b, '-')
+	return hex.AppendEncode(b, id[10:16])
 }
 
 // StoreOf returns the event store identity a message names in

@@ -167,3 +167,27 @@ func ExampleSubject() {
 	// chronicle.events.account.*
 	// v1_Funds_Deposited
 }
+
+func TestUUIDHeaderIsCanonical(t *testing.T) {
+	t.Parallel()
+	for i := 0; i < 100; i++ {
+		rec := sampleRecords()[1]
+		store := uuid.New()
+		msg := wire.NewMsg("p", store, rec)
+		if got := msg.Header.Get(wire.HeaderMsgID); got != rec.ID.String() {
+			t.Fatalf("%s = %q, want %q", wire.HeaderMsgID, got, rec.ID)
+		}
+		if got, ok, err := wire.StoreOf(msg.Header); err != nil || !ok || got != store {
+			t.Fatalf("StoreOf = %v %v %v, want %v", got, ok, err, store)
+		}
+	}
+}
+
+func BenchmarkNewMsg(b *testing.B) {
+	rec := sampleRecords()[0]
+	enc := wire.NewEncoder("chronicle.events", uuid.New())
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = enc.Msg(rec)
+	}
+}
