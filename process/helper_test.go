@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -103,14 +105,14 @@ func jobType(deadline time.Duration) *process.Type[*jobState] {
 					return err
 				}
 				p.Record(JobNoted{Step: "requested", Req: &req})
-				p.Send("inc", counterCmd{Counter: "a-" + p.ID()})
+				p.SendCompensable("inc", counterCmd{Counter: "a-" + p.ID()},
+					process.Command{Name: "dec", Data: counterCmd{Counter: "a-" + p.ID(), FailUndo: req.FailUndo}})
 				d := time.Hour // only processes that get no answer wait for the deadline
 				if req.NoAnswer {
 					d = deadline
 				}
 				p.Schedule("deadline", d)
 			case t.Kind == process.CommandSucceeded && t.Command.Name == "inc":
-				p.AddCompensation("dec", counterCmd{Counter: "a-" + p.ID(), FailUndo: p.State().Req.FailUndo})
 				if !p.State().Req.NoAnswer {
 					p.Send("incb", counterCmd{Counter: "b-" + p.ID(), Closed: p.State().Req.Closed})
 				}
@@ -183,6 +185,8 @@ func (e *env) newPool() *pgxpool.Pool {
 	return p
 }
 
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -239,7 +243,7 @@ func (e *env) handlers(es *espg.Store) []process.Option {
 
 func (e *env) runner(pool *pgxpool.Pool, typ *process.Type[*jobState], opts ...process.Option) *process.Runner {
 	es, ps := e.stores(pool)
-	all := append(e.handlers(es),
+	all := append(e.handlers(es), process.WithLogger(quiet),
 		process.WithTimerPoll(20*time.Millisecond), process.WithCommandPoll(50*time.Millisecond),
 		process.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
 		process.WithProjectionOptions(projection.WithBackoff(5*time.Millisecond, 50*time.Millisecond), projection.WithHeartbeat(0)))

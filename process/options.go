@@ -49,21 +49,21 @@ type CommandHandler func(ctx context.Context, cmd Envelope) error
 type Option func(*options)
 
 type options struct {
-	schema        string
-	clock         func() time.Time
-	logger        *slog.Logger
-	backoff       backoff.Policy
-	timerPoll     time.Duration
-	commandPoll   time.Duration
-	timerBatch    int
-	commandBatch  int
-	cmdAttempts   int
-	lease         time.Duration
-	handlers      map[string]CommandHandler
-	projOpts      []projection.Option
-	noDispatcher  bool
-	noTimers      bool
-	owner         string
+	schema       string
+	clock        func() time.Time
+	logger       *slog.Logger
+	backoff      backoff.Policy
+	timerPoll    time.Duration
+	commandPoll  time.Duration
+	timerBatch   int
+	commandBatch int
+	cmdAttempts  int
+	lease        time.Duration
+	handlers     map[string]CommandHandler
+	projOpts     []projection.Option
+	noDispatcher bool
+	noTimers     bool
+	owner        string
 }
 
 func defaultOptions() options {

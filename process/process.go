@@ -166,14 +166,14 @@ func ByCorrelationID(ev projection.Event) string { return ev.Record.Metadata.Cor
 
 // kind is a process type with its state type erased.
 type kind struct {
-	name, category              string
-	starts, types, categories   []string
-	correlate                   func(projection.Event) string
-	codec                       aggregate.Codec
-	policy                      projection.Policy
-	attempts                    int
-	newState                    func(id string) Applier
-	handle                      func(ctx context.Context, c *core, t Trigger) error
+	name, category            string
+	starts, types, categories []string
+	correlate                 func(projection.Event) string
+	codec                     aggregate.Codec
+	policy                    projection.Policy
+	attempts                  int
+	newState                  func(id string) Applier
+	handle                    func(ctx context.Context, c *core, t Trigger) error
 }
 
 // TriggerKind says what triggered a handler.
@@ -264,7 +264,22 @@ func (p *Process[S]) Record(event any) { p.c.record(event) }
 // handler registered under name ([WithCommand]) at least once, with a
 // deterministic ID, returned here. Its outcome comes back as a
 // CommandSucceeded or CommandFailed trigger.
-func (p *Process[S]) Send(name string, data any) uuid.UUID { return p.c.send(name, data, false) }
+func (p *Process[S]) Send(name string, data any) uuid.UUID { return p.c.send(name, data, nil) }
+
+// Command is a command's name and payload.
+type Command struct {
+	Name string
+	Data any
+}
+
+// SendCompensable sends a command like [Process.Send], with the command
+// that undoes it: once the command succeeds, undo is recorded as a
+// compensation, before the handler sees the success. A process that
+// compensates while such a command is out waits for its outcome, so a step
+// done after a timeout is still undone.
+func (p *Process[S]) SendCompensable(name string, data any, undo Command) uuid.UUID {
+	return p.c.send(name, data, &undo)
+}
 
 // AddCompensation records the command that undoes a step done, to be sent
 // by [Process.Compensate] (compensations run in reverse order).
@@ -320,6 +335,7 @@ const (
 	typeCompensationRetried = "process.CompensationRetried"
 	typeTimerExpired        = "process.TimerExpired"
 	typeCompensationDone    = "process.CompensationDone"
+	typeCommandDone         = "process.CommandDone"
 	typeCompensationResumed = "process.CompensationResumed"
 	typeCompleted           = "process.Completed"
 	typeFailed              = "process.Failed"
@@ -345,6 +361,13 @@ type commandSent struct {
 	Name         string          `json:"name"`
 	Data         json.RawMessage `json:"data"`
 	Compensation bool            `json:"compensation,omitempty"`
+	Undo         *compensation   `json:"undo,omitempty"`
+}
+
+type commandDone struct {
+	ID     uuid.UUID `json:"id"`
+	Name   string    `json:"name"`
+	Failed bool      `json:"failed,omitempty"`
 }
 
 type commandOutcome struct {
@@ -392,11 +415,17 @@ type meta struct {
 	Timers        map[string]timerState
 	Compensations []compensation
 	InFlight      uuid.UUID // the compensation command being delivered
+	// Outstanding are the forward commands sent whose outcome has not
+	// been handled, with the compensation each brings once it succeeded.
+	Outstanding map[uuid.UUID]*compensation
 }
 
 func (m *meta) apply(typ string, data []byte) error {
 	if m.Timers == nil {
 		m.Timers = map[string]timerState{}
+	}
+	if m.Outstanding == nil {
+		m.Outstanding = map[uuid.UUID]*compensation{}
 	}
 	switch typ {
 	case typeCommandSent:
@@ -406,6 +435,19 @@ func (m *meta) apply(typ string, data []byte) error {
 		}
 		if e.Compensation {
 			m.InFlight = e.ID
+		} else {
+			m.Outstanding[e.ID] = e.Undo
+		}
+	case typeCommandDone:
+		var e commandDone
+		if err := json.Unmarshal(data, &e); err != nil {
+			return err
+		}
+		if undo, ok := m.Outstanding[e.ID]; ok {
+			delete(m.Outstanding, e.ID)
+			if undo != nil && !e.Failed {
+				m.Compensations = append(m.Compensations, *undo)
+			}
 		}
 	case typeCompensationDone:
 		var e commandOutcome
@@ -507,7 +549,8 @@ type core struct {
 }
 
 func newCore(k *kind, id string) *core {
-	return &core{k: k, id: id, stream: k.category + "-" + id, meta: meta{Status: Running, Timers: map[string]timerState{}}, state: k.newState(id)}
+	return &core{k: k, id: id, stream: k.category + "-" + id, state: k.newState(id),
+		meta: meta{Status: Running, Timers: map[string]timerState{}, Outstanding: map[uuid.UUID]*compensation{}}}
 }
 
 // load applies one stored record.
@@ -600,18 +643,27 @@ func (c *core) record(v any) {
 	c.pending = append(c.pending, eventstore.Event{ID: c.nextID("event"), Type: name, SchemaVersion: sv, Data: data, Metadata: c.md})
 }
 
-func (c *core) send(name string, data any, comp bool) uuid.UUID {
+func (c *core) send(name string, data any, undo *Command) uuid.UUID {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		c.fail(fmt.Errorf("process %s/%s: encode command %s: %w", c.k.name, c.id, name, err))
 		return uuid.Nil
 	}
-	return c.sendRaw(name, raw, comp)
+	var u *compensation
+	if undo != nil {
+		udata, err := json.Marshal(undo.Data)
+		if err != nil {
+			c.fail(fmt.Errorf("process %s/%s: encode compensation %s of command %s: %w", c.k.name, c.id, undo.Name, name, err))
+			return uuid.Nil
+		}
+		u = &compensation{Name: undo.Name, Data: udata}
+	}
+	return c.sendRaw(name, raw, false, u)
 }
 
-func (c *core) sendRaw(name string, raw json.RawMessage, comp bool) uuid.UUID {
+func (c *core) sendRaw(name string, raw json.RawMessage, comp bool, undo *compensation) uuid.UUID {
 	id := c.nextID("command")
-	cmd := commandSent{ID: id, Name: name, Data: raw, Compensation: comp}
+	cmd := commandSent{ID: id, Name: name, Data: raw, Compensation: comp, Undo: undo}
 	c.emit(typeCommandSent, cmd)
 	c.commands = append(c.commands, outCommand{cmd})
 	return id
@@ -681,7 +733,11 @@ func (c *core) handle(ctx context.Context, rec eventstore.Record, ev projection.
 			if err := json.Unmarshal(rec.Data, &e); err != nil {
 				return fmt.Errorf("process %s/%s: decode %s: %w", c.k.name, c.id, rec.Type, err)
 			}
-			if e.Compensation {
+			if !e.Compensation {
+				if _, ok := c.meta.Outstanding[e.ID]; ok {
+					c.emit(typeCommandDone, commandDone{ID: e.ID, Name: e.Name, Failed: rec.Type == typeCommandFailed})
+				}
+			} else {
 				callUser = false
 				switch {
 				case e.ID != c.meta.InFlight:
@@ -732,12 +788,14 @@ func (c *core) callHandler(ctx context.Context, t Trigger) (err error) {
 // advance moves a compensating process on: it sends the last compensation
 // not run yet, or ends the process compensated.
 func (c *core) advance() {
-	if c.meta.Status != Compensating || c.meta.InFlight != uuid.Nil {
+	if c.meta.Status != Compensating || c.meta.InFlight != uuid.Nil || len(c.meta.Outstanding) > 0 {
+		// A forward command still out may yet succeed and bring its own
+		// compensation: wait for its outcome.
 		return
 	}
 	if n := len(c.meta.Compensations); n > 0 {
 		top := c.meta.Compensations[n-1]
-		c.sendRaw(top.Name, top.Data, true)
+		c.sendRaw(top.Name, top.Data, true, nil)
 		return
 	}
 	c.end(typeCompensated, Compensated, "")
