@@ -546,6 +546,7 @@ type core struct {
 	clearAll bool
 	err      error
 	md       eventstore.Metadata
+	recorded []any // the user events recorded by the trigger, as values
 }
 
 func newCore(k *kind, id string) *core {
@@ -585,7 +586,7 @@ func (c *core) load(rec eventstore.Record) error {
 // begin starts handling a trigger.
 func (c *core) begin(trigger eventstore.Record, now time.Time) {
 	c.trigger, c.step, c.now = trigger.ID, 0, now
-	c.pending, c.commands, c.timers, c.clearAll, c.err = nil, nil, nil, false, nil
+	c.pending, c.commands, c.timers, c.clearAll, c.err, c.recorded = nil, nil, nil, false, nil, nil
 	c.md = eventstore.Metadata{eventstore.CausationIDKey: trigger.ID.String()}
 	if cid := trigger.Metadata.CorrelationID(); cid != "" {
 		c.md[eventstore.CorrelationIDKey] = cid
@@ -640,6 +641,7 @@ func (c *core) record(v any) {
 		return
 	}
 	c.state.Apply(v)
+	c.recorded = append(c.recorded, v)
 	c.pending = append(c.pending, eventstore.Event{ID: c.nextID("event"), Type: name, SchemaVersion: sv, Data: data, Metadata: c.md})
 }
 

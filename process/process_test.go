@@ -12,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/process"
 )
 
@@ -266,5 +270,51 @@ func TestKilledRunnersLoseAndRepeatNothing(t *testing.T) {
 	})
 	if c := e.scalar(ctx, `SELECT count(*) FROM %s.process_timers`); c != 0 {
 		t.Errorf("%d timers left", c)
+	}
+}
+
+// Commands to another service go to JetStream at least once, with
+// Nats-Msg-Id = the command's ID: a redelivery is dropped.
+func TestPublishSetsMsgID(t *testing.T) {
+	srv := testenv.NATS(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	name := testenv.Name("CMDS")
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := process.Publish(js, func(c process.Envelope) string { return name + "." + c.Name })
+	env := process.Envelope{ID: process.StepID("job", "1", uuid.New(), "command/1"), Type: "job", ProcessID: "1", Name: "ship",
+		Data: []byte(`{"n":1}`), Metadata: eventstore.Metadata{eventstore.CorrelationIDKey: "c-1"}}
+	for range 3 { // delivered three times
+		if err := h(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("%d messages in the stream, want 1", info.State.Msgs)
+	}
+	msg, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get("Nats-Msg-Id"); got != env.ID.String() {
+		t.Errorf("Nats-Msg-Id %q, want %s", got, env.ID)
+	}
+	if got := msg.Header.Get(process.HeaderCorrelation); got != "c-1" {
+		t.Errorf("correlation header %q", got)
 	}
 }
