@@ -134,7 +134,8 @@ const (
 	KeyBuild           = attribute.Key("chronicle.projection.build")
 	KeyCheckpoint      = attribute.Key("chronicle.checkpoint")
 	KeyRelay           = attribute.Key("chronicle.relay")
-	KeyFromSnapshot    = attribute.Key("chronicle.snapshot.used")
+	KeyFromSnapshot    = attribute.Key("chronicle.load.from_state")
+	KeyReplayFrom      = attribute.Key("chronicle.load.from_version")
 	KeyReplayed        = attribute.Key("chronicle.event.replayed")
 	KeyDBSystem        = attribute.Key("db.system.name")
 )
@@ -180,3 +181,5 @@ func errHandler(err error) {
 		otel.Handle(err)
 	}
 }
+
+func attributeReplayFrom(v int64) attribute.KeyValue { return KeyReplayFrom.Int64(v) }
