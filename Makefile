@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test bench lint services demo build docs
+.PHONY: test bench bench-scale lint services demo build docs
 
 ## test: run every test with the race detector against real PostgreSQL and NATS.
 test:
@@ -11,6 +11,10 @@ test:
 ## bench: measure Chronicle beside raw pgx / nats.go baselines and print one table.
 bench: services
 	$(GO) run ./internal/bench $(BENCHFLAGS)
+
+## bench-scale: the scale curve (10k, 1M and 10M events): append and read rates, filtered catch-up, disk per event. Minutes; not in CI.
+bench-scale: services
+	$(GO) run ./internal/bench -only scale $(BENCHFLAGS)
 
 ## lint: gofmt check and go vet.
 lint:

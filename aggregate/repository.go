@@ -14,6 +14,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -22,6 +23,23 @@ import (
 type EventStore interface {
 	Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error)
 	ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) iter.Seq2[eventstore.Record, error]
+}
+
+// SnapshotStreamReader is an optional interface of an [EventStore]: one
+// that can read a stream's latest snapshot, kept in a snapshot store it
+// recognises, together with the stream's events from that snapshot's
+// version on, in one round trip. A repository with snapshots whose event
+// store implements it loads (Load, Update without a cached state) with one
+// read instead of two. espg.Store implements it for a snappg.Store on the
+// same pool.
+type SnapshotStreamReader interface {
+	// ReadStreamWithSnapshot returns the latest snapshot of streamID in
+	// snapshots (a zero Snapshot when there is none) and up to limit
+	// records of the stream from the snapshot's version (included) or
+	// from version 1, in order; ok is false when it cannot read
+	// snapshots (another kind of store, another database), and then it
+	// reads nothing. A stream that does not exist has no records.
+	ReadStreamWithSnapshot(ctx context.Context, snapshots snapshot.Store, streamID string, limit int) (snap snapshot.Snapshot, recs []eventstore.Record, ok bool, err error)
 }
 
 // Codec is what a [Repository] needs to write and read events: encoding an
@@ -68,10 +86,11 @@ type Repository[T Aggregate] struct {
 	mu     sync.Mutex
 	closed bool
 	stats  stats
+	tel    *telemetry.Loads // spans and metrics of loads (telemetry.go)
 }
 
 type stats struct {
-	retries, conflicts, taken, failed, skipped, ignored, cacheHits, cacheStale atomic.Int64
+	retries, conflicts, taken, failed, skipped, ignored, cacheHits, cacheStale, oneQuery atomic.Int64
 }
 
 // Stats counts what a repository did since it was made.
@@ -87,6 +106,9 @@ type Stats struct {
 	// CacheHits counts loads and updates served from the state cache;
 	// CacheStale the cached states an append found out of date.
 	CacheHits, CacheStale int64
+	// OneQueryLoads counts loads that read the snapshot and the events
+	// after it in one query (see [SnapshotStreamReader]).
+	OneQueryLoads int64
 }
 
 // NewRepository returns a repository of aggregates of type T, stored in
@@ -122,7 +144,7 @@ func NewRepository[T Aggregate](store EventStore, codec Codec, newT func(id stri
 		log = slog.Default()
 	}
 	r := &Repository[T]{store: store, codec: codec, newT: newT, cfg: cfg, log: log,
-		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize)}
+		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize), tel: telemetry.NewLoads(cfg.telemetry)}
 	r.upcaster, _ = codec.(UpcastingCodec)
 	return r, nil
 }
@@ -154,14 +176,16 @@ func (r *Repository[T]) Stats() Stats {
 	return Stats{Retries: r.stats.retries.Load(), Conflicts: r.stats.conflicts.Load(),
 		SnapshotsTaken: r.stats.taken.Load(), SnapshotsFailed: r.stats.failed.Load(),
 		SnapshotsSkipped: r.stats.skipped.Load(), SnapshotsIgnored: r.stats.ignored.Load(),
-		CacheHits: r.stats.cacheHits.Load(), CacheStale: r.stats.cacheStale.Load()}
+		CacheHits: r.stats.cacheHits.Load(), CacheStale: r.stats.cacheStale.Load(), OneQueryLoads: r.stats.oneQuery.Load()}
 }
 
 // Load returns the aggregate id at its latest version: from the latest
 // usable snapshot and the events after it, or from all its events. A
 // missing stream fails with an error matching [ErrNotFound] (and
 // eventstore.ErrStreamNotFound).
-func (r *Repository[T]) Load(ctx context.Context, id string) (T, error) {
+func (r *Repository[T]) Load(ctx context.Context, id string) (a T, err error) {
+	ctx, op := r.tel.StartLoad(ctx, r.StreamID(id))
+	defer func() { op.End(versionOf(a, err), &err) }()
 	return r.load(ctx, r.StreamID(id), id, 0)
 }
 
@@ -174,7 +198,11 @@ func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T
 		var zero T
 		return zero, fmt.Errorf("aggregate: load %q at version %d: want a version of 1 or more", r.StreamID(id), version)
 	}
-	return r.load(ctx, r.StreamID(id), id, version)
+	ctx, op := r.tel.StartLoad(ctx, r.StreamID(id))
+	var err error
+	defer func() { op.End(version, &err) }()
+	a, err := r.load(ctx, r.StreamID(id), id, version)
+	return a, err
 }
 
 // fresh returns a new aggregate from newT with its ID set, or an error
@@ -211,6 +239,11 @@ func (r *Repository[T]) load(ctx context.Context, stream, id string, at int64) (
 		}
 		r.cache.drop(stream)
 	}
+	if at == 0 {
+		if a, done, err := r.loadOneQuery(ctx, stream, id); done {
+			return a, err
+		}
+	}
 	if a, ok := r.fromSnapshot(ctx, stream, id, at); ok {
 		v := a.root().version
 		got, err := r.replay(ctx, stream, a, v, at)
@@ -237,6 +270,7 @@ var errSnapshotAhead = errors.New("snapshot ahead of stream")
 // snapshot) and the read starts at from itself to check the stream has it.
 func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at int64) (T, error) {
 	var zero T
+	telemetry.NoteReplayFrom(ctx, from)
 	root := a.root()
 	opts := eventstore.ReadStreamOptions{From: max(from, 1), BatchSize: r.cfg.readBatch}
 	if at > 0 {
@@ -257,13 +291,9 @@ func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at
 			}
 			continue
 		}
-		if rec.StreamVersion != root.version+1 {
-			return zero, fmt.Errorf("aggregate: load %q: read version %d after version %d", stream, rec.StreamVersion, root.version)
+		if err := r.step(a, stream, rec); err != nil {
+			return zero, err
 		}
-		if err := r.apply(a, rec); err != nil {
-			return zero, fmt.Errorf("aggregate: load %q: %w", stream, err)
-		}
-		root.version = rec.StreamVersion
 	}
 	if checkFirst {
 		return zero, errSnapshotAhead
@@ -273,6 +303,88 @@ func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at
 			stream, at, root.version, ErrVersionNotFound)
 	}
 	return a, nil
+}
+
+// step applies the next record of stream to a, checking it follows a's
+// version.
+func (r *Repository[T]) step(a T, stream string, rec eventstore.Record) error {
+	root := a.root()
+	if rec.StreamVersion != root.version+1 {
+		return fmt.Errorf("aggregate: load %q: read version %d after version %d", stream, rec.StreamVersion, root.version)
+	}
+	if err := r.apply(a, rec); err != nil {
+		return fmt.Errorf("aggregate: load %q: %w", stream, err)
+	}
+	root.version = rec.StreamVersion
+	return nil
+}
+
+// loadOneQuery loads the aggregate from its latest snapshot and the events
+// after it read together, in one round trip, when the event store is a
+// [SnapshotStreamReader] that can read the repository's snapshot store.
+// done is false when it cannot, or when what it read calls for the
+// ordinary load (an unusable snapshot, a snapshot ahead of its stream).
+func (r *Repository[T]) loadOneQuery(ctx context.Context, stream, id string) (a T, done bool, err error) {
+	var zero T
+	sr, ok := r.store.(SnapshotStreamReader)
+	if !ok || r.cfg.snapshots == nil {
+		return zero, false, nil
+	}
+	batch := r.cfg.readBatch
+	if batch <= 0 {
+		batch = eventstore.DefaultBatchSize
+	}
+	snap, recs, ok, err := sr.ReadStreamWithSnapshot(ctx, r.cfg.snapshots, stream, batch)
+	switch {
+	case !ok:
+		return zero, false, nil
+	case err != nil:
+		return zero, true, fmt.Errorf("aggregate: load %q: %w", stream, err)
+	}
+	r.stats.oneQuery.Add(1)
+	if snap.Version > 0 {
+		a, ok = r.decodeSnapshot(snap, id, 0)
+		if ok && (len(recs) == 0 || recs[0].StreamVersion != snap.Version) {
+			ok = false
+			r.stats.ignored.Add(1)
+			r.log.Warn("aggregate: snapshot is ahead of its stream; replaying the stream", "stream", stream, "snapshot_version", snap.Version)
+		}
+		if !ok {
+			// Unusable (decodeSnapshot said why): replay the stream.
+			if a, err = r.fresh(id); err != nil {
+				return zero, true, err
+			}
+			a, err = r.replay(ctx, stream, a, 0, 0)
+			return a, true, err
+		}
+		recs = recs[1:]
+	} else {
+		if len(recs) == 0 {
+			return zero, true, notFoundError{stream}
+		}
+		if a, err = r.fresh(id); err != nil {
+			return zero, true, err
+		}
+	}
+	telemetry.NoteReplayFrom(ctx, a.root().version)
+	for _, rec := range recs {
+		if err := r.step(a, stream, rec); err != nil {
+			return zero, true, err
+		}
+	}
+	if len(recs)+btoi(snap.Version > 0) < batch {
+		return a, true, nil
+	}
+	// A longer tail: read the rest.
+	a, err = r.replay(ctx, stream, a, a.root().version, 0)
+	return a, true, err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // apply upcasts, decodes and applies one record.
@@ -322,6 +434,13 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 		}
 		return zero, false
 	}
+	return r.decodeSnapshot(s, id, at)
+}
+
+// decodeSnapshot returns the aggregate decoded from s when it is usable
+// for a load at version at (0: the latest).
+func (r *Repository[T]) decodeSnapshot(s snapshot.Snapshot, id string, at int64) (T, bool) {
+	var zero T
 	if s.Version < 1 || (at > 0 && s.Version > at) {
 		return zero, false
 	}
@@ -332,13 +451,13 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	if rev := r.revision(a); s.Revision != rev {
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: snapshot of another revision ignored; replaying the stream",
-			"stream", stream, "snapshot_version", s.Version, "snapshot_revision", s.Revision, "revision", rev)
+			"stream", s.StreamID, "snapshot_version", s.Version, "snapshot_revision", s.Revision, "revision", rev)
 		return zero, false
 	}
 	if err := json.Unmarshal(s.Data, a); err != nil {
 		r.stats.ignored.Add(1)
 		r.log.Warn("aggregate: cannot decode snapshot; replaying the stream",
-			"stream", stream, "snapshot_version", s.Version, "err", err)
+			"stream", s.StreamID, "snapshot_version", s.Version, "err", err)
 		return zero, false
 	}
 	root := a.root()

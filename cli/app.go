@@ -57,13 +57,19 @@ const (
 	// ExitUsage means the command line was wrong (unknown command or flag,
 	// missing argument).
 	ExitUsage = 2
+	// ExitUnhealthy means a status command (projections status, relay
+	// status) printed the status and found something wrong: a projection
+	// halted or failing, a limit given with a --max-* flag exceeded, or no
+	// relay leading. One line on stderr lists the problems.
+	ExitUnhealthy = 3
 	// ExitInterrupted means ctx was cancelled (Ctrl-C) before a command
 	// that does not follow the log could finish.
 	ExitInterrupted = 130
 )
 
 // Run runs the command line args (without the binary name) and returns
-// the exit code: [ExitOK], [ExitError], [ExitUsage] or [ExitInterrupted].
+// the exit code: [ExitOK], [ExitError], [ExitUsage], [ExitUnhealthy] or
+// [ExitInterrupted].
 // Output goes to stdout; progress, logs and errors to stderr. A failure
 // prints one line, "name: command: error", on stderr. When ctx ends,
 // following commands (tail, relay) stop cleanly and return [ExitOK];
@@ -93,6 +99,11 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "%s: interrupted\n", path)
 		return ExitInterrupted
+	}
+	var uh *unhealthyError
+	if errors.As(err, &uh) {
+		fmt.Fprintf(stderr, "%s: %s\n", path, msg)
+		return ExitUnhealthy
 	}
 	var ue *usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {

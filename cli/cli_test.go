@@ -387,7 +387,7 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 		PublishedTotal int64  `json:"published_total"`
 		LagEvents      int64  `json:"lag_events"`
 	}
-	st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout)
+	st := jsonValue[relayStatus](t, mustUnhealthy(t, e.run(app, "relay", "status", "--json"), "no relay leads").stdout)
 	if st.LagEvents != 3 || st.PublishedTotal != 0 {
 		t.Fatalf("relay status before: %+v", st)
 	}
@@ -399,7 +399,8 @@ func TestRelayPublishesUntilStopped(t *testing.T) {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st = jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout)
+		// Until the relay leads, the status is unhealthy (exit 3).
+		st = jsonValue[relayStatus](t, e.run(app, "relay", "status", "--json").stdout)
 		if st.Checkpoint == last.Position.String() {
 			break
 		}
@@ -575,11 +576,11 @@ func TestRelayStreamFlagKeepsTheServiceStream(t *testing.T) {
 		Name   string `json:"name"`
 		Stream string `json:"stream"`
 	}
-	if st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout); st.Stream != svc || st.Name != relay.DefaultName {
+	if st := jsonValue[relayStatus](t, mustUnhealthy(t, e.run(app, "relay", "status", "--json")).stdout); st.Stream != svc || st.Name != relay.DefaultName {
 		t.Fatalf("relay status: %+v, want stream %s", st, svc)
 	}
 	other := svc + "_B"
-	if st := jsonValue[relayStatus](t, mustOK(t, e.run(app, "relay", "status", "--json", "--stream", other, "--relay-name", "b")).stdout); st.Stream != other || st.Name != "b" {
+	if st := jsonValue[relayStatus](t, mustUnhealthy(t, e.run(app, "relay", "status", "--json", "--stream", other, "--relay-name", "b")).stdout); st.Stream != other || st.Name != "b" {
 		t.Fatalf("relay status --stream %s --relay-name b: %+v", other, st)
 	}
 

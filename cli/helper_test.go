@@ -138,6 +138,15 @@ func mustOK(t *testing.T, r result) result {
 	return r
 }
 
+// mustUnhealthy fails the test unless r printed a status and exited with
+// cli.ExitUnhealthy, with one line on stderr containing every want.
+func mustUnhealthy(t *testing.T, r result, wants ...string) result {
+	t.Helper()
+	mustFail(t, r, cli.ExitUnhealthy, "unhealthy: ")
+	contains(t, r.stderr, wants...)
+	return r
+}
+
 // mustFail fails the test unless r failed with code and one line on stderr
 // containing want.
 func mustFail(t *testing.T, r result, code int, want string) {

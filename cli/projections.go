@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chronicle-go/chronicle/health"
 	"github.com/chronicle-go/chronicle/projection"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
@@ -138,7 +139,10 @@ func buildName(b projection.Build) string {
 }
 
 func (s *session) projectionsStatusCommand() *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		hf     healthFlags
+	)
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show each projection's build, state, checkpoint, lag and dead letters",
@@ -158,15 +162,22 @@ heartbeat every few seconds (projection.WithHeartbeat, default 5s), and
 while one was heard from within three of its intervals STATE is what that
 runner reports (running, halted, rebuilding, failing...), with its OWNER
 (host:pid) and when it was LAST SEEN. Otherwise STATE is "rebuilding"
-while a rebuild is under way, else "stopped".`,
+while a rebuild is under way, else "stopped".
+
+The command exits 3 (unhealthy), after printing the status, when a
+projection is halted or failing, or past a limit given with --max-lag,
+--max-lag-time or --max-held-back; stderr then lists the problems. Scripts
+and probes can rely on it. Without the projections' code (generic
+chronicle), only halted and failing states and --max-held-back are checked.`,
 		Example: `  chronicle projections status
   chronicle projections status --json | jq '.[] | select(.lag_events > 1000)'
-  chronicle projections status --json | jq '.[] | select(.state != "running")'`,
+  chronicle projections status --json | jq '.[] | select(.state != "running")'
+  chronicle projections status --max-lag-time 1m --max-held-back 30s || alert`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if len(s.cfg.projections) == 0 {
-				return s.storedStatus(ctx, asJSON)
+				return s.storedStatus(ctx, asJSON, &hf)
 			}
 			r, err := s.admin(ctx, "projections status")
 			if err != nil {
@@ -176,6 +187,12 @@ while a rebuild is under way, else "stopped".`,
 			if err != nil {
 				return err
 			}
+			problems := health.ProjectionProblems(sts, health.ProjectionLimits{MaxLag: hf.maxLag, MaxLagTime: hf.maxLagTime})
+			lp, err := hf.logProblems(ctx, s)
+			if err != nil {
+				return err
+			}
+			problems = append(problems, lp...)
 			if asJSON {
 				out := make([]jsonStatus, len(sts))
 				for i, st := range sts {
@@ -187,7 +204,10 @@ while a rebuild is under way, else "stopped".`,
 						LastError: st.LastError, jsonHeartbeat: heartbeatJSON(st.Heartbeat),
 					}
 				}
-				return writeJSONIndent(s.stdout, out)
+				if err := writeJSONIndent(s.stdout, out); err != nil {
+					return err
+				}
+				return unhealthy(problems)
 			}
 			tw := newTable(s.stdout)
 			fmt.Fprintln(tw, "NAME\tVERSION\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tLAG\tLAG TIME\tDEAD LETTERS\tHELD BACK\tOWNER\tLAST SEEN")
@@ -215,10 +235,11 @@ while a rebuild is under way, else "stopped".`,
 			for _, e := range errs {
 				fmt.Fprintln(s.stdout, e)
 			}
-			return nil
+			return unhealthy(problems)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as a JSON array")
+	hf.add(c, "a projection is")
 	return c
 }
 
@@ -344,7 +365,7 @@ func (s *session) summaries(ctx context.Context) ([]projection.Summary, error) {
 
 // storedStatus prints what the database knows of every projection, for a
 // binary without the projections' code.
-func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
+func (s *session) storedStatus(ctx context.Context, asJSON bool, hf *healthFlags) error {
 	es, err := s.store(ctx)
 	if err != nil {
 		return err
@@ -358,6 +379,16 @@ func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
 		return fmt.Errorf("read head of the log: %w", err)
 	}
 	now := time.Now()
+	states := make([]projection.Status, len(sums))
+	for i, sum := range sums {
+		states[i] = projection.Status{Name: sum.Name, State: sum.State(now)}
+	}
+	problems := health.ProjectionProblems(states, health.ProjectionLimits{})
+	lp, err := hf.logProblems(ctx, s)
+	if err != nil {
+		return err
+	}
+	problems = append(problems, lp...)
 	if asJSON {
 		out := make([]jsonSummary, len(sums))
 		for i, sum := range sums {
@@ -370,11 +401,16 @@ func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
 				out[i].SwitchedAt = formatTime(sum.SwitchedAt)
 			}
 		}
-		return writeJSONIndent(s.stdout, out)
+		if err := writeJSONIndent(s.stdout, out); err != nil {
+			return err
+		}
+		return unhealthy(problems)
 	}
 	if len(sums) == 0 {
-		_, err := fmt.Fprintln(s.stdout, "(no projections have run on this database)")
-		return err
+		if _, err := fmt.Fprintln(s.stdout, "(no projections have run on this database)"); err != nil {
+			return err
+		}
+		return unhealthy(problems)
 	}
 	tw := newTable(s.stdout)
 	fmt.Fprintln(tw, "NAME\tCURRENT\tTARGET\tSTATE\tCHECKPOINT\tHEAD\tDEAD LETTERS\tOWNER\tLAST SEEN")
@@ -383,5 +419,8 @@ func (s *session) storedStatus(ctx context.Context, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", field(sum.Name), dash(buildName(sum.Current)), dash(buildName(sum.Target)),
 			sum.State(now), sum.Checkpoint, head, sum.DeadLetters, dash(field(hb.Owner)), lastSeen(hb))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return unhealthy(problems)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/chronicle-go/chronicle/health"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
@@ -131,6 +132,8 @@ type jsonRelayStatus struct {
 	LagCapped      bool    `json:"lag_capped"`
 	HeldBack       int64   `json:"held_back"`
 	LagSeconds     float64 `json:"lag_seconds"`
+	Leader         bool    `json:"leader"`
+	LeaderPID      int     `json:"leader_pid,omitempty"`
 }
 
 // maxRelayLag caps how many events relay status counts.
@@ -139,6 +142,7 @@ const maxRelayLag = 100000
 func (s *session) relayStatusCommand() *cobra.Command {
 	var (
 		f      relayFlags
+		hf     healthFlags
 		asJSON bool
 	)
 	c := &cobra.Command{
@@ -150,7 +154,15 @@ checkpoint, how many events it has published in all, and its lag: the
 events of the log not published yet, counting those committed but held
 back from readers by an older open transaction (HELD BACK), and the age of
 the oldest of them. It needs no NATS connection. A checkpoint after the
-head of the log (written for another event store) is an error.`,
+head of the log (written for another event store) is an error.
+
+LEADER shows whether a relay of this name leads anywhere (holds the
+leadership lock in PostgreSQL), with the PostgreSQL pid of its connection.
+The command exits 3 (unhealthy), after printing the status, when none
+leads, or past a limit given with --max-lag, --max-lag-time or
+--max-held-back; stderr then lists the problems.`,
+		Example: `  chronicle relay status
+  chronicle relay status --max-lag-time 1m || alert`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -173,6 +185,10 @@ head of the log (written for another event store) is an error.`,
 				return fmt.Errorf("read the head of the log: %w", err)
 			}
 			if err := relay.CheckHead(cp, st.Head, s.schema); err != nil {
+				return err
+			}
+			lead, err := relay.ReadLeadership(ctx, s.pool, opts...)
+			if err != nil {
 				return err
 			}
 			var (
@@ -199,25 +215,48 @@ head of the log (written for another event store) is an error.`,
 				// transaction began.
 				age = st.Oldest.Age
 			}
+			problems := health.RelayProblems(lead)
+			if hf.maxLag > 0 && lag > int64(hf.maxLag) {
+				problems = append(problems, health.Problem{Component: "relay", Name: cp.Name,
+					Reason: fmt.Sprintf("lag %d events is above %d", lag, hf.maxLag)})
+			}
+			if hf.maxLagTime > 0 && age > hf.maxLagTime {
+				problems = append(problems, health.Problem{Component: "relay", Name: cp.Name,
+					Reason: fmt.Sprintf("lag %s is above %s", age.Round(time.Millisecond), hf.maxLagTime)})
+			}
+			if hf.cmd.Flags().Changed("max-held-back") {
+				problems = append(problems, health.LogProblems(st, hf.maxHeldBack)...)
+			}
 			if asJSON {
-				return writeJSON(s.stdout, jsonRelayStatus{
+				if err := writeJSON(s.stdout, jsonRelayStatus{
 					Name: cp.Name, Stream: stream, Checkpoint: cp.Position.String(), CheckpointAt: formatTime(cp.At),
 					PublishedTotal: cp.PublishedTotal, Head: st.Head.String(), LagEvents: lag, LagCapped: capped,
-					HeldBack: st.HeldBack, LagSeconds: age.Seconds(),
-				})
+					HeldBack: st.HeldBack, LagSeconds: age.Seconds(), Leader: lead.Held, LeaderPID: lead.PID,
+				}); err != nil {
+					return err
+				}
+				return unhealthy(problems)
 			}
 			tw := newTable(s.stdout)
-			fmt.Fprintln(tw, "NAME\tSTREAM\tCHECKPOINT\tSTORED AT\tPUBLISHED\tHEAD\tLAG\tHELD BACK\tOLDEST")
+			fmt.Fprintln(tw, "NAME\tSTREAM\tLEADER\tCHECKPOINT\tSTORED AT\tPUBLISHED\tHEAD\tLAG\tHELD BACK\tOLDEST")
 			l := fmt.Sprint(lag)
 			if capped {
 				l = ">" + l
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", cp.Name, stream, cp.Position, formatTime(cp.At),
+			leader := "none"
+			if lead.Held {
+				leader = fmt.Sprintf("pid %d", lead.PID)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", cp.Name, stream, leader, cp.Position, formatTime(cp.At),
 				cp.PublishedTotal, st.Head, l, st.HeldBack, age.Round(time.Millisecond))
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return unhealthy(problems)
 		},
 	}
 	f.add(c, relay.ResolveStream(append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	hf.add(c, "the relay is")
 	return c
 }

@@ -53,7 +53,8 @@ func TestRelayStatusShowsTheRelaysRealStream(t *testing.T) {
 	app := e.app()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st := jsonValue[relayStatusJSON](t, mustOK(t, e.run(app, "relay", "status", "--json")).stdout)
+		// Until the relay leads, the status is unhealthy (exit 3).
+		st := jsonValue[relayStatusJSON](t, e.run(app, "relay", "status", "--json").stdout)
 		if st.Checkpoint == last.Position.String() {
 			if st.Stream != stream {
 				t.Fatalf("relay status shows stream %q, the relay publishes to %q", st.Stream, stream)
@@ -83,10 +84,10 @@ func TestRelayStatusCountsHeldBackEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.append("account-1", ev("Opened", `{}`), ev("Deposited", `{}`))
-	st := jsonValue[relayStatusJSON](t, mustOK(t, e.run(e.app(), "relay", "status", "--json")).stdout)
+	st := jsonValue[relayStatusJSON](t, mustUnhealthy(t, e.run(e.app(), "relay", "status", "--json"), "no relay leads").stdout)
 	if st.LagEvents != 2 || st.HeldBack != 2 || st.LagSeconds <= 0 {
 		t.Fatalf("relay status while 2 events are held back: %+v; want a lag of 2 events, 2 held back and their age", st)
 	}
-	out := mustOK(t, e.run(e.app(), "relay", "status")).stdout
+	out := mustUnhealthy(t, e.run(e.app(), "relay", "status")).stdout
 	contains(t, out, "HELD BACK")
 }

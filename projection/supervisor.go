@@ -85,7 +85,8 @@ func (s *supervisor) run(ctx context.Context) {
 		case outIdle:
 			failures.Reset()
 			s.e.log.Warn("projection version is older than the registered one; idling", "projection", name, "err", out.err)
-			s.prog.update(func(p *progress) { p.state = Idle })
+			// WaitFor follows the build the newer code writes, as stored.
+			s.prog.update(func(p *progress) { p.state, p.current = Idle, false })
 			if backoff.Sleep(ctx, s.e.opts.haltPoll*10, s.restart) != nil {
 				return
 			}

@@ -12,8 +12,10 @@ import (
 // event it wants up to and including pos (the Position of an
 // [eventstore.AppendResult], for read-your-writes), or with ctx's error. An
 // event the projection does not want counts as applied once every wanted
-// event before it is. When this runner is not running the projection,
-// WaitFor follows the checkpoint another process stores.
+// event before it is. The current build is the one the store says readers
+// see: when this runner does not run it (another process does, or newer
+// code elsewhere has switched builds), WaitFor follows the checkpoint the
+// store keeps for it.
 //
 // A caller waiting for its own write learns promptly when the write did not
 // reach the read model: when an event of pos's transaction (the append
@@ -21,11 +23,13 @@ import (
 // *[DeadLetterError] (matching [ErrDeadLettered], and [ErrHalted] too when
 // the projection halted on it); when the projection halted on an earlier
 // event, it returns an error wrapping [ErrHalted].
-func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
+func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) (err error) {
 	s, ok := r.sups[name]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownProjection, name)
 	}
+	ctx, op := r.e.tel.StartWaitFor(ctx, name, pos)
+	defer op.End(&err)
 	pr := s.pr
 	delay := time.Millisecond
 	for {
@@ -34,6 +38,18 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		applied, build, dead, halted := snap.applied, snap.build, snap.dead, snap.halted
 		if snap.state != Halted {
 			halted = nil
+		}
+		if local && !applied.Before(pos) {
+			// Readers see the store's current build: make sure it is still
+			// this runner's (newer code elsewhere may have switched).
+			reg, err := r.e.store.Registration(ctx, name)
+			if err != nil {
+				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
+			}
+			if reg.Current != snap.build {
+				local = false
+				s.signal() // run on what the store says now
+			}
 		}
 		if !local {
 			var err error

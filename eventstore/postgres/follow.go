@@ -281,8 +281,12 @@ func (s *Store) heldBack(ctx context.Context, q querier, after eventstore.Positi
 	if types == nil {
 		types = []string{}
 	}
+	sql := s.q.heldBack
+	if len(cats) > 0 {
+		sql = s.q.heldBackCat
+	}
 	var held bool
-	if err := q.QueryRow(ctx, s.q.heldBack, int64(after.TxID), int64(after.Seq), cats, types).Scan(&held); err != nil {
+	if err := q.QueryRow(ctx, sql, int64(after.TxID), int64(after.Seq), cats, types).Scan(&held); err != nil {
 		return false, s.wrapErr("check for events held back", err)
 	}
 	return held, nil

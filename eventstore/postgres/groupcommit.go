@@ -26,16 +26,20 @@ import (
 //	         batch) -> lock the streams in key order -> one INSERT checking
 //	         each append -> commit -> hand each caller its own row
 //
+// A lone caller (nothing queued or being sent, the last batch one append)
+// sends its append itself on the flusher's connection (direct).
+//
 // The flusher starts with the first Append, owns one connection taken out
 // of the pool (so a closed pool never waits for it), exits and closes that
 // connection after groupIdle without appends, and stops with Store.Close.
 
 const (
-	// groupYields is how many times the flusher yields the processor
-	// before taking a batch, so that callers just handed their results
-	// can queue their next append. No timer: a lone caller waits for
-	// nothing.
+	// groupYields is how many times at most the flusher yields the
+	// processor before taking a batch (see gather). No timer: a lone
+	// caller waits for nothing.
 	groupYields = 3
+	// groupGather bounds the time spent yielding for one batch.
+	groupGather = 50 * time.Microsecond
 	// groupMaxAppends bounds the appends of one batch.
 	groupMaxAppends = 256
 	// groupIdle is how long the flusher keeps its connection without
@@ -63,7 +67,7 @@ type groupRequest struct {
 	st    appendStmt
 	args  []any
 	state atomic.Int32
-	done     chan groupResult // buffered: the flusher never blocks on it
+	done  chan groupResult // buffered: the flusher never blocks on it
 }
 
 // groupResult is what the flusher tells one caller.
@@ -101,9 +105,19 @@ type groupCommitter struct {
 	queue   []*groupRequest
 	running bool // a flusher goroutine is running
 	closed  bool
-	wake    chan struct{} // capacity 1: something was queued
-	stop    chan struct{} // closed by Store.Close
-	wg      sync.WaitGroup
+	// busy: a batch is being sent on conn, by the flusher or by a lone
+	// caller (direct); conn is the connection, nil until the flusher
+	// connects; held counts the appends the flusher holds for its next
+	// batch.
+	busy bool
+	conn *groupConn
+	held int
+	// solo: the last batch held one append; direct sends only then, so
+	// that under concurrency lone sends do not break batches up.
+	solo bool
+	wake chan struct{} // capacity 1: something was queued, or conn is free
+	stop chan struct{} // closed by Store.Close
+	wg   sync.WaitGroup
 }
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
@@ -157,48 +171,158 @@ func (g *groupCommitter) close() {
 // run is the flusher.
 func (g *groupCommitter) run() {
 	defer g.wg.Done()
-	var conn *groupConn
-	defer func() {
-		if conn != nil {
-			_ = conn.conn.Close(context.Background())
-		}
-	}()
 	idle := time.NewTimer(groupIdle)
 	defer idle.Stop()
 	var pending []*groupRequest
+	wait := true
 	for {
-		if len(pending) == 0 {
+		if wait {
 			select {
 			case <-g.wake:
 			case <-g.stop:
-				g.sendAlone(g.take())
+				g.exit(append(pending, g.take()...))
 				return
 			case <-idle.C:
-				g.mu.Lock()
-				if len(g.queue) == 0 {
-					g.running = false
-					g.mu.Unlock()
+				if len(pending) == 0 && g.idleExit() {
 					return
 				}
-				g.mu.Unlock()
+				idle.Reset(groupIdle)
+				continue
 			}
 		}
 		select {
 		case <-g.stop:
-			g.sendAlone(append(pending, g.take()...))
+			g.exit(append(pending, g.take()...))
 			return
 		default:
 		}
-		for range groupYields {
-			runtime.Gosched()
+		g.gather()
+		g.mu.Lock()
+		if g.busy {
+			// A lone caller is sending its append (direct); it wakes
+			// the flusher when done.
+			g.mu.Unlock()
+			wait = true
+			continue
 		}
+		pending = append(pending, g.queue...)
+		g.queue = nil
+		g.busy = true
+		conn := g.conn
+		g.mu.Unlock()
 		var batch []*groupRequest
-		batch, pending = pick(append(pending, g.take()...))
+		batch, pending = pick(pending)
 		if len(batch) > 0 {
 			conn = g.flush(conn, batch)
 		}
+		g.mu.Lock()
+		g.conn, g.busy, g.held, g.solo = conn, false, len(pending), len(batch) <= 1
+		g.mu.Unlock()
+		wait = len(pending) == 0
 		idle.Reset(groupIdle)
 	}
+}
+
+// exit ends the flusher when the store closes: the appends it holds run
+// alone, and the connection is closed unless a lone caller is using it
+// (which then closes it).
+func (g *groupCommitter) exit(rs []*groupRequest) {
+	g.sendAlone(rs)
+	g.mu.Lock()
+	g.running, g.held = false, 0
+	var drop *groupConn
+	if !g.busy {
+		drop, g.conn = g.conn, nil
+	}
+	g.mu.Unlock()
+	if drop != nil {
+		_ = drop.conn.Close(context.Background())
+	}
+}
+
+// idleExit ends the flusher after groupIdle without appends, closing its
+// connection; false when an append came meanwhile.
+func (g *groupCommitter) idleExit() bool {
+	g.mu.Lock()
+	if len(g.queue) > 0 || g.busy {
+		g.mu.Unlock()
+		return false
+	}
+	g.running = false
+	drop := g.conn
+	g.conn = nil
+	g.mu.Unlock()
+	if drop != nil {
+		_ = drop.conn.Close(context.Background())
+	}
+	return true
+}
+
+// direct runs r at once on the flusher's connection when nothing else is
+// queued, held or being sent and the last batch was one append: a lone
+// caller then pays no hand-off to the
+// flusher goroutine and back, and runs exactly as a single append (with
+// its own ctx). ok is false when r must be queued instead.
+func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res groupResult, ok bool) {
+	g.mu.Lock()
+	if g.closed || g.busy || !g.solo || len(g.queue) > 0 || g.held > 0 || g.conn == nil {
+		g.mu.Unlock()
+		return groupResult{}, false
+	}
+	g.busy = true
+	conn := g.conn
+	g.wg.Add(1)
+	g.mu.Unlock()
+	defer g.wg.Done()
+	row, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
+	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
+		g.s.trail()
+	}
+	g.mu.Lock()
+	g.busy = false
+	var drop *groupConn
+	switch {
+	case conn.conn.IsClosed():
+		g.conn = nil
+	case g.closed || !g.running:
+		drop, g.conn = g.conn, nil
+	}
+	more := len(g.queue) > 0 || g.held > 0
+	g.mu.Unlock()
+	if drop != nil {
+		_ = drop.conn.Close(context.Background())
+	}
+	if more {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	return groupResult{r: row, insertErr: err}, true
+}
+
+// gather yields the processor so that callers just handed their results
+// can queue their next append: up to groupYields times, and only while
+// yielding brings more (callers busy elsewhere, loading an aggregate say,
+// would only delay the batch) and for at most groupGather.
+func (g *groupCommitter) gather() {
+	start := time.Now()
+	n := g.queued()
+	for range groupYields {
+		runtime.Gosched()
+		m := g.queued()
+		if m == n || time.Since(start) > groupGather {
+			return
+		}
+		n = m
+	}
+}
+
+// queued returns the number of appends in the queue.
+func (g *groupCommitter) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
 }
 
 // pick takes from pending, in order, at most one append per stream and
@@ -305,6 +429,8 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		if written && g.s.cfg.notify && !led {
 			g.s.trail()
 		}
+	case errors.As(err, new(errNotSent)):
+		g.sendAlone(batch) // nothing was sent
 	case errors.As(err, &pe) && pe.Severity == "ERROR" && !conn.conn.IsClosed():
 		// PostgreSQL refused the batch as a whole (an event ID stored
 		// already, data it cannot take, a failed commit, a deadlock with
@@ -358,11 +484,11 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	lockSD, batchSD, notifySD := gc.lock, gc.batch, gc.notify
 	lockParams, lockFormats, err := encodeParams(sds, lockSD, []any{streams})
 	if err != nil {
-		return nil, false, err
+		return nil, false, errNotSent{err}
 	}
 	params, formats, err := encodeParams(sds, batchSD, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
 	if err != nil {
-		return nil, false, err
+		return nil, false, errNotSent{err}
 	}
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
@@ -458,21 +584,13 @@ func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID strin
 		return appendRow{}, nil, false, err
 	}
 	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, st: st, args: args, done: make(chan groupResult, 1)}
-	if !s.group.enqueue(req) {
+	gr, ok := s.group.direct(ctx, req)
+	switch {
+	case ok:
+	case !s.group.enqueue(req):
 		return appendRow{}, nil, true, nil
-	}
-	var gr groupResult
-	select {
-	case gr = <-req.done:
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(reqQueued, reqAbandoned) {
-			return appendRow{}, nil, false, ctx.Err()
-		}
-		select {
-		case gr = <-req.done:
-		default:
-			return appendRow{}, nil, false, fmt.Errorf("outcome unknown: the append was already sent in a batch when the context ended; append the same event IDs again to learn it: %w", ctx.Err())
-		}
+	default:
+		gr = s.group.wait(ctx, req)
 	}
 	switch {
 	case gr.alone:
@@ -484,3 +602,29 @@ func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID strin
 	}
 	return gr.r, gr.f, false, nil
 }
+
+// wait waits for the result of the queued append req, or for ctx to end:
+// then the result is ctx.Err() if req was still queued (it will not be
+// sent), or an error of unknown outcome if it was sent.
+func (g *groupCommitter) wait(ctx context.Context, req *groupRequest) groupResult {
+	select {
+	case gr := <-req.done:
+		return gr
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return groupResult{err: ctx.Err()}
+		}
+		select {
+		case gr := <-req.done:
+			return gr
+		default:
+			return groupResult{err: fmt.Errorf("outcome unknown: the append was already sent in a batch when the context ended; append the same event IDs again to learn it: %w", ctx.Err())}
+		}
+	}
+}
+
+// errNotSent is a batch that failed before anything was sent.
+type errNotSent struct{ err error }
+
+func (e errNotSent) Error() string { return "group commit: " + e.err.Error() }
+func (e errNotSent) Unwrap() error { return e.err }

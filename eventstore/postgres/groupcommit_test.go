@@ -204,26 +204,42 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	t.Cleanup(s.Close)
 	c := ctx(t)
 	mustAppend(t, s, "held-1", eventstore.NoStream, events(1)...)
+	mustAppend(t, s, "held-2", eventstore.NoStream, events(1)...)
 	holder, err := pool.Begin(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer holder.Rollback(context.Background())
-	key := `'` + strings.ReplaceAll(pgx.Identifier{s.Schema()}.Sanitize(), `'`, `''`) + `.' || 'held-1'`
-	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(hashtextextended(`+key+`, 7157402093))`); err != nil {
-		t.Fatal(err)
+	for _, stream := range []string{"held-1", "held-2"} {
+		if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), stream)+`)`); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A: sent in a batch that waits for the lock.
+	// X, alone, waits for held-1 on the flusher's connection.
+	ctxX, cancelX := context.WithCancel(c)
+	defer cancelX()
+	errX := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctxX, "held-1", eventstore.Exact(1), events(1)...)
+		errX <- err
+	}()
+	waitForLockWait(t, pool, s.Schema(), "held-1")
+	// A queues behind X; once X gives up, A is sent in a batch that waits
+	// for held-2.
 	sent := events(1)
 	sent[0].ID = [16]byte{0x5e, 0x47}
 	ctxA, cancelA := context.WithCancel(c)
 	defer cancelA()
 	errA := make(chan error, 1)
 	go func() {
-		_, err := s.Append(ctxA, "held-1", eventstore.Exact(1), sent...)
+		_, err := s.Append(ctxA, "held-2", eventstore.Exact(1), sent...)
 		errA <- err
 	}()
-	waitForLockWait(t, pool, s.Schema())
+	cancelX()
+	if err := <-errX; !errors.Is(err, context.Canceled) {
+		t.Fatalf("X returned %v, want context.Canceled", err)
+	}
+	waitForLockWait(t, pool, s.Schema(), "held-2")
 	// B: queued behind that batch, then given up.
 	ctxB, cancelB := context.WithCancel(c)
 	errB := make(chan error, 1)
@@ -236,35 +252,42 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		t.Fatalf("queued append whose context ended returned %v, want context.Canceled, not an unknown outcome", err)
 	}
 	cancelA()
-	if err := <-errA; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), `"held-1"`) {
+	if err := <-errA; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), `"held-2"`) {
 		t.Fatalf("sent append whose context ended returned %v, want an unknown outcome wrapping context.Canceled", err)
 	}
 	if err := holder.Rollback(c); err != nil {
 		t.Fatal(err)
 	}
-	// The batch goes on: the next append to held-1 queues behind it.
-	res := mustAppend(t, s, "held-1", eventstore.Any, events(1)...)
-	recs := collect(t, s.ReadStream(c, "held-1", eventstore.ReadStreamOptions{}))
+	// The batch goes on: the next append to held-2 queues behind it.
+	res := mustAppend(t, s, "held-2", eventstore.Any, events(1)...)
+	recs := collect(t, s.ReadStream(c, "held-2", eventstore.ReadStreamOptions{}))
 	if res.Version != 3 || len(recs) != 3 || recs[1].ID != sent[0].ID {
-		t.Fatalf("held-1 after the lock was released: %d events, last append at %d; want the sent append at version 2", len(recs), res.Version)
+		t.Fatalf("held-2 after the lock was released: %d events, last append at %d; want the sent append at version 2", len(recs), res.Version)
 	}
 	if info, err := s.StreamInfo(c, "queued-1"); err != nil || info.Exists {
 		t.Fatalf("queued-1: %+v, %v; the given-up append must not be written", info, err)
 	}
 }
 
-// waitForLockWait waits until an append of the store in schema waits for a
-// stream's advisory lock.
+// lockKey is the SQL expression of a stream's advisory lock key, as the
+// store computes it (see the lock query in store.go).
+func lockKey(schema, stream string) string {
+	return `hashtextextended('` + strings.ReplaceAll(pgx.Identifier{schema}.Sanitize(), `'`, `''`) + `.' || '` +
+		strings.ReplaceAll(stream, `'`, `''`) + `', 7157402093)`
+}
+
+// waitForLockWait waits until a transaction waits for stream's advisory
+// lock.
 func waitForLockWait(t *testing.T, pool interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, schema string) {
+}, schema, stream string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var n int
-		if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid()
-			  AND position('pg_advisory_xact_lock' in query) > 0 AND position($1 in query) > 0`, schema).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_locks, (SELECT `+lockKey(schema, stream)+` AS k) AS key
+			WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+			  AND classid::bigint = (key.k >> 32) & 4294967295 AND objid::bigint = key.k & 4294967295`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {
@@ -272,7 +295,7 @@ func waitForLockWait(t *testing.T, pool interface {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("no append waited for the stream's lock")
+	t.Fatalf("no append waited for the lock of stream %s", stream)
 }
 
 // Close is safe to call twice, and appends still work after it (alone).

@@ -221,6 +221,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ite
 	if err := opts.Validate(); err != nil {
 		return eventstore.Err(err)
 	}
+	return s.tel.ReadAll(ctx, opts.After, func(ctx context.Context) iter.Seq2[eventstore.Record, error] { return s.readAll(ctx, opts) })
+}
+
+// readAll is ReadAll without its span.
+func (s *Store) readAll(ctx context.Context, opts eventstore.ReadAllOptions) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		after := opts.After
 		left := opts.Limit
@@ -280,7 +285,11 @@ func (s *Store) readAllBatch(ctx context.Context, q querier, buf []eventstore.Re
 	if after.TxID > math.MaxInt64 || after.Seq > math.MaxInt64 {
 		return buf, false, &eventstore.ValidationError{Index: -1, Field: "options", Problem: fmt.Sprintf("position %s is out of range", after)}
 	}
-	buf, err := s.fetch(ctx, q, buf, s.q.readAll, int64(after.TxID), int64(after.Seq), cats, types, n)
+	sql := s.q.readAll
+	if len(cats) > 0 {
+		sql = s.q.readAllCat
+	}
+	buf, err := s.fetch(ctx, q, buf, sql, int64(after.TxID), int64(after.Seq), cats, types, n)
 	if err != nil {
 		return buf, false, s.wrapErr(fmt.Sprintf("read the log after %s", after), err)
 	}

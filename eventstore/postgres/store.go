@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 //go:embed migrations/*.sql
@@ -34,6 +35,8 @@ type Store struct {
 	notifier *notifier
 	// group is the group commit's flusher, nil when it is off.
 	group *groupCommitter
+	// tel traces and measures appends and reads (telemetry.go).
+	tel *telemetry.Store
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -65,7 +68,8 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier()}
+	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier(),
+		tel: telemetry.NewStore(cfg.telemetry, "postgresql")}
 	if cfg.groupCommit {
 		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
 	}
@@ -113,6 +117,9 @@ type queries struct {
 	appendOne, appendMany                                                      appendStmt
 	lock, appendState, readStreamFwd, readStreamBwd, readAll, head, streamInfo string
 	checkIDs, status, listStreams, listStreamsCat, notify, heldBack            string
+	readAllCat, heldBackCat                                                    string
+	// events is the events table's qualified name.
+	events string
 }
 
 const recordColumns = `position, transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at`
@@ -125,6 +132,7 @@ const horizon = `(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)`
 func newQueries(q, schema string) queries {
 	one, many := appendStatements(q, schema)
 	return queries{
+		events:     q + ".events",
 		appendOne:  one,
 		appendMany: many,
 		lock:       `SELECT pg_advisory_xact_lock(hashtextextended(` + quoteLiteral(q+".") + ` || $1, 7157402093))`,
@@ -143,6 +151,17 @@ func newQueries(q, schema string) queries {
 			  AND (cardinality($3::text[]) = 0 OR split_part(stream_id, '-', 1) = ANY($3))
 			  AND (cardinality($4::text[]) = 0 OR type = ANY($4))
 			ORDER BY transaction_id, position LIMIT $5`,
+		// With categories: for each distinct category, its next events
+		// from the category index (migration 0003), merged in log order.
+		// The horizon is evaluated once for the whole statement.
+		readAllCat: `SELECT x.* FROM (SELECT DISTINCT u.cat FROM unnest($3::text[]) AS u (cat)) AS c
+			CROSS JOIN LATERAL (
+				SELECT ` + recordColumns + ` FROM ` + q + `.events
+				 WHERE split_part(stream_id, '-', 1) = c.cat
+				   AND (transaction_id, position) > ($1, $2) AND transaction_id < ` + horizon + `
+				   AND (cardinality($4::text[]) = 0 OR type = ANY($4))
+				 ORDER BY transaction_id, position LIMIT $5) AS x
+			ORDER BY x.transaction_id, x.position LIMIT $5`,
 		head: `SELECT transaction_id, position FROM ` + q + `.events
 			WHERE transaction_id < ` + horizon + ` ORDER BY transaction_id DESC, position DESC LIMIT 1`,
 		streamInfo: `SELECT stream_version FROM ` + q + `.events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1`,
@@ -184,6 +203,10 @@ func newQueries(q, schema string) queries {
 		// readable since the read: checking transaction_id >= horizon
 		// instead would miss a record whose holder ended between the
 		// read and this check.
+		heldBackCat: `SELECT EXISTS (SELECT 1 FROM unnest($3::text[]) AS c (cat)
+			CROSS JOIN LATERAL (SELECT 1 FROM ` + q + `.events
+				WHERE split_part(stream_id, '-', 1) = c.cat AND (transaction_id, position) > ($1, $2)
+				  AND (cardinality($4::text[]) = 0 OR type = ANY($4)) LIMIT 1) AS x)`,
 		heldBack: `SELECT EXISTS (SELECT 1 FROM ` + q + `.events
 			WHERE (transaction_id, position) > ($1, $2)
 			  AND (cardinality($3::text[]) = 0 OR split_part(stream_id, '-', 1) = ANY($3))

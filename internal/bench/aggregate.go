@@ -109,7 +109,7 @@ func benchAggregate(ctx context.Context, env *Env) ([]Row, error) {
 	}
 	updateNoCache := func(ctx context.Context) ([]Row, error) { return b.updateFig(ctx, "upd", 0) }
 	updateCache := func(ctx context.Context) ([]Row, error) { return b.updateFig(ctx, "updc", 1000) }
-	for _, fig := range []func(context.Context) ([]Row, error){one(b.loadFig), one(b.snapshotFig), updateNoCache, updateCache, one(b.hotFig)} {
+	for _, fig := range []func(context.Context) ([]Row, error){one(b.loadFig), one(b.snapshotFig), updateNoCache, updateCache, b.updateManyFigs, one(b.hotFig)} {
 		r, err := fig(ctx)
 		if err != nil {
 			return nil, err

@@ -50,6 +50,7 @@ var imports = map[string]string{
 	"wire":           "github.com/chronicle-go/chronicle/relay/wire",
 	"cli":            "github.com/chronicle-go/chronicle/cli",
 	"bank":           "github.com/chronicle-go/chronicle/examples/bank",
+	"health":         "github.com/chronicle-go/chronicle/health",
 
 	"pgx":       "github.com/jackc/pgx/v5",
 	"pgxpool":   "github.com/jackc/pgx/v5/pgxpool",

@@ -80,6 +80,18 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	}, nil
 }
 
+// SnapshotTable returns the snapshots table's qualified, quoted name when
+// pool is the pool this store uses, and false otherwise. A PostgreSQL event
+// store on the same pool uses it to read a stream's snapshot and the events
+// after it in one query (espg.Store.ReadStreamWithSnapshot), which
+// aggregate.Repository does on every load that misses its cache.
+func (s *Store) SnapshotTable(pool *pgxpool.Pool) (string, bool) {
+	if pool != s.pool {
+		return "", false
+	}
+	return pgmigrate.Quote(s.schema) + ".snapshots", true
+}
+
 // Schema returns the schema holding the snapshots table.
 func (s *Store) Schema() string { return s.schema }
 

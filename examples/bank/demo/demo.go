@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -74,6 +75,11 @@ type Config struct {
 	Seed uint64
 	// Out receives the narration; nil discards it.
 	Out io.Writer
+	// Logger receives the logs of the event store, the relay, the
+	// JetStream source, the runner and the bank's repositories; nil means
+	// slog.Default(). cmd/demo logs warnings and errors to stderr, so that
+	// they stay visible without interleaving info lines with the narration.
+	Logger *slog.Logger
 }
 
 // Result is what the demo measured and checked.
@@ -126,6 +132,9 @@ func withDefaults(c Config) Config {
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	if c.Mode == "" {
 		switch {
@@ -248,7 +257,8 @@ func (d *demo) setup(ctx context.Context) error {
 		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			return fmt.Errorf("demo: drop schema %s: %w", schema, err)
 		}
-		es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(100*time.Millisecond))
+		es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(100*time.Millisecond),
+			espg.WithLogger(d.cfg.Logger))
 		if err != nil {
 			return err
 		}
@@ -273,7 +283,7 @@ func (d *demo) setup(ctx context.Context) error {
 				return err
 			}
 			r, err := relay.New(es, d.nc, pool, relay.WithSchema(schema),
-				relay.WithTopology(d.topology()),
+				relay.WithTopology(d.topology()), relay.WithLogger(d.cfg.Logger),
 				relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithLockPollInterval(100*time.Millisecond))
 			if err != nil {
 				return err
@@ -295,6 +305,7 @@ func (d *demo) setup(ctx context.Context) error {
 		opts = append(opts, bank.WithSnapshots(snaps, snapshot.Every(20)))
 		d.say("    dropped and recreated schema %q; migrated %s (%s)", schema, strings.Join(done, ", "), since(t0))
 	}
+	opts = append(opts, bank.WithLogger(d.cfg.Logger))
 	b, err := bank.New(d.events, opts...)
 	if err != nil {
 		return err
@@ -308,7 +319,7 @@ func (d *demo) setup(ctx context.Context) error {
 			return fmt.Errorf("demo: jetstream: %w", err)
 		}
 		src, err := jetstream.NewSource(js, d.events, jetstream.WithTopology(d.topology()),
-			jetstream.WithConsumerPrefix("bank_demo"))
+			jetstream.WithConsumerPrefix("bank_demo"), jetstream.WithLogger(d.cfg.Logger))
 		if err != nil {
 			return err
 		}
@@ -321,6 +332,7 @@ func (d *demo) setup(ctx context.Context) error {
 		projection.WithDecoder(b.Chain()),
 		projection.WithBackoff(20*time.Millisecond, time.Second),
 		projection.WithHaltPoll(100 * time.Millisecond),
+		projection.WithLogger(d.cfg.Logger),
 		projection.WithProgress(func(p projection.Progress) {
 			if bar := d.progress.Load(); bar != nil {
 				bar.update(p)

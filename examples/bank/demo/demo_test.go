@@ -3,7 +3,9 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +77,9 @@ func TestDemoPostgresAndNATS(t *testing.T) {
 	pool, schema := testenv.Postgres(t)
 	n := testenv.NATS(t)
 	var out bytes.Buffer
-	cfg := small(demo.Config{Pool: pool, Schema: schema, NATSURL: n.URL(), Stream: "BANK_TEST", SubjectPrefix: "bank_test.events", Out: &out})
+	var logs lockedBuffer
+	cfg := small(demo.Config{Pool: pool, Schema: schema, NATSURL: n.URL(), Stream: "BANK_TEST", SubjectPrefix: "bank_test.events", Out: &out,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	res, err := demo.Run(testCtx(t), cfg)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
@@ -84,6 +88,32 @@ func TestDemoPostgresAndNATS(t *testing.T) {
 	if !strings.Contains(out.String(), "records confirmed by JetStream stream BANK_TEST") {
 		t.Errorf("output does not show the relay:\n%s", out.String())
 	}
+	// The relay's and the JetStream source's logs go to the demo's logger,
+	// not into the narration.
+	if !strings.Contains(logs.String(), "stream=BANK_TEST") {
+		t.Errorf("the relay and the source logged nothing to the demo's logger:\n%s", logs.String())
+	}
+	if strings.Contains(out.String(), "level=") || strings.Contains(out.String(), " INFO ") {
+		t.Errorf("the narration holds log lines:\n%s", out.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestDemoRerunsOnTheSameSchemaAndStream(t *testing.T) {

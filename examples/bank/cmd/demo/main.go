@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,6 +46,8 @@ func run(ctx context.Context, inMemory bool) error {
 	defer env.Close()
 	cfg := env.Config
 	cfg.Out = os.Stdout
+	// Warnings and errors on stderr; info lines would break the narration.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.Seed = 42
 	_, err := demo.Run(ctx, cfg)
 	return err
