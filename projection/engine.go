@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // engine is what a [Runner] and an [Admin] share: the stores, the options
@@ -17,6 +18,7 @@ type engine struct {
 	log    *slog.Logger
 	order  []string
 	projs  map[string]*proj
+	tel    *telemetry.Projections // spans and metrics (telemetry.go)
 }
 
 // proj is one projection as the engine runs it.
@@ -72,6 +74,7 @@ func newEngine(events eventstore.Store, store Store, projections []Projection, o
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	e.tel = telemetry.NewProjections(o.telemetry, e.order)
 	e.log = o.logger
 	if e.log == nil {
 		e.log = slog.Default()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // Decoder turns a stored record into the events a handler sees: upcast to
@@ -97,6 +98,7 @@ type options struct {
 	logStatus    LogStatusFunc
 	heartbeat    time.Duration
 	owner        string
+	telemetry    telemetry.Providers
 }
 
 func defaultOptions() options {

@@ -23,11 +23,13 @@ import (
 // *[DeadLetterError] (matching [ErrDeadLettered], and [ErrHalted] too when
 // the projection halted on it); when the projection halted on an earlier
 // event, it returns an error wrapping [ErrHalted].
-func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
+func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) (err error) {
 	s, ok := r.sups[name]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownProjection, name)
 	}
+	ctx, op := r.e.tel.StartWaitFor(ctx, name, pos)
+	defer op.End(&err)
 	pr := s.pr
 	delay := time.Millisecond
 	for {
