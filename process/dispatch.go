@@ -15,17 +15,26 @@ import (
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
-// dispatchWorkers is how many commands the dispatcher delivers at once.
-const dispatchWorkers = 8
-
 type claimed struct {
 	Envelope
 	stream string
 }
 
-// dispatch delivers commands until ctx ends, dispatchWorkers at a time:
-// a slow command holds one worker, never the others.
+// dispatchWorkers is how many commands the dispatcher delivers at once:
+// WithDispatchWorkers, or a third of the pool's connections (a delivery
+// holds a transaction, and its handler's reads take another connection),
+// between 1 and 8.
+func (r *Runner) dispatchWorkers() int {
+	if r.opts.workers > 0 {
+		return r.opts.workers
+	}
+	return min(8, max(1, int(r.pool.Config().MaxConns)/3))
+}
+
+// dispatch delivers commands until ctx ends, a few at a time: a slow
+// command holds one worker, never the others.
 func (r *Runner) dispatch(ctx context.Context) {
+	dispatchWorkers := r.dispatchWorkers()
 	sem := make(chan struct{}, dispatchWorkers)
 	freed := make(chan struct{}, 1)
 	var wg sync.WaitGroup
