@@ -97,6 +97,7 @@ type options struct {
 	logStatus    LogStatusFunc
 	heartbeat    time.Duration
 	owner        string
+	leaseTTL     time.Duration
 }
 
 func defaultOptions() options {
@@ -105,6 +106,7 @@ func defaultOptions() options {
 		catchUpBatch: 1000,
 		haltPoll:     time.Second,
 		heartbeat:    DefaultHeartbeatInterval,
+		leaseTTL:     DefaultLeaseTTL,
 	}
 }
 

@@ -29,6 +29,9 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		return fmt.Errorf("%w %q", ErrUnknownProjection, name)
 	}
 	pr := s.pr
+	if pr.p.partitioned() {
+		return r.waitPartitions(ctx, s, nil, pos)
+	}
 	delay := time.Millisecond
 	for {
 		snap := s.prog.snapshot()

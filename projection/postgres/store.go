@@ -153,10 +153,16 @@ func (s *Store) lockAndRead(ctx context.Context, tx pgx.Tx, b projection.Build) 
 // store's one-key stream locks.
 func (s *Store) lockSpace() string { return s.schema + ".projection_checkpoints" }
 
-// Checkpoint returns b's committed checkpoint.
+// Checkpoint returns b's committed checkpoint; for a partitioned build,
+// the lowest of its partitions' checkpoints, up to which every partition
+// has applied every event of its streams.
 func (s *Store) Checkpoint(ctx context.Context, b projection.Build) (eventstore.Position, error) {
 	var txid, seq int64
-	err := s.pool.QueryRow(ctx, `SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
+	err := s.pool.QueryRow(ctx, `SELECT tx_id, seq FROM (
+			SELECT 0 AS k, tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3
+			UNION ALL
+			SELECT 1, tx_id, seq FROM `+s.q+`.projection_partition_checkpoints WHERE name = $1 AND version = $2 AND generation = $3
+		) c ORDER BY k, tx_id, seq LIMIT 1`,
 		b.Name, b.Version, b.Generation).Scan(&txid, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return eventstore.Position{}, nil
@@ -279,9 +285,11 @@ func (s *Store) DropBuild(ctx context.Context, b projection.Build, tables []stri
 				return fmt.Errorf("postgres: drop table %s of %s: %w", t, b, err)
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
-			b.Name, b.Version, b.Generation); err != nil {
-			return fmt.Errorf("postgres: forget checkpoint of %s: %w", b, err)
+		for _, t := range []string{"projection_checkpoints", "projection_partition_checkpoints", "projection_leases", "projection_members"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+s.q+`.`+t+` WHERE name = $1 AND version = $2 AND generation = $3`,
+				b.Name, b.Version, b.Generation); err != nil {
+				return fmt.Errorf("postgres: forget checkpoint of %s (%s): %w", b, t, err)
+			}
 		}
 		return nil
 	})
