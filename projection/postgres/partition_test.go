@@ -328,3 +328,78 @@ func TestPausedOwnerNeverAppliesTwice(t *testing.T) {
 }
 
 func posAt(seq uint64) eventstore.Position { return eventstore.Position{TxID: 1, Seq: seq} }
+
+// firstInOtherPartition returns a stream ID (prefix-i) whose partition
+// among n differs from those of the given streams.
+func otherPartition(prefix string, n int, not ...string) string {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		ok := true
+		for _, s := range not {
+			ok = ok && projection.PartitionOf(id, n) != projection.PartitionOf(s, n)
+		}
+		if ok {
+			return id
+		}
+	}
+}
+
+// TestHaltStopsOnePartition: a poison event halts its partition only;
+// writes to streams of other partitions are applied and confirmed by
+// WaitForStream, a write behind the poison reports the halt, and
+// discarding the dead letter resumes the partition.
+func TestHaltStopsOnePartition(t *testing.T) {
+	e := newEnv(t)
+	const n = 4
+	p := counting("halting", 1, func(p *projection.Projection) {
+		p.Partitions, p.OnFailure, p.MaxAttempts = n, projection.Halt, 1
+	})
+	r := e.runner([]projection.Projection{p}, projection.WithLeaseTTL(time.Second))
+	run(t, r)
+	ctx := testCtx(t)
+	sick := "sick-0"
+	healthy := otherPartition("healthy", n, sick)
+	poison, err := e.events.Append(ctx, sick, eventstore.Any, eventstore.Event{Type: "Poison", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind, err := e.events.Append(ctx, sick, eventstore.Any, eventstore.Event{Type: "Counted", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok eventstore.AppendResult
+	for i := 0; i < 3; i++ {
+		if ok, err = e.events.Append(ctx, healthy, eventstore.Any, eventstore.Event{Type: "Counted", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.WaitForStream(ctx, "halting", healthy, ok.Position); err != nil {
+		t.Fatalf("WaitForStream on a healthy partition: %v", err)
+	}
+	if err := r.WaitForStream(ctx, "halting", sick, poison.Position); !errors.Is(err, projection.ErrHalted) {
+		t.Fatalf("WaitForStream on the poison: %v, want ErrHalted", err)
+	}
+	if err := r.WaitForStream(ctx, "halting", sick, behind.Position); !errors.Is(err, projection.ErrHalted) {
+		t.Fatalf("WaitForStream behind the poison: %v, want ErrHalted", err)
+	}
+	if got := e.counts("counts")[healthy]; got.n != 3 {
+		t.Fatalf("healthy stream applied %d times, want 3", got.n)
+	}
+	dls, err := r.Admin().DeadLetters(ctx, "halting")
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters: %v %v", dls, err)
+	}
+	if err := r.Admin().DiscardDeadLetter(ctx, "halting", dls[0].EventID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitForStream(ctx, "halting", sick, behind.Position); err != nil {
+		t.Fatalf("WaitForStream after the discard: %v", err)
+	}
+	if err := r.WaitFor(ctx, "halting", ok.Position); err != nil {
+		t.Fatalf("WaitFor after the discard: %v", err)
+	}
+	got := e.counts("counts")
+	if got[sick] != (count{n: 1, last: 2}) || got[healthy] != (count{n: 3, last: 3}) {
+		t.Fatalf("counts: %+v, want the discarded poison skipped and every other event once", got)
+	}
+}
