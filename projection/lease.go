@@ -43,14 +43,19 @@ type partWorker struct {
 	cp eventstore.Position // what the worker has applied, for the reader
 }
 
-// runPartitioned runs build b's partitions until ctx ends or a restart.
+// runPartitioned runs build b's partitions until ctx ends or a restart,
+// or, with a tick, until the tick (called after each rebalance) reports
+// done. With publish, WaitFor and Status read the set's workers.
 // The leases it holds stay its own until they expire or it releases them
 // in a rebalance: a runner that stops (or dies) leaves them to expire, and
 // a runner started again under the same member name finds them still held.
-func (pl *pipeline) runPartitioned(ctx context.Context, b Build) error {
+// A rebuild-only run (an Admin outside Run) releases them when it ends.
+func (pl *pipeline) runPartitioned(ctx context.Context, b Build, publish bool, tick func(context.Context) (bool, error)) error {
 	e, p := pl.e, pl.pr.p
 	s := &partitionSet{pl: pl, ps: e.store.(PartitionStore), b: b, n: p.Partitions, workers: map[int]*partWorker{}, rerun: make(chan struct{})}
-	pl.prog.update(func(pr *progress) { pr.parts = s })
+	if publish {
+		pl.prog.update(func(pr *progress) { pr.parts = s })
+	}
 	rctx, stopReader := context.WithCancel(ctx)
 	reading := make(chan struct{})
 	go func() {
@@ -61,9 +66,18 @@ func (pl *pipeline) runPartitioned(ctx context.Context, b Build) error {
 		stopReader()
 		<-reading
 		s.stopAll()
-		pl.prog.update(func(pr *progress) { pr.parts = nil })
+		if publish {
+			pl.prog.update(func(pr *progress) {
+				if pr.parts == s {
+					pr.parts = nil
+				}
+			})
+		}
+		if pl.rebuildOnly {
+			s.leave(ctx)
+		}
 	}()
-	tick := e.opts.leaseTTL / 3
+	every := e.opts.leaseTTL / 3
 	first := true
 	for {
 		if err := s.balance(ctx); err != nil {
@@ -74,17 +88,43 @@ func (pl *pipeline) runPartitioned(ctx context.Context, b Build) error {
 			// then fail on their fence, so nothing is applied twice.
 			e.log.Warn("renew partition leases", "projection", p.Name, "build", b.String(), "err", err)
 			pl.prog.update(func(pr *progress) { pr.lastErr = err })
-		} else if first {
+		} else if first && publish {
 			first = false
-			pl.prog.update(func(pr *progress) { pr.state, pr.lastErr = Running, nil })
+			pl.prog.update(func(pr *progress) {
+				if pr.build == b { // not when kept live beside a rebuild
+					pr.state, pr.lastErr = Running, nil
+				}
+			})
+		}
+		if tick != nil {
+			if done, err := tick(ctx); err != nil || done {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-pl.restart:
 			return errRestart
-		case <-time.After(tick):
+		case <-time.After(every):
 		}
+	}
+}
+
+// leave releases the set's leases and membership, best effort, so that
+// the runners that stay take the partitions over at once.
+func (s *partitionSet) leave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	m, err := s.ps.Renew(ctx, s.b, s.n, s.pl.e.member, s.pl.e.opts.leaseTTL)
+	if err == nil {
+		err = s.ps.Release(ctx, m.Held)
+	}
+	if err == nil {
+		err = s.ps.Leave(ctx, s.b, s.pl.e.member)
+	}
+	if err != nil {
+		s.pl.e.log.Warn("release partition leases", "projection", s.b.Name, "build", s.b.String(), "err", err)
 	}
 }
 
@@ -433,6 +473,8 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 	w.setFrom(cp)
 	w.prog.update(func(p *progress) { p.state, p.applied, p.lastErr, p.halted = Running, cp, nil, nil })
 	run := s.rereadFrom()
+	const passEvery = 200 * time.Millisecond
+	lastPass := time.Now()
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
@@ -450,8 +492,16 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 			if err := a.apply(ctx, fb.ds); err != nil {
 				return err
 			}
+			if a.known.Before(a.passed) && time.Since(lastPass) >= passEvery {
+				// Busy with other partitions' records: write how far
+				// this one got now and then, for WaitFor and a switch.
+				if err := a.pass(ctx); err != nil {
+					return err
+				}
+				lastPass = time.Now()
+			}
 			w.setFrom(a.known)
-			idle.Reset(200 * time.Millisecond)
+			idle.Reset(passEvery)
 		}
 	}
 }
@@ -497,11 +547,114 @@ func minCheckpoint(states []PartitionState, parts []int) eventstore.Position {
 }
 
 // runPartitionedBuild runs partitioned build b: its partitions when it is
-// the current build. A rebuild of a partitioned projection beside a
-// current build is not supported yet (ADR 0019).
+// the current build; else (a rebuild) b's partitions beside the current
+// build's, which this runner keeps live when it runs the same version,
+// until b has caught up with the current build and a switch made it
+// current.
 func (pl *pipeline) runPartitionedBuild(ctx context.Context, b Build, reg Registration, current bool) error {
-	if !current {
-		return fmt.Errorf("projection %q: rebuilding partitioned build %s beside %s: %w", pl.pr.p.Name, b, reg.Current, ErrPartitionedRebuild)
+	if current {
+		return pl.runPartitioned(ctx, b, true, nil)
 	}
-	return pl.runPartitioned(ctx, b)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	from := reg.Current
+	live := make(chan error, 1)
+	if !pl.rebuildOnly && from.Version == b.Version {
+		go func() { live <- pl.runPartitioned(ctx, from, true, nil) }()
+		pl.prog.markStarted()
+	} else {
+		live <- nil
+	}
+	defer func() {
+		cancel()
+		<-live
+	}()
+	err := pl.runPartitioned(ctx, b, false, func(ctx context.Context) (bool, error) {
+		return pl.switchPartitioned(ctx, b, from)
+	})
+	if err == nil {
+		pl.e.log.Info("projection build switched", "projection", pl.pr.p.Name, "build", b.String())
+	}
+	return err
+}
+
+// switchPartitioned makes partitioned build b current once every one of its
+// partitions has applied what the current build from has. It first waits,
+// holding nothing, up to a second for b's partitions to pass from's
+// furthest checkpoint; then it holds from (a unit of work on it takes its
+// checkpoint lock and, for a partitioned from, locks its partitions'
+// checkpoints) so that from cannot move, checks again, waiting at most a
+// quarter of a second (the hold takes a transaction ID, which holds every
+// reader of the log back, ADR 0008), and activates b. It reports false, to
+// try again at the next rebalance, when b is behind.
+func (pl *pipeline) switchPartitioned(ctx context.Context, b, from Build) (bool, error) {
+	p := pl.pr.p
+	reached := func(held eventstore.Position, wait time.Duration) (bool, error) {
+		deadline := time.Now().Add(wait)
+		for {
+			states, err := pl.e.store.(PartitionStore).Partitions(ctx, b)
+			if err != nil {
+				return false, fmt.Errorf("projection %q: switch to %s: %w", p.Name, b, err)
+			}
+			if len(states) == p.Partitions && !minCheckpoint(states, nil).Before(held) {
+				return true, nil
+			}
+			if time.Now().After(deadline) {
+				return false, nil
+			}
+			if err := backoff.Sleep(ctx, 10*time.Millisecond, nil); err != nil {
+				return false, err
+			}
+		}
+	}
+	var held eventstore.Position
+	if !from.IsZero() {
+		ahead, err := pl.furthest(ctx, from)
+		if err != nil {
+			return false, err
+		}
+		if ok, err := reached(ahead, time.Second); !ok || err != nil {
+			return false, err
+		}
+		uf, err := pl.e.store.Begin(ctx, from)
+		if err != nil {
+			return false, fmt.Errorf("projection %q: switch to %s: hold %s: %w", p.Name, b, from, err)
+		}
+		defer uf.Rollback(context.WithoutCancel(ctx))
+		held = uf.Checkpoint()
+	}
+	if ok, err := reached(held, 250*time.Millisecond); !ok || err != nil {
+		return false, err
+	}
+	u, err := pl.e.store.Begin(ctx, b)
+	if err != nil {
+		return false, fmt.Errorf("projection %q: begin switch to %s: %w", p.Name, b, err)
+	}
+	defer u.Rollback(context.WithoutCancel(ctx))
+	if err := u.Activate(ctx, p.Tables); err != nil {
+		return false, fmt.Errorf("projection %q: switch to %s: %w", p.Name, b, err)
+	}
+	if err := u.Commit(ctx); err != nil {
+		return false, fmt.Errorf("projection %q: commit switch to %s: %w", p.Name, b, err)
+	}
+	return true, nil
+}
+
+// furthest returns how far build b has come, without holding it: its
+// checkpoint, or its furthest partition's.
+func (pl *pipeline) furthest(ctx context.Context, b Build) (eventstore.Position, error) {
+	cp, err := pl.e.store.Checkpoint(ctx, b)
+	if err != nil {
+		return cp, fmt.Errorf("projection %q: read checkpoint of %s: %w", b.Name, b, err)
+	}
+	states, err := pl.e.store.(PartitionStore).Partitions(ctx, b)
+	if err != nil {
+		return cp, fmt.Errorf("projection %q: read partitions of %s: %w", b.Name, b, err)
+	}
+	for _, st := range states {
+		if cp.Before(st.Checkpoint) {
+			cp = st.Checkpoint
+		}
+	}
+	return cp, nil
 }

@@ -112,8 +112,3 @@ type PartitionStore interface {
 // every third of it, and a dead runner's partitions move after at most
 // ttl. Zero or less keeps the default.
 func WithLeaseTTL(ttl time.Duration) Option { return func(o *options) { o.leaseTTL = ttl } }
-
-// ErrPartitionedRebuild is wrapped by the error of a partitioned projection
-// asked to build a new version or generation beside its current build,
-// which this version of the runner cannot switch to yet (ADR 0019).
-var ErrPartitionedRebuild = errors.New("projection: rebuilding a partitioned projection beside its current build is not supported yet")

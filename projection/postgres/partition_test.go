@@ -15,6 +15,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
@@ -402,4 +403,92 @@ func TestHaltStopsOnePartition(t *testing.T) {
 	if got[sick] != (count{n: 1, last: 2}) || got[healthy] != (count{n: 3, last: 3}) {
 		t.Fatalf("counts: %+v, want the discarded poison skipped and every other event once", got)
 	}
+}
+
+// TestPartitionedRebuildSwitches: a rebuild of a partitioned projection
+// run by two runners builds every partition of the new build in parallel
+// while the current build stays live, then switches; and a version bump
+// from a projection in one partition to a partitioned one switches too.
+// Readers see every event once, in order, after each switch.
+func TestPartitionedRebuildSwitches(t *testing.T) {
+	e := newEnv(t)
+	const n = 6
+	p := counting("rebuilt", 1, func(p *projection.Projection) { p.Partitions = n })
+	want, _ := e.write("before", 12, 10)
+	a := e.instance("a", p, time.Second)
+	bi := e.instance("b", p, time.Second)
+	runnertest.Ready(t, a.runner)
+	runnertest.Ready(t, bi.runner)
+	ctx := testCtx(t)
+	stopWriting := make(chan struct{})
+	wrote := make(chan map[string]int64)
+	go func() {
+		all := map[string]int64{}
+		for i := 0; ; i++ {
+			select {
+			case <-stopWriting:
+				wrote <- all
+				return
+			default:
+			}
+			w, _ := e.write(fmt.Sprintf("during-%d", i), 4, 3)
+			for k, v := range w {
+				all[k] = v
+			}
+		}
+	}()
+	if err := a.runner.Admin().Rebuild(ctx, "rebuilt"); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	close(stopWriting)
+	for k, v := range <-wrote {
+		want[k] = v
+	}
+	reg, err := e.store.Registration(ctx, "rebuilt")
+	if err != nil || reg.Current != (projection.Build{Name: "rebuilt", Version: 1, Generation: 1}) {
+		t.Fatalf("registration after the rebuild: %+v %v", reg, err)
+	}
+	more, last := e.write("after", 3, 2)
+	for k, v := range more {
+		want[k] = v
+	}
+	if err := a.runner.WaitFor(ctx, "rebuilt", last); err != nil {
+		for _, g := range []int{0, 1} {
+			st, _ := e.store.Partitions(testCtx(t), projection.Build{Name: "rebuilt", Version: 1, Generation: g})
+			t.Logf("generation %d: %+v", g, st)
+		}
+		t.Fatal(err)
+	}
+	e.checkCounts("counts", want)
+
+	// A version bump from one partition to four, by a new instance.
+	one := counting("bumped", 1)
+	old := e.instance("old", one, time.Second)
+	if err := old.runner.WaitFor(ctx, "bumped", last); err != nil {
+		t.Fatal(err)
+	}
+	four := counting("bumped", 2, func(p *projection.Projection) { p.Partitions = 4 })
+	nu := e.instance("new", four, time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		reg, err := e.store.Registration(ctx, "bumped")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reg.Current.Version == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no switch to version 2: %+v", reg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	more, last = e.write("bumped", 3, 2)
+	for k, v := range more {
+		want[k] = v
+	}
+	if err := nu.runner.WaitFor(ctx, "bumped", last); err != nil {
+		t.Fatal(err)
+	}
+	e.checkCounts("counts", want)
 }
