@@ -28,6 +28,8 @@ type partitionSet struct {
 	// run counts the reader's starts; rerun is closed to ask for another.
 	run   uint64
 	rerun chan struct{}
+	// stopping are workers of lost leases, cancelled and not waited for.
+	stopping []*partWorker
 }
 
 // partWorker applies one partition under one lease.
@@ -160,7 +162,11 @@ func (s *partitionSet) balance(ctx context.Context) error {
 		if l, ok := held[part]; !ok || l.Epoch != w.lease.Epoch {
 			e.log.Warn("partition lease lost; stopping its worker", "projection", s.b.Name, "build", s.b.String(),
 				"partition", part, "epoch", w.lease.Epoch)
-			w.stop()
+			// Not waited for: a worker stuck in a handler must not stop
+			// the renewal of the other leases; its fence keeps it from
+			// committing anything.
+			w.cancel()
+			s.stopping = append(s.stopping, w)
 			delete(s.workers, part)
 		}
 	}
@@ -243,6 +249,10 @@ func (s *partitionSet) stopAll() {
 		w.stop()
 		delete(s.workers, part)
 	}
+	for _, w := range s.stopping {
+		w.stop()
+	}
+	s.stopping = nil
 }
 
 // local returns the progress of this runner's worker of partition part, or

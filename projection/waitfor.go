@@ -23,6 +23,10 @@ import (
 // *[DeadLetterError] (matching [ErrDeadLettered], and [ErrHalted] too when
 // the projection halted on it); when the projection halted on an earlier
 // event, it returns an error wrapping [ErrHalted].
+//
+// For a partitioned projection WaitFor waits for every partition (one
+// halted makes it return ErrHalted); [Runner.WaitForStream] waits only for
+// the written stream's partition.
 func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
 	s, ok := r.sups[name]
 	if !ok {

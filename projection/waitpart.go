@@ -36,9 +36,6 @@ func (r *Runner) waitPartitions(ctx context.Context, s *supervisor, parts []int,
 		if err != nil {
 			return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 		}
-		if applied.b.IsZero() {
-			applied.low = eventstore.Position{}
-		}
 		if !applied.b.IsZero() {
 			if !applied.low.Before(pos) {
 				return r.deadLetterOfPartitions(ctx, pr, applied.b, parts, pos)

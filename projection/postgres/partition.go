@@ -239,8 +239,14 @@ func (t *partUnit) lost(ctx context.Context) error {
 		return fmt.Errorf("postgres: %s partition %d: %w: held by %q at epoch %d, not by %q at epoch %d",
 			b, l.Partition, projection.ErrLeaseLost, owner, epoch, l.Owner, l.Epoch)
 	}
-	return fmt.Errorf("postgres: %s partition %d: its checkpoint moved away from %s during this unit of work", b, l.Partition, t.cp)
+	return fmt.Errorf("postgres: %s partition %d: %w from %s during this unit of work", b, l.Partition, errCheckpointMoved, t.cp)
 }
+
+// errCheckpointMoved is wrapped by the error of a partition's unit of work
+// whose checkpoint another unit of work under the same lease moved (a dead
+// letter retried meanwhile): transient, the next attempt reads the new
+// checkpoint and skips what was applied.
+var errCheckpointMoved = errors.New("checkpoint moved")
 
 // Commit runs the queued statements and commits; a unit of work that has
 // not written the checkpoint first checks that the lease is still held.

@@ -58,7 +58,7 @@ func (e *env) instance(name string, p projection.Projection, ttl time.Duration) 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.MaxConns = 12
+	cfg.MaxConns = 6
 	pool, err := pgxpool.NewWithConfig(testCtx(e.t), cfg)
 	if err != nil {
 		e.t.Fatal(err)

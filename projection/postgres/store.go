@@ -275,6 +275,9 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.
 // failures and deadlocks, a server shutting down or out of resources),
 // rather than one caused by the statements of a handler.
 func (s *Store) Transient(err error) bool {
+	if errors.Is(err, errCheckpointMoved) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
