@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -26,6 +27,8 @@ type config struct {
 	backoff     backoff.Policy
 	readBatch   int
 	cacheSize   int
+
+	telemetry telemetry.Providers
 
 	errs []error // what the options could not use
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -85,6 +86,7 @@ type Repository[T Aggregate] struct {
 	mu     sync.Mutex
 	closed bool
 	stats  stats
+	tel    *telemetry.Loads // spans and metrics of loads (telemetry.go)
 }
 
 type stats struct {
@@ -142,7 +144,7 @@ func NewRepository[T Aggregate](store EventStore, codec Codec, newT func(id stri
 		log = slog.Default()
 	}
 	r := &Repository[T]{store: store, codec: codec, newT: newT, cfg: cfg, log: log,
-		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize)}
+		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize), tel: telemetry.NewLoads(cfg.telemetry)}
 	r.upcaster, _ = codec.(UpcastingCodec)
 	return r, nil
 }
@@ -181,7 +183,9 @@ func (r *Repository[T]) Stats() Stats {
 // usable snapshot and the events after it, or from all its events. A
 // missing stream fails with an error matching [ErrNotFound] (and
 // eventstore.ErrStreamNotFound).
-func (r *Repository[T]) Load(ctx context.Context, id string) (T, error) {
+func (r *Repository[T]) Load(ctx context.Context, id string) (a T, err error) {
+	ctx, op := r.tel.StartLoad(ctx, r.StreamID(id))
+	defer func() { op.End(versionOf(a, err), &err) }()
 	return r.load(ctx, r.StreamID(id), id, 0)
 }
 
@@ -194,7 +198,11 @@ func (r *Repository[T]) LoadAt(ctx context.Context, id string, version int64) (T
 		var zero T
 		return zero, fmt.Errorf("aggregate: load %q at version %d: want a version of 1 or more", r.StreamID(id), version)
 	}
-	return r.load(ctx, r.StreamID(id), id, version)
+	ctx, op := r.tel.StartLoad(ctx, r.StreamID(id))
+	var err error
+	defer func() { op.End(version, &err) }()
+	a, err := r.load(ctx, r.StreamID(id), id, version)
+	return a, err
 }
 
 // fresh returns a new aggregate from newT with its ID set, or an error
@@ -262,6 +270,7 @@ var errSnapshotAhead = errors.New("snapshot ahead of stream")
 // snapshot) and the read starts at from itself to check the stream has it.
 func (r *Repository[T]) replay(ctx context.Context, stream string, a T, from, at int64) (T, error) {
 	var zero T
+	telemetry.NoteReplayFrom(ctx, from)
 	root := a.root()
 	opts := eventstore.ReadStreamOptions{From: max(from, 1), BatchSize: r.cfg.readBatch}
 	if at > 0 {
@@ -357,6 +366,7 @@ func (r *Repository[T]) loadOneQuery(ctx context.Context, stream, id string) (a 
 			return zero, true, err
 		}
 	}
+	telemetry.NoteReplayFrom(ctx, a.root().version)
 	for _, rec := range recs {
 		if err := r.step(a, stream, rec); err != nil {
 			return zero, true, err

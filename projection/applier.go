@@ -104,9 +104,10 @@ func (e *engine) newApplier(ctx context.Context, pr *proj, b Build, cp eventstor
 // atomic, else (or when that fails) one by one with retries. It settles
 // each delivery. It returns an error wrapping ErrHalted when the projection
 // halts on a dead letter.
-func (a *applier) apply(ctx context.Context, ds []Delivery) error {
+func (a *applier) apply(ctx context.Context, ds []Delivery) (err error) {
+	ctx, op := a.e.tel.StartBatch(ctx, a.pr.p.Name, a.b.String(), len(ds), func(i int) eventstore.Metadata { return ds[i].Record.Metadata })
+	defer func() { op.End(a.prog.snapshot().applied, err) }()
 	if a.e.store.Atomic() && len(ds) > 1 {
-		var err error
 		for len(ds) > 0 {
 			var n int
 			if n, err = a.tryTx(ctx, ds); err != nil {
@@ -230,6 +231,7 @@ func (a *applier) deadLetter(ctx context.Context, d Delivery, cause error, attem
 		}
 	}
 	a.prog.addDead(dl)
+	a.e.tel.DeadLettered(name)
 	if skip {
 		if d.Acker != nil {
 			_ = d.Acker.Term("dead-lettered: " + cause.Error())

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // engine is what a [Runner] and an [Admin] share: the stores, the options
@@ -21,6 +22,7 @@ type engine struct {
 	projs  map[string]*proj
 	// member names this engine's runner in partition leases.
 	member string
+	tel    *telemetry.Projections // spans and metrics (telemetry.go)
 }
 
 // proj is one projection as the engine runs it.
@@ -84,6 +86,7 @@ func newEngine(events eventstore.Store, store Store, projections []Projection, o
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	e.tel = telemetry.NewProjections(o.telemetry, e.order)
 	e.log = o.logger
 	if e.log == nil {
 		e.log = slog.Default()

@@ -483,7 +483,7 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 	w.setFrom(cp)
 	w.prog.update(func(p *progress) { p.state, p.applied, p.lastErr, p.halted = Running, cp, nil, nil })
 	run := s.rereadFrom()
-	const passEvery = 200 * time.Millisecond
+	const passEvery = 50 * time.Millisecond
 	lastPass := time.Now()
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // Decoder turns a stored record into the events a handler sees: upcast to
@@ -98,6 +99,7 @@ type options struct {
 	heartbeat    time.Duration
 	owner        string
 	leaseTTL     time.Duration
+	telemetry    telemetry.Providers
 }
 
 func defaultOptions() options {

@@ -27,11 +27,13 @@ import (
 // For a partitioned projection WaitFor waits for every partition (one
 // halted makes it return ErrHalted); [Runner.WaitForStream] waits only for
 // the written stream's partition.
-func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
+func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) (err error) {
 	s, ok := r.sups[name]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownProjection, name)
 	}
+	ctx, op := r.e.tel.StartWaitFor(ctx, name, pos)
+	defer op.End(&err)
 	pr := s.pr
 	if pr.p.partitioned() {
 		return r.waitPartitions(ctx, s, nil, pos)

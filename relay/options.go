@@ -10,6 +10,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
@@ -97,6 +98,7 @@ type config struct {
 	flushInterval time.Duration
 	backoff       backoff.Policy
 	maxEventSize  int
+	telemetry     telemetry.Providers
 }
 
 // newConfig applies opts (skipping nil ones) to the defaults and fills in

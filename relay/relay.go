@@ -20,6 +20,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
@@ -54,6 +55,7 @@ type Relay struct {
 	log    *slog.Logger
 	table  string
 	leader leader
+	tel    *telemetry.Relay // spans and metrics (telemetry.go)
 
 	running   atomic.Bool
 	state     atomic.Int32
@@ -97,6 +99,7 @@ func New(store Source, nc *nats.Conn, pool *pgxpool.Pool, opts ...Option) (*Rela
 		src: store, nc: nc, pool: pool, cfg: cfg, log: log,
 		table: checkpointTable(cfg.schema),
 		ready: make(chan struct{}),
+		tel:   telemetry.NewRelay(cfg.telemetry, cfg.name),
 	}
 	r.leader = &pgLeader{pool: pool, key: leaderKey(cfg), poll: cfg.lockPoll,
 		waitFn: func(ctx context.Context) { r.log.InfoContext(ctx, "relay: another relay leads; waiting") }}
@@ -177,6 +180,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err == nil {
 			r.state.Store(int32(StateLeading))
 			r.log.InfoContext(ctx, "relay: took the leadership")
+			r.tel.Led()
 			err = r.lead(ctx, js, ls)
 			ls.Release()
 			if err == nil || ctx.Err() != nil {
@@ -353,10 +357,13 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 			return
 		}
 		spare = batch
+		op := r.tel.StartPublish(ctx, batch)
 		for _, rec := range batch {
 			if !prev.Before(rec.Position) {
-				fail(fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
-					rec.Position, rec.StreamID, rec.StreamVersion, prev))
+				err := fmt.Errorf("relay: the event log went backwards: position %s (stream %q version %d) after %s",
+					rec.Position, rec.StreamID, rec.StreamVersion, prev)
+				op.End(err)
+				fail(err)
 				return
 			}
 			msg := enc.Msg(rec)
@@ -375,16 +382,20 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 				}
 			}
 			if err != nil {
-				fail(fmt.Errorf("relay: publish %s: %w", describe(rec), err))
+				err = fmt.Errorf("relay: publish %s: %w", describe(rec), err)
+				op.End(err)
+				fail(err)
 				return
 			}
 			prev, prevID = rec.Position, msg.Header[wire.HeaderMsgID][0]
 			select {
 			case pend <- pending{fut: fut, rec: rec}:
 			case <-ctx.Done():
+				op.End(ctx.Err())
 				return
 			}
 		}
+		op.End(nil)
 	}
 }
 
@@ -409,6 +420,7 @@ func (r *Relay) confirm(fail context.CancelCauseFunc, pend <-chan pending, prog 
 		case <-p.fut.Ok():
 			prog.add(p.rec.Position)
 			r.published.Add(1)
+			r.tel.Published(1)
 		case err := <-p.fut.Err():
 			if !failed {
 				failed = true

@@ -35,7 +35,9 @@ type querier interface {
 // cannot parse deeply nested JSON), the error matches
 // [eventstore.ErrInvalidInput] and names the event, since retrying cannot
 // help.
-func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (res eventstore.AppendResult, err error) {
+	ctx, events, op := s.tel.StartAppend(ctx, streamID, expected, events)
+	defer op.End(&res, &err)
 	evs, err := eventstore.PrepareAppend(streamID, expected, events, s.cfg.maxEventSize)
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -59,7 +61,9 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 // idempotent retry); but when PostgreSQL refused the insert (the IDs are
 // stored, the versions matched), tx is aborted and the conflict's Actual is
 // -1 (unknown). Input PostgreSQL refuses aborts tx too.
-func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (res eventstore.AppendResult, err error) {
+	ctx, events, op := s.tel.StartAppend(ctx, streamID, expected, events)
+	defer op.End(&res, &err)
 	evs, err := eventstore.PrepareAppend(streamID, expected, events, s.cfg.maxEventSize)
 	if err != nil {
 		return eventstore.AppendResult{}, err

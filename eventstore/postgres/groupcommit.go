@@ -429,6 +429,8 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		if written && g.s.cfg.notify && !led {
 			g.s.trail()
 		}
+	case errors.As(err, new(errNotSent)):
+		g.sendAlone(batch) // nothing was sent
 	case errors.As(err, &pe) && pe.Severity == "ERROR" && !conn.conn.IsClosed():
 		// PostgreSQL refused the batch as a whole (an event ID stored
 		// already, data it cannot take, a failed commit, a deadlock with
@@ -482,11 +484,11 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	lockSD, batchSD, notifySD := gc.lock, gc.batch, gc.notify
 	lockParams, lockFormats, err := encodeParams(sds, lockSD, []any{streams})
 	if err != nil {
-		return nil, false, err
+		return nil, false, errNotSent{err}
 	}
 	params, formats, err := encodeParams(sds, batchSD, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
 	if err != nil {
-		return nil, false, err
+		return nil, false, errNotSent{err}
 	}
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
@@ -620,3 +622,9 @@ func (g *groupCommitter) wait(ctx context.Context, req *groupRequest) groupResul
 		}
 	}
 }
+
+// errNotSent is a batch that failed before anything was sent.
+type errNotSent struct{ err error }
+
+func (e errNotSent) Error() string { return "group commit: " + e.err.Error() }
+func (e errNotSent) Unwrap() error { return e.err }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // DefaultPollInterval is how often [Store.Follow] polls when no notification
@@ -27,6 +28,7 @@ type config struct {
 	notify       bool
 	maxEventSize int
 	groupCommit  bool
+	telemetry    telemetry.Providers
 }
 
 // WithSchema sets the PostgreSQL schema holding the store's tables; the

@@ -221,6 +221,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ite
 	if err := opts.Validate(); err != nil {
 		return eventstore.Err(err)
 	}
+	return s.tel.ReadAll(ctx, opts.After, func(ctx context.Context) iter.Seq2[eventstore.Record, error] { return s.readAll(ctx, opts) })
+}
+
+// readAll is ReadAll without its span.
+func (s *Store) readAll(ctx context.Context, opts eventstore.ReadAllOptions) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		after := opts.After
 		left := opts.Limit

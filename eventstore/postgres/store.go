@@ -12,6 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 //go:embed migrations/*.sql
@@ -34,6 +35,8 @@ type Store struct {
 	notifier *notifier
 	// group is the group commit's flusher, nil when it is off.
 	group *groupCommitter
+	// tel traces and measures appends and reads (telemetry.go).
+	tel *telemetry.Store
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -65,7 +68,8 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if len(channel) > 63 {
 		channel = cfg.schema
 	}
-	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier()}
+	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier(),
+		tel: telemetry.NewStore(cfg.telemetry, "postgresql")}
 	if cfg.groupCommit {
 		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
 	}

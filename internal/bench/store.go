@@ -108,12 +108,12 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 	defer b.store.Close()
 	const off = ", WithGroupCommit(false)"
 	figs := []appendFig{
-		{"Append 1 event/call, 1 goroutine", "single-row INSERT, pool", env.N(4000, 300), 1, 1, b.store, 0.9, true},
-		{"Append 1 event/call, 1 goroutine" + off, "single-row INSERT, pool", env.N(4000, 300), 1, 1, alone, 0, false},
-		{"Append 1 event/call, 8 goroutines", "single-row INSERT, pool", env.N(16000, 800), 1, 8, b.store, 1.3, true},
-		{"Append 1 event/call, 8 goroutines" + off, "single-row INSERT, pool", env.N(16000, 800), 1, 8, alone, 0, false},
-		{"Append 1 event/call, 32 goroutines", "single-row INSERT, pool", env.N(24000, 1200), 1, 32, b.store, 1.3, false},
-		{"Append 1 event/call, 32 goroutines" + off, "single-row INSERT, pool", env.N(24000, 1200), 1, 32, alone, 0, false},
+		{"Append 1 event/call, 1 goroutine", "single-row INSERT, pool", env.N(8000, 300), 1, 1, b.store, 0.9, true},
+		{"Append 1 event/call, 1 goroutine" + off, "single-row INSERT, pool", env.N(8000, 300), 1, 1, alone, 0, false},
+		{"Append 1 event/call, 8 goroutines", "single-row INSERT, pool", env.N(24000, 800), 1, 8, b.store, 1.3, true},
+		{"Append 1 event/call, 8 goroutines" + off, "single-row INSERT, pool", env.N(24000, 800), 1, 8, alone, 0, false},
+		{"Append 1 event/call, 32 goroutines", "single-row INSERT, pool", env.N(32000, 1200), 1, 32, b.store, 1.3, false},
+		{"Append 1 event/call, 32 goroutines" + off, "single-row INSERT, pool", env.N(32000, 1200), 1, 32, alone, 0, false},
 		{"Append 100 events/call", "one INSERT ... unnest of 100 rows, pool", env.N(40000, 3000), 100, 1, b.store, 0.75, false},
 	}
 	for _, f := range figs {

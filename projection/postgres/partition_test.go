@@ -58,7 +58,7 @@ func (e *env) instance(name string, p projection.Projection, ttl time.Duration) 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.MaxConns = 6
+	cfg.MaxConns = 8
 	pool, err := pgxpool.NewWithConfig(testCtx(e.t), cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -460,6 +460,10 @@ func TestPartitionedRebuildSwitches(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.checkCounts("counts", want)
+	for _, in := range []*instance{a, bi} {
+		in.stop()
+		in.pool.Close()
+	}
 
 	// A version bump from one partition to four, by a new instance.
 	one := counting("bumped", 1)

@@ -50,6 +50,13 @@ const (
 	// non-ASCII characters escaped. It is omitted when the metadata is
 	// empty.
 	HeaderMetadata = "Chronicle-Metadata"
+	// HeaderTraceParent and HeaderTraceState repeat the W3C trace context
+	// of the append that wrote the record (metadata keys
+	// eventstore.TraceParentKey and eventstore.TraceStateKey) under the
+	// standard header names, when the record carries one. Decoding reads
+	// it from the metadata.
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
 	// HeaderStore holds the identity of the event store the record was
 	// read from (a UUID created when the store's schema was migrated; see
 	// [StoreIdentifier]). A relay refuses to resume on a stream whose last
@@ -210,6 +217,14 @@ func (e *Encoder) msg(rec eventstore.Record, elided int) *nats.Msg {
 	}
 	if e.store != nil {
 		h[HeaderStore] = e.store
+	}
+	// The W3C trace context of the append, under its standard header
+	// names too, for tracing tools that read NATS headers.
+	if tp := rec.Metadata[eventstore.TraceParentKey]; tp != "" {
+		h[HeaderTraceParent] = []string{tp}
+		if ts := rec.Metadata[eventstore.TraceStateKey]; ts != "" {
+			h[HeaderTraceState] = []string{ts}
+		}
 	}
 	msg := &nats.Msg{Subject: Subject(e.prefix, rec), Header: h}
 	if elided >= 0 {

@@ -1,0 +1,50 @@
+package aggregate_test
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/chronicle-go/chronicle/aggregate"
+	"github.com/chronicle-go/chronicle/snapshot"
+)
+
+// A load has a span saying where its replay started (a snapshot's version,
+// or 0) and how many events it replayed, on both backends.
+func TestLoadSpan(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		seed(t, newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(4))), "l-1", 6)
+		for _, tc := range []struct {
+			name           string
+			opts           []aggregate.Option
+			from, replayed int64
+		}{
+			{"snapshot", []aggregate.Option{aggregate.WithSnapshots(b.snaps, snapshot.Every(4))}, 4, 2},
+			{"no snapshot", nil, 0, 6},
+		} {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			repo := newRepo(t, b.events, registry(t), newAccount, append(tc.opts, aggregate.WithTracerProvider(tp))...)
+			if _, err := repo.Load(ctx, "l-1"); err != nil {
+				t.Fatal(err)
+			}
+			spans := rec.Ended()
+			if len(spans) != 1 || spans[0].Name() != "chronicle.aggregate.load" {
+				t.Fatalf("%s: spans %v", tc.name, spans)
+			}
+			a := map[attribute.Key]attribute.Value{}
+			for _, kv := range spans[0].Attributes() {
+				a[kv.Key] = kv.Value
+			}
+			if a["chronicle.stream"].AsString() != repo.StreamID("l-1") || a["chronicle.stream.version"].AsInt64() != 6 ||
+				a["chronicle.load.from_version"].AsInt64() != tc.from || a["chronicle.event.replayed"].AsInt64() != tc.replayed ||
+				a["chronicle.load.from_state"].AsBool() != (tc.from > 0) {
+				t.Fatalf("%s: load span attributes %v", tc.name, a)
+			}
+		}
+	})
+}

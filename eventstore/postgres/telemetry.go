@@ -1,0 +1,27 @@
+package postgres
+
+import (
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// WithTracerProvider sets the OpenTelemetry tracer provider of the store's
+// spans: one per Append and AppendTx (chronicle.eventstore.append: stream,
+// event count, expected version, resulting version and position, conflict)
+// and per ReadAll (chronicle.eventstore.read_all). An append recorded in a
+// span writes the span's W3C trace context into each event's metadata
+// (eventstore.TraceParentKey), so that projections and other consumers
+// link their spans to it. The default is OpenTelemetry's global provider,
+// a no-op until the service sets one.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.telemetry.Tracer = tp }
+}
+
+// WithMeterProvider sets the OpenTelemetry meter provider of the store's
+// metrics (chronicle.eventstore.append.duration by outcome,
+// chronicle.eventstore.events.appended; see docs/operations.md). The
+// default is OpenTelemetry's global provider, a no-op until the service
+// sets one.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) { c.telemetry.Meter = mp }
+}

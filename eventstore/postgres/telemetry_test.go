@@ -1,0 +1,135 @@
+package postgres_test
+
+import (
+	"errors"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/eventstore/postgres"
+)
+
+func attrs(kvs []attribute.KeyValue) map[string]attribute.Value {
+	m := map[string]attribute.Value{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value
+	}
+	return m
+}
+
+// An append inside a span gets a span of its own, child of the caller's,
+// with the stream, count, expected and resulting version; the events carry
+// its W3C trace context in their metadata, read back from the store. A
+// conflict is marked as such.
+func TestAppendSpanAndTraceContext(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	s, _ := newStore(t, postgres.WithTracerProvider(tp))
+	c, parent := tp.Tracer("test").Start(ctx(t), "command")
+	res, err := s.Append(c, "acct-1", eventstore.NoStream, events(2)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(c, "acct-1", eventstore.Exact(0), events(1)...)
+	if !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	parent.End()
+	var appends []sdktrace.ReadOnlySpan
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "chronicle.eventstore.append" {
+			appends = append(appends, sp)
+		}
+	}
+	if len(appends) != 2 {
+		t.Fatalf("got %d append spans, want 2", len(appends))
+	}
+	ok, conflict := appends[0], appends[1]
+	a := attrs(ok.Attributes())
+	if ok.Parent().SpanID() != parent.SpanContext().SpanID() || a["chronicle.stream"].AsString() != "acct-1" ||
+		a["chronicle.event.count"].AsInt64() != 2 || a["chronicle.stream.version"].AsInt64() != 2 ||
+		a["chronicle.expected_version"].AsString() != eventstore.NoStream.String() || a["chronicle.conflict"].AsBool() ||
+		a["chronicle.position"].AsString() != res.Position.String() {
+		t.Fatalf("append span: parent %s, attributes %v", ok.Parent().SpanID(), a)
+	}
+	if a := attrs(conflict.Attributes()); !a["chronicle.conflict"].AsBool() || a["chronicle.expected_version"].AsInt64() != 0 {
+		t.Fatalf("conflict span attributes %v", a)
+	}
+	for r, err := range s.ReadStream(ctx(t), "acct-1", eventstore.ReadStreamOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := r.Metadata[eventstore.TraceParentKey]
+		want := "00-" + ok.SpanContext().TraceID().String() + "-" + ok.SpanContext().SpanID().String() + "-01"
+		if tp != want {
+			t.Fatalf("event %d traceparent %q, want %q (the append's span)", r.StreamVersion, tp, want)
+		}
+	}
+}
+
+// Without a span in the context (or with a no-op provider), events are
+// written as given: no trace context in their metadata.
+func TestAppendWithoutSpanAddsNoMetadata(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	mustAppend(t, s, "acct-1", eventstore.NoStream, events(1)...)
+	c := trace.ContextWithSpanContext(ctx(t), trace.SpanContext{})
+	mustAppend(t, s, "acct-1", eventstore.Exact(1), events(1)...)
+	for r, err := range s.ReadStream(c, "acct-1", eventstore.ReadStreamOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := r.Metadata[eventstore.TraceParentKey]; ok {
+			t.Fatalf("event %d has a traceparent without a provider: %v", r.StreamVersion, r.Metadata)
+		}
+	}
+}
+
+// The store's metrics, read through the SDK's manual reader: append
+// duration by outcome and events appended.
+func TestAppendMetrics(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	s, _ := newStore(t, postgres.WithMeterProvider(mp))
+	mustAppend(t, s, "acct-1", eventstore.NoStream, events(3)...)
+	if _, err := s.Append(ctx(t), "acct-1", eventstore.NoStream, events(1)...); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx(t), &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	var appended int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Histogram[float64]:
+				if m.Name != "chronicle.eventstore.append.duration" || m.Unit != "s" {
+					continue
+				}
+				for _, dp := range d.DataPoints {
+					o, _ := dp.Attributes.Value("chronicle.outcome")
+					counts[o.AsString()] += dp.Count
+				}
+			case metricdata.Sum[int64]:
+				if m.Name == "chronicle.eventstore.events.appended" {
+					for _, dp := range d.DataPoints {
+						appended += dp.Value
+					}
+				}
+			}
+		}
+	}
+	if counts["ok"] != 1 || counts["conflict"] != 1 || appended != 3 {
+		t.Fatalf("append counts by outcome %v, events appended %d; want ok 1, conflict 1, 3 events", counts, appended)
+	}
+}

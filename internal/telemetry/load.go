@@ -1,0 +1,106 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Loads instruments an aggregate repository's loads: a span per load
+// (stream, version the replay started from, events replayed, resulting
+// version), the load duration by outcome and the events replayed per load.
+type Loads struct {
+	tracer   trace.Tracer
+	dur      metric.Float64Histogram
+	replayed metric.Int64Histogram
+	outcome  map[string][]metric.RecordOption
+}
+
+// NewLoads returns the instrumentation of a repository's loads.
+func NewLoads(p Providers) *Loads {
+	m := p.meter()
+	replayed, err := m.Int64Histogram("chronicle.aggregate.load.events_replayed", metric.WithUnit("{event}"),
+		metric.WithDescription("Events an aggregate load applied after its snapshot or cached state (all of the stream's without one)."),
+		metric.WithExplicitBucketBoundaries(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000))
+	errHandler(err)
+	return &Loads{
+		tracer:   p.tracer(),
+		dur:      histogram(m, "chronicle.aggregate.load.duration", "Duration of aggregate loads, by outcome (ok, error)."),
+		replayed: replayed,
+		outcome:  outcomeOpts(),
+	}
+}
+
+type loadKey struct{}
+
+// loadInfo is what a load notes on its way: the version its replay
+// started from.
+type loadInfo struct {
+	from int64
+	set  bool
+}
+
+// LoadOp is a load under way.
+type LoadOp struct {
+	l     *Loads
+	span  trace.Span
+	info  *loadInfo
+	start time.Time
+}
+
+// StartLoad starts the span of a load of stream; the context it returns
+// lets the load note where its replay started ([NoteReplayFrom]) when the
+// span is recorded or the replay histogram is enabled.
+func (l *Loads) StartLoad(ctx context.Context, stream string) (context.Context, LoadOp) {
+	ctx, span := l.tracer.Start(ctx, "chronicle.aggregate.load")
+	op := LoadOp{l: l, span: span, start: time.Now()}
+	if span.IsRecording() {
+		span.SetAttributes(KeyStream.String(stream))
+	}
+	if span.IsRecording() || l.replayed.Enabled(ctx) {
+		op.info = &loadInfo{}
+		ctx = context.WithValue(ctx, loadKey{}, op.info)
+	}
+	return ctx, op
+}
+
+// NoteReplayFrom notes that the load of ctx replays the stream from
+// version (0: from its start; a snapshot's or cached state's version
+// otherwise). Only the first note of a load counts.
+func NoteReplayFrom(ctx context.Context, version int64) {
+	if info, ok := ctx.Value(loadKey{}).(*loadInfo); ok && !info.set {
+		info.from, info.set = version, true
+	}
+}
+
+// End records the load's result: the aggregate's version, or the error.
+func (op LoadOp) End(version int64, err *error) {
+	outcome := OutcomeOK
+	if *err != nil {
+		outcome = OutcomeError
+	}
+	op.l.dur.Record(context.Background(), time.Since(op.start).Seconds(), op.l.outcome[outcome]...)
+	if op.info != nil && *err == nil {
+		op.l.replayed.Record(context.Background(), version-op.info.from, op.l.outcome[OutcomeOK]...)
+	}
+	if op.span.IsRecording() {
+		if *err != nil {
+			op.span.RecordError(*err)
+			if !errors.Is(*err, eventstore.ErrStreamNotFound) {
+				op.span.SetStatus(codes.Error, (*err).Error())
+			}
+		} else {
+			op.span.SetAttributes(KeyVersion.Int64(version))
+			if op.info != nil {
+				op.span.SetAttributes(KeyFromSnapshot.Bool(op.info.from > 0), attributeReplayFrom(op.info.from), KeyReplayed.Int64(version-op.info.from))
+			}
+		}
+	}
+	op.span.End()
+}

@@ -1,0 +1,127 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+)
+
+// Store instruments an event store: a span per Append and per ReadAll, the
+// append latency by outcome and the events appended.
+type Store struct {
+	tracer    trace.Tracer
+	system    attribute.KeyValue
+	appendDur metric.Float64Histogram
+	appended  metric.Int64Counter
+	outcome   map[string][]metric.RecordOption
+	addOpts   []metric.AddOption
+}
+
+// NewStore returns the instrumentation of an event store; system is the
+// db.system.name of its database ("postgresql").
+func NewStore(p Providers, system string) *Store {
+	m := p.meter()
+	sys := KeyDBSystem.String(system)
+	return &Store{
+		tracer:    p.tracer(),
+		system:    sys,
+		appendDur: histogram(m, "chronicle.eventstore.append.duration", "Duration of event store appends, by outcome (ok, conflict, error)."),
+		appended:  counter(m, "chronicle.eventstore.events.appended", "{event}", "Events appended to the event store."),
+		outcome:   outcomeOpts(sys),
+		addOpts:   []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(sys))},
+	}
+}
+
+// AppendOp is an append under way; End it with the append's result.
+type AppendOp struct {
+	s     *Store
+	span  trace.Span
+	start time.Time
+	n     int
+}
+
+// StartAppend starts the span of an append to stream and returns the
+// context for the append and the events to write, carrying the span's
+// trace context in their metadata when the span is recorded.
+func (s *Store) StartAppend(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (context.Context, []eventstore.Event, AppendOp) {
+	ctx, span := s.tracer.Start(ctx, "chronicle.eventstore.append")
+	if span.IsRecording() {
+		span.SetAttributes(s.system, KeyStream.String(stream), KeyEventCount.Int(len(events)),
+			expectedAttr(expected))
+		events = Inject(ctx, events)
+	}
+	return ctx, events, AppendOp{s: s, span: span, start: time.Now(), n: len(events)}
+}
+
+// End records the append's result or error.
+func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
+	outcome := OutcomeOK
+	switch {
+	case *err == nil:
+	case errors.Is(*err, eventstore.ErrConcurrencyConflict):
+		outcome = OutcomeConflict
+	default:
+		outcome = OutcomeError
+	}
+	op.s.appendDur.Record(context.Background(), time.Since(op.start).Seconds(), op.s.outcome[outcome]...)
+	if *err == nil && op.s.appended.Enabled(context.Background()) {
+		op.s.appended.Add(context.Background(), int64(op.n), op.s.addOpts...)
+	}
+	if op.span.IsRecording() {
+		op.span.SetAttributes(KeyConflict.Bool(outcome == OutcomeConflict))
+		if *err != nil {
+			op.span.RecordError(*err)
+			op.span.SetStatus(codes.Error, (*err).Error())
+		} else {
+			op.span.SetAttributes(KeyVersion.Int64(res.Version), KeyPosition.String(res.Position.String()))
+		}
+	}
+	op.span.End()
+}
+
+// ReadAll wraps a read of the global log after after in a span that ends
+// when the iteration does, counting the records read.
+func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, read func(ctx context.Context) iter.Seq2[eventstore.Record, error]) iter.Seq2[eventstore.Record, error] {
+	return func(yield func(eventstore.Record, error) bool) {
+		ctx, span := s.tracer.Start(ctx, "chronicle.eventstore.read_all")
+		defer span.End()
+		if !span.IsRecording() {
+			for rec, err := range read(ctx) {
+				if !yield(rec, err) {
+					return
+				}
+			}
+			return
+		}
+		n := 0
+		defer func() { span.SetAttributes(s.system, KeyPosition.String(after.String()), KeyEventCount.Int(n)) }()
+		for rec, err := range read(ctx) {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			} else {
+				n++
+			}
+			if !yield(rec, err) {
+				return
+			}
+		}
+	}
+}
+
+// expectedAttr is the expected version as an attribute: the exact version,
+// or the condition's name.
+func expectedAttr(e eventstore.ExpectedVersion) attribute.KeyValue {
+	if v, ok := e.ExactVersion(); ok {
+		return KeyExpectedVersion.Int64(v)
+	}
+	return KeyExpectedVersion.String(e.String())
+}

@@ -1,0 +1,373 @@
+package process
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/projection"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Component is the name under which the process tables' migrations are
+// recorded.
+const Component = "process"
+
+// Runner runs process types: a projection per type routes each event to
+// the process it correlates with and commits the process's new events,
+// timers, commands and the checkpoint in one transaction; a dispatcher
+// delivers the commands; a poller fires due timers.
+type Runner struct {
+	pool   *pgxpool.Pool
+	es     *espg.Store
+	ps     *projpg.Store
+	kinds  map[string]*kind
+	order  []string
+	opts   options
+	log    *slog.Logger
+	q      string
+	notify string
+	proj   *projection.Runner
+
+	wakeCommands chan struct{}
+	wakeTimers   chan struct{}
+}
+
+// NewRunner returns a runner of the process types over a PostgreSQL event
+// store (events) and projection store (checkpoints and dead letters). It
+// validates its arguments and has no side effects; call Migrate once, then
+// Run.
+func NewRunner(pool *pgxpool.Pool, events *espg.Store, store *projpg.Store, types []Definition, opts ...Option) (*Runner, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	var errs []error
+	if pool == nil || events == nil || store == nil {
+		errs = append(errs, fmt.Errorf("%w: process runner needs a pool, an event store and a projection store", ErrInvalid))
+	}
+	if o.schema == "" && store != nil {
+		o.schema = store.Schema()
+	}
+	if err := pgmigrate.ValidateSchema(o.schema); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
+	if !o.backoff.Valid() {
+		errs = append(errs, fmt.Errorf("%w: backoff %v..%v", ErrInvalid, o.backoff.First, o.backoff.Longest))
+	}
+	if o.timerPoll <= 0 || o.commandPoll <= 0 || o.cmdAttempts <= 0 {
+		errs = append(errs, fmt.Errorf("%w: poll intervals and command attempts must be positive", ErrInvalid))
+	}
+	r := &Runner{pool: pool, es: events, ps: store, kinds: map[string]*kind{}, opts: o,
+		wakeCommands: make(chan struct{}, 1), wakeTimers: make(chan struct{}, 1)}
+	var projs []projection.Projection
+	for i, d := range types {
+		if d == nil {
+			errs = append(errs, fmt.Errorf("%w: process type %d is nil", ErrInvalid, i))
+			continue
+		}
+		k, err := d.kind()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, dup := r.kinds[k.name]; dup {
+			errs = append(errs, fmt.Errorf("%w: process type %q given twice", ErrInvalid, k.name))
+			continue
+		}
+		r.kinds[k.name] = k
+		r.order = append(r.order, k.name)
+		projs = append(projs, r.projection(k))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.log = o.logger
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.q = pgmigrate.Quote(o.schema)
+	r.notify = "chronicle_process_" + o.schema
+	popts := append([]projection.Option{projection.WithLogger(r.log)}, o.projOpts...)
+	pr, err := projection.NewRunner(events, store, projs, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	r.proj = pr
+	return r, nil
+}
+
+// ProjectionName returns the name of the projection that runs the process
+// type name: its checkpoint, status and dead letters are under it.
+func ProjectionName(typ string) string { return "process_" + typ }
+
+func (r *Runner) projection(k *kind) projection.Projection {
+	p := projection.Projection{
+		Name:        ProjectionName(k.name),
+		OnFailure:   k.policy,
+		MaxAttempts: k.attempts,
+		Handler:     projpg.Handler(newRouter(r, k).handle),
+	}
+	if len(k.types) > 0 {
+		p.Types = append(slices.Clone(k.types), triggerTypes...)
+	}
+	if len(k.categories) > 0 {
+		p.Categories = append(slices.Clone(k.categories), k.category)
+	}
+	return p
+}
+
+// Migrate creates or upgrades the process tables, and the projection
+// store's; idempotent.
+func (r *Runner) Migrate(ctx context.Context) error { return migrate(ctx, r.pool, r.opts.schema, r.ps) }
+
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, ps *projpg.Store) error {
+	if ps != nil {
+		if err := ps.Migrate(ctx); err != nil {
+			return fmt.Errorf("process: %w", err)
+		}
+	}
+	ms, err := pgmigrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("process: %w", err)
+	}
+	if err := pgmigrate.Apply(ctx, pool, schema, Component, ms); err != nil {
+		return fmt.Errorf("process: migrate process tables in %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Ready returns a channel closed once every process type has started (see
+// projection.Runner.Ready).
+func (r *Runner) Ready() <-chan struct{} { return r.proj.Ready() }
+
+// Projections returns the projection runner under the process runner, for
+// its status, dead letters and WaitFor.
+func (r *Runner) Projections() *projection.Runner { return r.proj }
+
+// Run runs the process types, the dispatcher and the timer poller until
+// ctx ends, then returns nil once everything it started has exited.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var projErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		projErr = r.proj.Run(ctx)
+		cancel()
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); r.listen(ctx) }()
+	if !r.opts.noDispatcher {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.dispatch(ctx) }()
+	}
+	if !r.opts.noTimers {
+		for range timerWorkers {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.timers(ctx) }()
+		}
+	}
+	wg.Wait()
+	return projErr
+}
+
+// listen wakes the dispatcher and the poller when another transaction
+// (this runner's or another process's) committed commands or timers.
+func (r *Runner) listen(ctx context.Context) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		err := r.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("process: listening for notifications failed; polling meanwhile", "channel", r.notify, "err", err)
+		_ = sleep(ctx, r.opts.backoff.Delay(attempt), nil)
+	}
+}
+
+func (r *Runner) listenOnce(ctx context.Context) error {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.notify}.Sanitize()); err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN *")
+	}()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		switch n.Payload {
+		case "c":
+			wake(r.wakeCommands)
+		case "t":
+			wake(r.wakeTimers)
+		}
+	}
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d, or until wake or ctx ends.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-wake:
+	}
+	return nil
+}
+
+// router routes one process type's events to its processes. It keeps the
+// processes it loaded or wrote in the unit of work at hand, so that a
+// batch that reaches one process twice sees its own uncommitted writes.
+type router struct {
+	r *Runner
+	k *kind
+
+	mu    sync.Mutex
+	unit  *projpg.Tx
+	cache map[string]*core
+}
+
+func newRouter(r *Runner, k *kind) *router { return &router{r: r, k: k} }
+
+const conflictRetries = 3
+
+func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
+	rec := ev.Record
+	var id string
+	if rec.Category() == rt.k.category {
+		if !slices.Contains(triggerTypes, rec.Type) {
+			return nil
+		}
+		id = rec.StreamID[len(rt.k.category)+1:]
+	} else if id = rt.k.correlate(ev); id == "" {
+		return nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.unit != tx {
+		rt.unit, rt.cache = tx, map[string]*core{}
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := rt.load(ctx, id)
+		if err != nil {
+			return err
+		}
+		if c.version == 0 && (rec.Category() == rt.k.category || !slices.Contains(rt.k.starts, rec.Type)) {
+			rt.r.log.Debug("process: event for no process ignored", "type", rt.k.name, "process", id, "event", rec.ID, "event_type", rec.Type)
+			delete(rt.cache, id)
+			return nil
+		}
+		err = rt.apply(ctx, tx, c, rec, ev)
+		if err == nil {
+			return nil
+		}
+		delete(rt.cache, id)
+		if !errors.Is(err, eventstore.ErrConcurrencyConflict) || attempt >= conflictRetries || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// load returns process id as this unit of work sees it.
+func (rt *router) load(ctx context.Context, id string) (*core, error) {
+	if c, ok := rt.cache[id]; ok {
+		return c, nil
+	}
+	c := newCore(rt.k, id)
+	for rec, err := range rt.r.es.ReadStream(ctx, c.stream, eventstore.ReadStreamOptions{}) {
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("process %s/%s: load: %w", rt.k.name, id, err)
+		}
+		if err := c.load(rec); err != nil {
+			return nil, err
+		}
+	}
+	rt.cache[id] = c
+	return c, nil
+}
+
+// apply handles one trigger and writes its effects in tx.
+func (rt *router) apply(ctx context.Context, tx *projpg.Tx, c *core, rec eventstore.Record, ev projection.Event) error {
+	if err := c.handle(ctx, rec, ev, rt.r.opts.clock()); err != nil {
+		return err
+	}
+	if len(c.pending) == 0 {
+		return nil
+	}
+	ptx, err := tx.Pgx(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := rt.r.es.AppendTx(ctx, ptx, c.stream, eventstore.Exact(c.version), c.pending...)
+	if err != nil {
+		return fmt.Errorf("process %s/%s: record the events of trigger %s: %w", rt.k.name, c.id, rec.ID, err)
+	}
+	c.version = res.Version
+	q := rt.r.q
+	for _, cmd := range c.commands {
+		tx.Queue(`INSERT INTO `+q+`.process_commands (id, type, process_id, stream_id, name, data, metadata, compensation)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+			cmd.ID, rt.k.name, c.id, c.stream, cmd.Name, []byte(cmd.Data), map[string]string(c.md), cmd.Compensation)
+	}
+	for _, t := range c.timers {
+		if t.Due.IsZero() {
+			tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2 AND name = $3`, rt.k.name, c.id, t.Name)
+			continue
+		}
+		tx.Queue(`INSERT INTO `+q+`.process_timers (type, process_id, name, timer_id, stream_id, due_at) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (type, process_id, name) DO UPDATE SET timer_id = EXCLUDED.timer_id, due_at = EXCLUDED.due_at`,
+			rt.k.name, c.id, t.Name, t.ID, c.stream, t.Due)
+	}
+	if c.clearAll {
+		tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2`, rt.k.name, c.id)
+	}
+	tx.Queue(`INSERT INTO `+q+`.process_instances AS i (type, process_id, stream_id, status, reason, version)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (type, process_id) DO UPDATE SET status = $4, reason = $5, version = $6, updated_at = now(),
+			ended_at = CASE WHEN $4 IN ('completed', 'failed', 'compensated') THEN coalesce(i.ended_at, now()) END`,
+		rt.k.name, c.id, c.stream, string(c.meta.Status), c.meta.Reason, c.version)
+	if len(c.commands) > 0 {
+		tx.Queue(`SELECT pg_notify($1, 'c')`, rt.r.notify)
+	}
+	if len(c.timers) > 0 {
+		tx.Queue(`SELECT pg_notify($1, 't')`, rt.r.notify)
+	}
+	return nil
+}
