@@ -207,7 +207,15 @@ func TestReadinessFailsWithoutRelayLeader(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("relay Run: %v", err)
 	}
-	wantProblem(t, k.Check(ctx), "relay", relay.DefaultName, "no relay leads")
+	// The relay closed its leadership connection; PostgreSQL frees the lock
+	// when that backend has exited, a moment later.
+	deadline := time.Now().Add(10 * time.Second)
+	rep = k.Check(ctx)
+	for rep.Ready && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		rep = k.Check(ctx)
+	}
+	wantProblem(t, rep, "relay", relay.DefaultName, "no relay leads")
 }
 
 // A transaction holding readers of the log back for longer than the limit

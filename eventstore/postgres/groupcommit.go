@@ -27,7 +27,9 @@ import (
 //	         each append -> commit -> hand each caller its own row
 //
 // A lone caller (nothing queued or being sent, the last batch one append)
-// sends its append itself on the flusher's connection (direct).
+// sends its append itself on the flusher's connection (direct); one that
+// finds a batch in flight and nothing queued runs on a pool connection as
+// without group commit (overflow, one at a time).
 //
 // The flusher starts with the first Append, owns one connection taken out
 // of the pool (so a closed pool never waits for it), exits and closes that
@@ -45,6 +47,9 @@ const (
 	// groupIdle is how long the flusher keeps its connection without
 	// appends before it exits (it starts again with the next Append).
 	groupIdle = 5 * time.Second
+	// groupOverflow bounds the appends that run on pool connections while
+	// a batch is in flight (see overflow).
+	groupOverflow = 1
 )
 
 // A request's state: the flusher takes it (queued -> taken) or its caller
@@ -115,9 +120,12 @@ type groupCommitter struct {
 	// solo: the last batch held one append; direct sends only then, so
 	// that under concurrency lone sends do not break batches up.
 	solo bool
-	wake chan struct{} // capacity 1: something was queued, or conn is free
-	stop chan struct{} // closed by Store.Close
-	wg   sync.WaitGroup
+	// overflowing counts the appends running on pool connections while a
+	// batch is in flight (see overflow), at most groupOverflow.
+	overflowing int
+	wake        chan struct{} // capacity 1: something was queued, or conn is free
+	stop        chan struct{} // closed by Store.Close
+	wg          sync.WaitGroup
 }
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
@@ -256,6 +264,31 @@ func (g *groupCommitter) idleExit() bool {
 		_ = drop.conn.Close(context.Background())
 	}
 	return true
+}
+
+// overflow runs r at once on a pool connection, as without group commit,
+// when the flusher is sending a batch and nothing waits for the next one,
+// and no more than groupOverflow such appends are running: an append that
+// comes alone while a batch is in flight (between the reads of aggregates
+// being updated, say) then waits for no batch, and its commit shares
+// PostgreSQL's WAL flush with the batch's. Appends arriving together still
+// queue and go in one batch. ok is false when r must be queued instead.
+func (g *groupCommitter) overflow(ctx context.Context, r *groupRequest) (res groupResult, ok bool) {
+	g.mu.Lock()
+	if g.closed || !g.busy || len(g.queue) > 0 || g.held > 0 || g.overflowing >= groupOverflow {
+		g.mu.Unlock()
+		return groupResult{}, false
+	}
+	g.overflowing++
+	g.mu.Unlock()
+	row, led, err := g.s.appendPipelined(ctx, r.st.name, r.st.sql, r.st.one, r.args)
+	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
+		g.s.trail()
+	}
+	g.mu.Lock()
+	g.overflowing--
+	g.mu.Unlock()
+	return groupResult{r: row, insertErr: err}, true
 }
 
 // direct runs r at once on the flusher's connection when nothing else is
@@ -585,6 +618,9 @@ func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID strin
 	}
 	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, st: st, args: args, done: make(chan groupResult, 1)}
 	gr, ok := s.group.direct(ctx, req)
+	if !ok {
+		gr, ok = s.group.overflow(ctx, req)
+	}
 	switch {
 	case ok:
 	case !s.group.enqueue(req):

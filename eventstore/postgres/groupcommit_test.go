@@ -195,7 +195,9 @@ func TestGroupCommitCoalescesConcurrentAppends(t *testing.T) {
 }
 
 // A caller whose context ends while its append waits in the queue gets the
-// context's error and the append is never written; one whose append was
+// context's error and the append is never written (X, alone, and O, on a
+// pool connection, keep the flusher's connection and the overflow busy so
+// that A and B queue); one whose append was
 // already sent in a batch is told the outcome is unknown (not "not
 // written"), and here it is written once the batch can go on.
 func TestGroupCommitContextEnds(t *testing.T) {
@@ -203,14 +205,15 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	s, pool := newStore(t)
 	t.Cleanup(s.Close)
 	c := ctx(t)
-	mustAppend(t, s, "held-1", eventstore.NoStream, events(1)...)
-	mustAppend(t, s, "held-2", eventstore.NoStream, events(1)...)
+	for _, stream := range []string{"held-1", "held-2", "held-3"} {
+		mustAppend(t, s, stream, eventstore.NoStream, events(1)...)
+	}
 	holder, err := pool.Begin(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer holder.Rollback(context.Background())
-	for _, stream := range []string{"held-1", "held-2"} {
+	for _, stream := range []string{"held-1", "held-2", "held-3"} {
 		if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), stream)+`)`); err != nil {
 			t.Fatal(err)
 		}
@@ -224,6 +227,14 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		errX <- err
 	}()
 	waitForLockWait(t, pool, s.Schema(), "held-1")
+	// O, while X is being sent, runs on a pool connection (overflow) and
+	// waits for held-3.
+	errO := make(chan error, 1)
+	go func() {
+		_, err := s.Append(c, "held-3", eventstore.Exact(1), events(1)...)
+		errO <- err
+	}()
+	waitForLockWait(t, pool, s.Schema(), "held-3")
 	// A queues behind X; once X gives up, A is sent in a batch that waits
 	// for held-2.
 	sent := events(1)
@@ -257,6 +268,9 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	}
 	if err := holder.Rollback(c); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-errO; err != nil {
+		t.Fatalf("O: %v", err)
 	}
 	// The batch goes on: the next append to held-2 queues behind it.
 	res := mustAppend(t, s, "held-2", eventstore.Any, events(1)...)

@@ -29,6 +29,7 @@ type config struct {
 	maxEventSize int
 	groupCommit  bool
 	telemetry    telemetry.Providers
+	noTelemetry  bool
 }
 
 // WithSchema sets the PostgreSQL schema holding the store's tables; the

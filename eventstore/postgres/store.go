@@ -69,7 +69,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 		channel = cfg.schema
 	}
 	s := &Store{pool: pool, cfg: cfg, log: log, channel: channel, q: newQueries(pgmigrate.Quote(cfg.schema), cfg.schema), notifier: newNotifier(),
-		tel: telemetry.NewStore(cfg.telemetry, "postgresql")}
+		tel: telemetry.NewStore(cfg.telemetry, "postgresql", !cfg.noTelemetry)}
 	if cfg.groupCommit {
 		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
 	}

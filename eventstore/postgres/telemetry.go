@@ -25,3 +25,11 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.telemetry.Meter = mp }
 }
+
+// WithInstrumentation turns the store's spans and metrics off (false) or
+// on (true, the default). Off, Append and ReadAll make no OpenTelemetry
+// call at all, not even to a no-op provider; events get no trace context.
+// make bench compares the two with no provider set.
+func WithInstrumentation(on bool) Option {
+	return func(c *config) { c.noTelemetry = !on }
+}

@@ -63,7 +63,7 @@ type section struct {
 func main() {
 	dbURL := flag.String("database", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	natsURL := flag.String("nats", os.Getenv("NATS_URL"), "NATS URL; empty starts an in-process NATS server with JetStream")
-	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection, horizon); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection, horizon, otel); empty runs all")
 	scale := flag.Float64("scale", 1, "scale event counts (0.1 for a quick run)")
 	flag.Parse()
 
@@ -77,6 +77,7 @@ func main() {
 		{"projection", benchProjection},
 		{"horizon", benchHorizon},
 		{"partition", benchPartition},
+		{"otel", benchOtel},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)
 	}
 	cfg, err := pgxpool.ParseConfig(*dbURL)

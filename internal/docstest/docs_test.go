@@ -57,6 +57,9 @@ var imports = map[string]string{
 	"nats":      "github.com/nats-io/nats.go",
 	"jetstream": "github.com/nats-io/nats.go/jetstream",
 	"errgroup":  "golang.org/x/sync/errgroup",
+	"otel":      "go.opentelemetry.io/otel",
+	"trace":     "go.opentelemetry.io/otel/trace",
+	"metric":    "go.opentelemetry.io/otel/metric",
 }
 
 // block is a ```go block of a document, or Go declarations in a

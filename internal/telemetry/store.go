@@ -26,8 +26,12 @@ type Store struct {
 }
 
 // NewStore returns the instrumentation of an event store; system is the
-// db.system.name of its database ("postgresql").
-func NewStore(p Providers, system string) *Store {
+// db.system.name of its database ("postgresql"). When on is false it
+// returns nil, whose methods make no OpenTelemetry call.
+func NewStore(p Providers, system string, on bool) *Store {
+	if !on {
+		return nil
+	}
 	m := p.meter()
 	sys := KeyDBSystem.String(system)
 	return &Store{
@@ -42,27 +46,33 @@ func NewStore(p Providers, system string) *Store {
 
 // AppendOp is an append under way; End it with the append's result.
 type AppendOp struct {
-	s     *Store
-	span  trace.Span
-	start time.Time
-	n     int
+	s        *Store
+	span     trace.Span
+	start    time.Time
+	n        int
+	stream   string
+	expected eventstore.ExpectedVersion
 }
 
 // StartAppend starts the span of an append to stream and returns the
 // context for the append and the events to write, carrying the span's
 // trace context in their metadata when the span is recorded.
 func (s *Store) StartAppend(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (context.Context, []eventstore.Event, AppendOp) {
+	if s == nil {
+		return ctx, events, AppendOp{}
+	}
 	ctx, span := s.tracer.Start(ctx, "chronicle.eventstore.append")
 	if span.IsRecording() {
-		span.SetAttributes(s.system, KeyStream.String(stream), KeyEventCount.Int(len(events)),
-			expectedAttr(expected))
 		events = Inject(ctx, events)
 	}
-	return ctx, events, AppendOp{s: s, span: span, start: time.Now(), n: len(events)}
+	return ctx, events, AppendOp{s: s, span: span, start: time.Now(), n: len(events), stream: stream, expected: expected}
 }
 
 // End records the append's result or error.
 func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
+	if op.s == nil {
+		return
+	}
 	outcome := OutcomeOK
 	switch {
 	case *err == nil:
@@ -76,12 +86,15 @@ func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
 		op.s.appended.Add(context.Background(), int64(op.n), op.s.addOpts...)
 	}
 	if op.span.IsRecording() {
-		op.span.SetAttributes(KeyConflict.Bool(outcome == OutcomeConflict))
+		// One SetAttributes call: the span's attributes grow once.
 		if *err != nil {
+			op.span.SetAttributes(op.s.system, KeyStream.String(op.stream), KeyEventCount.Int(op.n), expectedAttr(op.expected),
+				KeyConflict.Bool(outcome == OutcomeConflict))
 			op.span.RecordError(*err)
 			op.span.SetStatus(codes.Error, (*err).Error())
 		} else {
-			op.span.SetAttributes(KeyVersion.Int64(res.Version), KeyPosition.String(res.Position.String()))
+			op.span.SetAttributes(op.s.system, KeyStream.String(op.stream), KeyEventCount.Int(op.n), expectedAttr(op.expected),
+				KeyConflict.Bool(false), KeyVersion.Int64(res.Version), KeyPosition.String(res.Position.String()))
 		}
 	}
 	op.span.End()
@@ -90,6 +103,9 @@ func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
 // ReadAll wraps a read of the global log after after in a span that ends
 // when the iteration does, counting the records read.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, read func(ctx context.Context) iter.Seq2[eventstore.Record, error]) iter.Seq2[eventstore.Record, error] {
+	if s == nil {
+		return read(ctx)
+	}
 	return func(yield func(eventstore.Record, error) bool) {
 		ctx, span := s.tracer.Start(ctx, "chronicle.eventstore.read_all")
 		defer span.End()
