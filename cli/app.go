@@ -189,6 +189,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.projectionsCommand(),
 		s.dlqCommand(),
 		s.relayCommand(),
+		s.processesCommand(),
 	)
 	nameExamples(root, s.cfg.name)
 	return root

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/google/uuid"
@@ -14,43 +15,73 @@ import (
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
-// dispatchWorkers is how many commands the dispatcher delivers at once.
-const dispatchWorkers = 4
-
 type claimed struct {
 	Envelope
 	stream string
 }
 
-// dispatch delivers commands until ctx ends.
+// dispatchWorkers is how many commands the dispatcher delivers at once:
+// WithDispatchWorkers, or a third of the pool's connections (a delivery
+// holds a transaction, and its handler's reads take another connection),
+// between 1 and 8.
+func (r *Runner) dispatchWorkers() int {
+	if r.opts.workers > 0 {
+		return r.opts.workers
+	}
+	return min(8, max(1, int(r.pool.Config().MaxConns)/3))
+}
+
+// dispatch delivers commands until ctx ends, a few at a time: a slow
+// command holds one worker, never the others.
 func (r *Runner) dispatch(ctx context.Context) {
+	dispatchWorkers := r.dispatchWorkers()
+	sem := make(chan struct{}, dispatchWorkers)
+	freed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := r.dispatchOnce(ctx)
+		free := dispatchWorkers - len(sem)
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+			case <-freed:
+			}
+			continue
+		}
+		cmds, err := r.claim(ctx, min(free, r.opts.commandBatch))
 		if err != nil && ctx.Err() == nil {
 			failures++
-			r.log.Warn("process: dispatching commands failed; retrying", "err", err)
+			r.log.Warn("process: claiming commands failed; retrying", "err", err)
 			_ = sleep(ctx, r.opts.backoff.Delay(failures), nil)
 			continue
 		}
 		failures = 0
-		if n == r.opts.commandBatch {
+		for _, c := range cmds {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wake(freed); wg.Done() }()
+				r.deliver(ctx, c)
+			}()
+		}
+		if len(cmds) == free {
 			continue
 		}
 		_ = sleep(ctx, r.opts.commandPoll, r.wakeCommands)
 	}
 }
 
-// dispatchOnce claims due commands for a lease and delivers them.
-func (r *Runner) dispatchOnce(ctx context.Context) (int, error) {
+// claim claims up to n due commands for a lease.
+func (r *Runner) claim(ctx context.Context, n int) ([]claimed, error) {
 	rows, err := r.pool.Query(ctx, `UPDATE `+r.q+`.process_commands SET claimed_until = now() + $2::interval, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM `+r.q+`.process_commands
 			WHERE status = 'pending' AND due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
 			ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
 		RETURNING id, type, process_id, stream_id, name, data, coalesce(metadata, '{}'::jsonb), compensation, attempts`,
-		r.opts.commandBatch, r.opts.lease)
+		n, r.opts.lease)
 	if err != nil {
-		return 0, fmt.Errorf("process: claim commands: %w", err)
+		return nil, fmt.Errorf("process: claim commands: %w", err)
 	}
 	var cmds []claimed
 	for rows.Next() {
@@ -58,26 +89,15 @@ func (r *Runner) dispatchOnce(ctx context.Context) (int, error) {
 		var md map[string]string
 		if err := rows.Scan(&c.ID, &c.Type, &c.ProcessID, &c.stream, &c.Name, &c.Data, &md, &c.Compensation, &c.Attempt); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("process: claim commands: %w", err)
+			return nil, fmt.Errorf("process: claim commands: %w", err)
 		}
 		c.Metadata = eventstore.Metadata(md)
 		cmds = append(cmds, c)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("process: claim commands: %w", err)
+		return nil, fmt.Errorf("process: claim commands: %w", err)
 	}
-	sem := make(chan struct{}, dispatchWorkers)
-	var wg sync.WaitGroup
-	for _, c := range cmds {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r.deliver(ctx, c)
-		}()
-	}
-	wg.Wait()
-	return len(cmds), nil
+	return cmds, nil
 }
 
 // deliver delivers one claimed command: the handler's writes, the outcome
@@ -90,7 +110,11 @@ func (r *Runner) deliver(ctx context.Context, c claimed) {
 	}
 	rejected := errors.Is(err, ErrRejected)
 	if rejected || c.Attempt >= r.opts.cmdAttempts {
-		log.Warn("process: command failed; reporting to the process", "rejected", rejected, "err", err)
+		level := slog.LevelWarn
+		if rejected {
+			level = slog.LevelInfo // a refusal is an answer, not a fault
+		}
+		log.Log(ctx, level, "process: command failed; reporting to the process", "rejected", rejected, "err", err)
 		if ferr := r.failCommand(ctx, c, err, rejected); ferr != nil {
 			log.Warn("process: recording a failed command failed; it will be retried", "err", ferr)
 			r.release(ctx, c, ferr)

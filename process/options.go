@@ -63,6 +63,7 @@ type options struct {
 	projOpts     []projection.Option
 	noDispatcher bool
 	noTimers     bool
+	workers      int
 	owner        string
 }
 
@@ -137,3 +138,9 @@ func WithoutDispatcher() Option { return func(o *options) { o.noDispatcher = tru
 
 // WithoutTimers runs no timer poller in this runner.
 func WithoutTimers() Option { return func(o *options) { o.noTimers = true } }
+
+// WithDispatchWorkers sets how many commands the dispatcher delivers at
+// once (default: a third of the pool's connections, between 1 and 8). Each
+// holds a transaction while its handler runs, and a handler that loads an
+// aggregate takes a second connection: keep it well below the pool's size.
+func WithDispatchWorkers(n int) Option { return func(o *options) { o.workers = n } }

@@ -80,6 +80,9 @@ type TransferRequested struct {
 	Cents int64 `json:"cents"`
 	// Currency is the amount's currency.
 	Currency string `json:"currency"`
+	// Process is true when the transfer process runs the transfer
+	// ([Bank.RequestTransfer], [TransferProcess]).
+	Process bool `json:"process,omitempty"`
 }
 
 // TransferCompleted says both legs of a transfer are done.

@@ -61,6 +61,16 @@ func (t *Transfer) Apply(event any) {
 
 // Request starts the transfer of cents from one account to another.
 func (t *Transfer) Request(from, to string, cents int64, currency string) error {
+	return t.request(from, to, cents, currency, false)
+}
+
+// RequestProcess starts the transfer of cents from one account to another,
+// to be run by the transfer process ([TransferProcess]).
+func (t *Transfer) RequestProcess(from, to string, cents int64, currency string) error {
+	return t.request(from, to, cents, currency, true)
+}
+
+func (t *Transfer) request(from, to string, cents int64, currency string, byProcess bool) error {
 	switch {
 	case t.Status != "":
 		return fmt.Errorf("%w: transfer %s", ErrTransferExists, t.ID())
@@ -72,7 +82,7 @@ func (t *Transfer) Request(from, to string, cents int64, currency string) error 
 	if currency == "" {
 		currency = DefaultCurrency
 	}
-	aggregate.Raise(t, TransferRequested{From: from, To: to, Cents: cents, Currency: currency})
+	aggregate.Raise(t, TransferRequested{From: from, To: to, Cents: cents, Currency: currency, Process: byProcess})
 	return nil
 }
 

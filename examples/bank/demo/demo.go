@@ -210,7 +210,7 @@ func (d *demo) run(ctx context.Context) (Result, error) {
 	}
 
 	steps := []func(context.Context) error{
-		d.legacy, d.openAccounts, d.burst, d.rules, d.waitForProjections,
+		d.legacy, d.openAccounts, d.burst, d.rules, d.processTransfers, d.waitForProjections,
 		d.balances, d.statement, d.dailyTotals, d.rebuild, d.status,
 	}
 	for _, s := range steps {
