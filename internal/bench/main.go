@@ -77,6 +77,7 @@ func main() {
 		{"projection", benchProjection},
 		{"horizon", benchHorizon},
 		{"otel", benchOtel},
+		{"process", benchProcess},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)
 	}
 	cfg, err := pgxpool.ParseConfig(*dbURL)
