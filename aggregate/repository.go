@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/telemetry"
@@ -87,6 +89,7 @@ type Repository[T Aggregate] struct {
 	closed bool
 	stats  stats
 	tel    *telemetry.Loads // spans and metrics of loads (telemetry.go)
+	obs    metric.Registration
 }
 
 type stats struct {
@@ -146,6 +149,7 @@ func NewRepository[T Aggregate](store EventStore, codec Codec, newT func(id stri
 	r := &Repository[T]{store: store, codec: codec, newT: newT, cfg: cfg, log: log,
 		sem: make(chan struct{}, cfg.maxInFlight), cache: newStateCache(cfg.cacheSize), tel: telemetry.NewLoads(cfg.telemetry)}
 	r.upcaster, _ = codec.(UpcastingCodec)
+	r.observeStats()
 	return r, nil
 }
 
@@ -605,6 +609,7 @@ func (r *Repository[T]) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.unobserveStats()
 	return r.Flush(ctx)
 }
 

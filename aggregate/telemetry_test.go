@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -47,4 +49,54 @@ func TestLoadSpan(t *testing.T) {
 			}
 		}
 	})
+}
+
+// With a meter provider, the repository's Stats are counters: a conflict
+// met by Update, its retry, and the snapshot taken.
+func TestRepositoryStatsMetrics(t *testing.T) {
+	t.Parallel()
+	b := pgBackend(t)
+	ctx := testCtx(t)
+	reader := sdkmetric.NewManualReader()
+	repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(2)),
+		aggregate.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	seed(t, repo, "m-1", 3)
+	// A writer behind the repository's back makes the next Update conflict once.
+	other := newRepo(t, b.events, registry(t), newAccount)
+	first := true
+	if _, err := repo.Update(ctx, "m-1", func(a *Account) error {
+		if first {
+			first = false
+			if _, err := other.Update(ctx, "m-1", func(a *Account) error { return a.Deposit(1) }); err != nil {
+				return err
+			}
+		}
+		return a.Deposit(1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range s.DataPoints {
+					k := m.Name
+					if v, ok := dp.Attributes.Value("chronicle.snapshot.result"); ok {
+						k += "." + v.AsString()
+					}
+					got[k] += dp.Value
+				}
+			}
+		}
+	}
+	if got["chronicle.aggregate.conflicts"] != 1 || got["chronicle.aggregate.retries"] != 1 || got["chronicle.aggregate.snapshots.taken"] < 1 {
+		t.Fatalf("repository counters %v; want 1 conflict, 1 retry, a snapshot taken", got)
+	}
+	if err := repo.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -188,6 +188,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.tailCommand(),
 		s.projectionsCommand(),
 		s.dlqCommand(),
+		s.consoleCommand(),
 		s.relayCommand(),
 		s.processesCommand(),
 	)

@@ -12,7 +12,7 @@ import (
 var everyCommand = [][]string{
 	{}, {"migrate"}, {"streams"}, {"streams", "list"}, {"streams", "show"}, {"tail"},
 	{"projections"}, {"projections", "status"}, {"projections", "rebuild"},
-	{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "discard"}, {"relay"}, {"relay", "status"},
+	{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "discard"}, {"relay"}, {"relay", "status"}, {"console"},
 }
 
 // examples returns the lines of the Examples section of a help text.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -106,6 +107,72 @@ type jsonStatus struct {
 	OldestOpenSec float64 `json:"oldest_open_seconds"`
 	LastError     string  `json:"last_error,omitempty"`
 	jsonHeartbeat
+	// Partitions is set for a partitioned projection.
+	Partitions []jsonPartition `json:"partitions,omitempty"`
+}
+
+// jsonPartition is the JSON form of one partition's status.
+type jsonPartition struct {
+	Partition  int        `json:"partition"`
+	Owner      string     `json:"owner,omitempty"`
+	Alive      bool       `json:"alive"`
+	Epoch      int64      `json:"epoch"`
+	Expires    *time.Time `json:"lease_expires_at,omitempty"`
+	State      string     `json:"state,omitempty"`
+	Checkpoint string     `json:"checkpoint"`
+	Applied    int64      `json:"applied"`
+	LagEvents  int        `json:"lag_events"`
+	LagCapped  bool       `json:"lag_capped"`
+	LastError  string     `json:"last_error,omitempty"`
+}
+
+func partitionsJSON(ps []projection.PartitionStatus) []jsonPartition {
+	var out []jsonPartition
+	for _, p := range ps {
+		jp := jsonPartition{Partition: p.Partition, Owner: p.Owner, Alive: p.Alive, Epoch: p.Epoch, State: string(p.State),
+			Checkpoint: p.Checkpoint.String(), Applied: p.Applied, LagEvents: p.Lag, LagCapped: p.LagCapped, LastError: p.LastError}
+		if p.Owner != "" {
+			t := p.Expires
+			jp.Expires = &t
+		}
+		out = append(out, jp)
+	}
+	return out
+}
+
+// lease describes a partition's lease for the table: its end, or that it
+// expired or is free.
+func lease(p projection.PartitionStatus, now time.Time) string {
+	switch {
+	case p.Owner == "":
+		return "free"
+	case !p.Alive:
+		return "expired " + formatDuration(now.Sub(p.Expires)) + " ago"
+	}
+	return "ends in " + formatDuration(p.Expires.Sub(now))
+}
+
+// printPartitions prints a table of the partitions of each partitioned
+// projection.
+func printPartitions(w io.Writer, sts []projection.Status) error {
+	tw := newTable(w)
+	header := false
+	now := time.Now()
+	for _, st := range sts {
+		for _, p := range st.Partitions {
+			if !header {
+				fmt.Fprintln(tw, "\nNAME\tPARTITION\tOWNER\tEPOCH\tLEASE\tCHECKPOINT\tLAG\tAPPLIED")
+				header = true
+			}
+			lag := fmt.Sprint(p.Lag)
+			if p.LagCapped {
+				lag = ">" + lag
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\n", field(st.Name), p.Partition, dash(field(p.Owner)), p.Epoch,
+				lease(p, now), p.Checkpoint, lag, p.Applied)
+		}
+	}
+	return tw.Flush()
 }
 
 // jsonHeartbeat is the JSON form of the heartbeat that speaks for a
@@ -150,7 +217,12 @@ func (s *session) projectionsStatusCommand() *cobra.Command {
 build readers see and the build under way, its state, checkpoint, the head
 of the log, its lag in events and in time, its dead letters, how many
 committed events an old open transaction holds back from every reader,
-and which runner runs it.
+and which runner runs it. A partitioned projection (Projection.Partitions)
+gets a second table, a row per partition: the runner owning its lease
+(OWNER), the lease's fencing EPOCH and when it ends, the partition's
+CHECKPOINT, its LAG in events of its streams, and the events it APPLIED;
+its CHECKPOINT in the first table is the lowest of its partitions', its
+LAG their sum.
 
 A binary without projections registered (the generic chronicle) shows
 what the database knows of every projection instead: builds, state,
@@ -202,6 +274,7 @@ chronicle), only halted and failing states and --max-held-back are checked.`,
 						LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
 						DeadLetters: st.DeadLetters, HeldBack: st.HeldBack, OldestOpenSec: st.OldestOpen.Seconds(),
 						LastError: st.LastError, jsonHeartbeat: heartbeatJSON(st.Heartbeat),
+						Partitions: partitionsJSON(st.Partitions),
 					}
 				}
 				if err := writeJSONIndent(s.stdout, out); err != nil {
@@ -230,6 +303,9 @@ chronicle), only halted and failing states and --max-held-back are checked.`,
 				}
 			}
 			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if err := printPartitions(s.stdout, sts); err != nil {
 				return err
 			}
 			for _, e := range errs {

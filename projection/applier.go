@@ -37,6 +37,51 @@ type applier struct {
 	// known is the checkpoint this applier last read or wrote; finding
 	// another one in a unit of work means another runner shares the build.
 	known eventstore.Position
+	// lease, when set, makes this the applier of one partition: units of
+	// work are fenced by the lease, and records of other partitions only
+	// move the partition's checkpoint.
+	lease *Lease
+	// passed is how far a partition's applier has passed other
+	// partitions' records without writing its checkpoint (see pass).
+	passed eventstore.Position
+}
+
+// pass writes the checkpoint of a partition's applier up to the records of
+// other partitions it passed without writing it, if any.
+func (a *applier) pass(ctx context.Context) error {
+	if !a.known.Before(a.passed) {
+		return nil
+	}
+	name := a.pr.p.Name
+	u, err := a.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin unit of work on %s: %w", name, a.b, err)
+	}
+	defer u.Rollback(context.WithoutCancel(ctx))
+	if cp := u.Checkpoint(); cp.Before(a.passed) {
+		if err := u.SetCheckpoint(ctx, a.passed, 0); err != nil {
+			return fmt.Errorf("projection %q: store checkpoint %s: %w", name, a.passed, err)
+		}
+		if err := u.Commit(ctx); err != nil {
+			return fmt.Errorf("projection %q: commit checkpoint %s: %w", name, a.passed, err)
+		}
+	}
+	a.known = a.passed
+	return nil
+}
+
+// begin opens a unit of work on the applier's build, or on its partition.
+func (a *applier) begin(ctx context.Context) (UnitOfWork, error) {
+	if a.lease != nil {
+		return a.e.store.(PartitionStore).BeginPartition(ctx, *a.lease)
+	}
+	return a.e.store.Begin(ctx, a.b)
+}
+
+// mine reports whether rec belongs to the applier's partition (always, for
+// an applier of a whole build).
+func (a *applier) mine(rec eventstore.Record) bool {
+	return a.lease == nil || PartitionOf(rec.StreamID, a.pr.p.Partitions) == a.lease.Partition
 }
 
 // newApplier returns an applier of b, loading the build's dead letters
@@ -80,6 +125,10 @@ func (a *applier) apply(ctx context.Context, ds []Delivery) (err error) {
 			nakAll(ds, 0)
 			return ctx.Err()
 		}
+		if errors.Is(err, ErrLeaseLost) {
+			nakAll(ds, 0)
+			return err
+		}
 		a.e.log.Debug("batch failed; applying its events one by one", "projection", a.pr.p.Name, "err", err)
 	}
 	for i, d := range ds {
@@ -120,6 +169,10 @@ func (a *applier) applyOne(ctx context.Context, d Delivery) error {
 			nakAll([]Delivery{d}, 0)
 			return ctx.Err()
 		}
+		if errors.Is(err, ErrLeaseLost) {
+			nakAll([]Delivery{d}, 0)
+			return err
+		}
 		var wait time.Duration
 		if a.e.transient(err) {
 			// The store, not the event: retry in place without counting
@@ -153,7 +206,7 @@ func (a *applier) applyOne(ctx context.Context, d Delivery) error {
 func (a *applier) deadLetter(ctx context.Context, d Delivery, cause error, attempts int) error {
 	rec, name := d.Record, a.pr.p.Name
 	dl := deadLetterOf(a.b, rec, cause, attempts, time.Now().UTC())
-	u, err := a.e.store.Begin(ctx, a.b)
+	u, err := a.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("projection %q: begin dead letter of %s: %w", name, describe(rec), err)
 	}
@@ -201,7 +254,7 @@ func (a *applier) deadLetter(ctx context.Context, d Delivery, cause error, attem
 // for maxUnitTime, and returns how many deliveries it committed.
 func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 	name := a.pr.p.Name
-	u, err := a.e.store.Begin(ctx, a.b)
+	u, err := a.begin(ctx)
 	if err != nil {
 		return 0, &infraError{fmt.Errorf("projection %q: begin unit of work on %s: %w", name, a.b, err)}
 	}
@@ -223,6 +276,10 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 		if !last.Before(rec.Position) {
 			continue // applied already: a redelivery
 		}
+		if !a.mine(rec) {
+			last = rec.Position // another partition's: passed
+			continue
+		}
 		n, err := a.e.handle(ctx, a.pr, u.Handlers(), rec)
 		if err != nil {
 			return 0, err
@@ -238,6 +295,13 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 	}
 	if last == cp {
 		a.prog.setApplied(cp) // another runner of the build may have moved it
+		return taken, nil
+	}
+	if applied == 0 && a.lease != nil {
+		// Only other partitions' records: remember how far, written by
+		// pass when the feed pauses or with this partition's next event.
+		a.passed = last
+		a.prog.setApplied(last)
 		return taken, nil
 	}
 	if err := u.SetCheckpoint(ctx, last, applied); err != nil {

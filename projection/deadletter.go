@@ -47,16 +47,48 @@ func (a *Admin) findDeadLetter(ctx context.Context, name string, eventID uuid.UU
 	return nil, DeadLetter{}, Build{}, fmt.Errorf("%w: projection %q, event %s", ErrDeadLetterNotFound, name, eventID)
 }
 
-// blockedOn reports whether the first event p wants after cp is the one
-// with id: the projection is halted on it.
-func (a *Admin) blockedOn(ctx context.Context, pr *proj, cp eventstore.Position, id uuid.UUID) (bool, error) {
-	for rec, err := range a.e.events.ReadAll(ctx, pr.readOpts(cp, 1, 1)) {
+// blockedOn reports whether the first event p wants after cp (in partition
+// part when part >= 0) is the one with id: the projection (the partition)
+// is halted on it.
+func (a *Admin) blockedOn(ctx context.Context, pr *proj, cp eventstore.Position, id uuid.UUID, part int) (bool, error) {
+	limit := 1
+	if part >= 0 {
+		limit = 0
+	}
+	for rec, err := range a.e.events.ReadAll(ctx, pr.readOpts(cp, limit, 256)) {
 		if err != nil {
 			return false, err
+		}
+		if part >= 0 && PartitionOf(rec.StreamID, pr.p.Partitions) != part {
+			continue
 		}
 		return rec.ID == id, nil
 	}
 	return false, nil
+}
+
+// begin opens the unit of work in which a dead letter of stream streamID
+// is retried or discarded: on build b, or for a partitioned projection on
+// the stream's partition, fenced by its lease as it stands (its owner is
+// halted on the dead letter, or the partition is free), so that an owner
+// taking it over meanwhile makes the commit fail rather than race. It
+// returns the partition, -1 for none.
+func (a *Admin) begin(ctx context.Context, pr *proj, b Build, streamID string) (UnitOfWork, int, error) {
+	if !pr.p.partitioned() {
+		u, err := a.e.store.Begin(ctx, b)
+		return u, -1, err
+	}
+	ps := a.e.store.(PartitionStore)
+	states, err := ps.Partitions(ctx, b)
+	if err != nil {
+		return nil, -1, err
+	}
+	part := PartitionOf(streamID, pr.p.Partitions)
+	if part >= len(states) {
+		return nil, -1, fmt.Errorf("projection %q: build %s has no partition %d", pr.p.Name, b, part)
+	}
+	u, err := ps.BeginPartition(ctx, states[part].Lease)
+	return u, part, err
 }
 
 // RetryDeadLetter applies a dead letter again through the projection's
@@ -79,7 +111,7 @@ func (a *Admin) RetryDeadLetter(ctx context.Context, name string, eventID uuid.U
 		return err
 	}
 	applyErr := func() error {
-		u, err := a.e.store.Begin(ctx, b)
+		u, part, err := a.begin(ctx, pr, b, dl.StreamID)
 		if err != nil {
 			return fmt.Errorf("projection %q: retry dead letter %s: begin: %w", name, describe(rec), err)
 		}
@@ -95,7 +127,7 @@ func (a *Admin) RetryDeadLetter(ctx context.Context, name string, eventID uuid.U
 				return err
 			}
 		default:
-			blocked, err := a.blockedOn(ctx, pr, cp, rec.ID)
+			blocked, err := a.blockedOn(ctx, pr, cp, rec.ID, part)
 			if err != nil {
 				return fmt.Errorf("projection %q: retry dead letter %s: %w", name, describe(rec), err)
 			}
@@ -129,7 +161,7 @@ func (a *Admin) RetryDeadLetter(ctx context.Context, name string, eventID uuid.U
 			dl.Attempts++
 			dl.Error = applyErr.Error()
 			dl.FailedAt = time.Now().UTC()
-			if u, err := a.e.store.Begin(ctx, b); err == nil {
+			if u, _, err := a.begin(ctx, pr, b, dl.StreamID); err == nil {
 				if u.AddDeadLetter(ctx, dl) == nil {
 					_ = u.Commit(ctx)
 				}
@@ -149,7 +181,7 @@ func (a *Admin) DiscardDeadLetter(ctx context.Context, name string, eventID uuid
 	if err != nil {
 		return err
 	}
-	u, err := a.e.store.Begin(ctx, b)
+	u, part, err := a.begin(ctx, pr, b, dl.StreamID)
 	if err != nil {
 		return fmt.Errorf("projection %q: discard dead letter %s: begin: %w", name, eventID, err)
 	}
@@ -158,7 +190,7 @@ func (a *Admin) DiscardDeadLetter(ctx context.Context, name string, eventID uuid
 		return fmt.Errorf("projection %q: discard dead letter %s: %w", name, eventID, err)
 	}
 	if cp := u.Checkpoint(); cp.Before(dl.Position) {
-		blocked, err := a.blockedOn(ctx, pr, cp, dl.EventID)
+		blocked, err := a.blockedOn(ctx, pr, cp, dl.EventID, part)
 		if err != nil {
 			return fmt.Errorf("projection %q: discard dead letter %s: %w", name, eventID, err)
 		}

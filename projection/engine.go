@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/google/uuid"
+
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
@@ -18,6 +20,8 @@ type engine struct {
 	log    *slog.Logger
 	order  []string
 	projs  map[string]*proj
+	// member names this engine's runner in partition leases.
+	member string
 	tel    *telemetry.Projections // spans and metrics (telemetry.go)
 }
 
@@ -53,11 +57,19 @@ func newEngine(events eventstore.Store, store Store, projections []Projection, o
 	if o.haltPoll <= 0 {
 		errs = append(errs, fmt.Errorf("projection: invalid halt poll interval %s", o.haltPoll))
 	}
+	if o.leaseTTL <= 0 {
+		o.leaseTTL = DefaultLeaseTTL
+	}
 	e := &engine{events: events, store: store, opts: o, projs: map[string]*proj{}}
+	_, parts := store.(PartitionStore)
 	_, upcasts := o.decoder.(UpcastingDecoder)
 	for _, p := range projections {
 		if err := p.Validate(); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if p.partitioned() && store != nil && !parts {
+			errs = append(errs, fmt.Errorf("%w: projection %q has %d partitions, store %T", ErrPartitionsUnsupported, p.Name, p.Partitions, store))
 			continue
 		}
 		if _, dup := e.projs[p.Name]; dup {
@@ -82,6 +94,9 @@ func newEngine(events eventstore.Store, store Store, projections []Projection, o
 	if e.opts.owner == "" {
 		e.opts.owner = defaultOwner()
 	}
+	// A runner's leases name it uniquely, even beside another runner of
+	// the same owner name in one process.
+	e.member = e.opts.owner + "/" + uuid.NewString()[:8]
 	if e.opts.source == nil {
 		e.opts.source = NewStoreSource(events)
 	}

@@ -98,6 +98,7 @@ type options struct {
 	logStatus    LogStatusFunc
 	heartbeat    time.Duration
 	owner        string
+	leaseTTL     time.Duration
 	telemetry    telemetry.Providers
 }
 
@@ -107,6 +108,7 @@ func defaultOptions() options {
 		catchUpBatch: 1000,
 		haltPoll:     time.Second,
 		heartbeat:    DefaultHeartbeatInterval,
+		leaseTTL:     DefaultLeaseTTL,
 	}
 }
 

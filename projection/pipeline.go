@@ -140,6 +140,9 @@ func (pl *pipeline) runBuild(ctx context.Context) error {
 	if err := pl.setup(ctx, b, fresh); err != nil {
 		return err
 	}
+	if p.partitioned() {
+		return pl.runPartitionedBuild(ctx, b, reg, current)
+	}
 	stopFollower := func() {}
 	if !current && !pl.rebuildOnly && reg.Current.Version == b.Version {
 		// An explicit rebuild of this code's version: readers see the

@@ -37,6 +37,8 @@ type progress struct {
 	// wake, when set, is woken at every change too (a follower wakes the
 	// waiters of the projection it keeps live).
 	wake *progress
+	// parts is the partitioned build this runner runs, while it does.
+	parts *partitionSet
 }
 
 func newProgress(onStart func()) *progress {

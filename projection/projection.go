@@ -80,6 +80,15 @@ type Projection struct {
 	// BatchSize is the most events applied in one unit of work; zero means
 	// DefaultBatchSize.
 	BatchSize int
+	// Partitions, when above 1, splits the projection's events into this
+	// many partitions by a hash of the stream ID ([PartitionOf]): each
+	// stream's events stay in order in their partition, different
+	// partitions are applied in parallel, by workers in one runner and by
+	// runners in several processes, each partition owned by one runner at a
+	// time under a fenced lease (see [PartitionStore]). Zero or 1 is one
+	// partition, the projection as a whole. Changing it is a new build:
+	// bump Version. At most [MaxPartitions].
+	Partitions int
 }
 
 var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
@@ -102,6 +111,9 @@ func (p Projection) Validate() error {
 	if p.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("projection %q: negative MaxAttempts %d", p.Name, p.MaxAttempts))
 	}
+	if p.Partitions < 0 || p.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("projection %q: Partitions %d out of range [0, %d]", p.Name, p.Partitions, MaxPartitions))
+	}
 	if p.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("projection %q: negative BatchSize %d", p.Name, p.BatchSize))
 	}
@@ -120,6 +132,9 @@ func (p Projection) version() int {
 	}
 	return p.Version
 }
+
+// partitioned reports whether the projection runs in partitions.
+func (p Projection) partitioned() bool { return p.Partitions > 1 }
 
 func (p Projection) maxAttempts() int {
 	if p.MaxAttempts == 0 {

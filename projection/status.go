@@ -58,6 +58,37 @@ type Status struct {
 	OldestOpen time.Duration
 	// LastError is the last error that stopped or halted the projection.
 	LastError string
+	// Partitions holds each partition of a partitioned projection's
+	// target build, by partition; nil for a projection in one partition.
+	// Checkpoint is then the lowest of theirs and Lag their sum.
+	Partitions []PartitionStatus
+}
+
+// PartitionStatus is the status of one partition of a partitioned
+// projection.
+type PartitionStatus struct {
+	// Partition is the partition's number.
+	Partition int
+	// Owner is the runner holding its lease ("" when none); Alive says
+	// whether the lease was unexpired when read.
+	Owner string
+	Alive bool
+	// Epoch is the lease's fencing epoch; Expires its end.
+	Epoch   int64
+	Expires time.Time
+	// State is what this runner's worker of the partition does, when it
+	// owns it; empty otherwise.
+	State State
+	// LastError is that worker's last error, if any.
+	LastError string
+	// Checkpoint is the position up to which it has applied every event
+	// of its streams; Applied counts its handler calls.
+	Checkpoint eventstore.Position
+	Applied    int64
+	// Lag counts the events of its streams after its checkpoint, capped
+	// at MaxLagCount events read in all.
+	Lag       int
+	LagCapped bool
 }
 
 // LogStatusFunc reports how far readers of the event log are held back by
@@ -143,7 +174,15 @@ func (a *Admin) status(ctx context.Context, pr *proj, head eventstore.Position) 
 	if st.State == Stopped && reg.Rebuilding() {
 		st.State = Rebuilding
 	}
+	if pr.p.partitioned() && !reg.Target.IsZero() {
+		if err := a.partitionStatus(ctx, pr, reg.Target, &st); err != nil {
+			return Status{}, fmt.Errorf("projection %q: status of partitions: %w", name, err)
+		}
+	}
 	for rec, err := range e.events.ReadAll(ctx, pr.readOpts(st.Checkpoint, MaxLagCount+1, 1000)) {
+		if st.Partitions != nil {
+			break // counted by partition
+		}
 		if err != nil {
 			return Status{}, fmt.Errorf("projection %q: status: count lag: %w", name, err)
 		}
@@ -161,4 +200,68 @@ func (a *Admin) status(ctx context.Context, pr *proj, head eventstore.Position) 
 	}
 	st.DeadLetters = len(dls)
 	return st, nil
+}
+
+// partitionStatus fills st.Partitions for partitioned build b, and st.Lag
+// as the sum of the partitions' lags, from one read of the log after the
+// lowest checkpoint.
+func (a *Admin) partitionStatus(ctx context.Context, pr *proj, b Build, st *Status) error {
+	states, err := a.e.store.(PartitionStore).Partitions(ctx, b)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var set *partitionSet
+	if a.local != nil {
+		if s := a.local.sups[pr.p.Name]; s != nil {
+			s.prog.mu.Lock()
+			set = s.prog.parts
+			s.prog.mu.Unlock()
+		}
+	}
+	st.Partitions = make([]PartitionStatus, len(states))
+	for i, ps := range states {
+		l := ps.Lease
+		pst := PartitionStatus{Partition: l.Partition, Owner: l.Owner, Epoch: l.Epoch, Expires: l.Expires,
+			Alive: l.Owner != "" && l.Expires.After(now), Checkpoint: ps.Checkpoint, Applied: ps.Applied}
+		if set != nil && set.b == b {
+			if wp := set.local(l.Partition); wp != nil {
+				snap := wp.snapshot()
+				pst.State = snap.state
+				if snap.lastErr != nil {
+					pst.LastError = snap.lastErr.Error()
+				}
+				if pst.Checkpoint.Before(snap.applied) {
+					pst.Checkpoint = snap.applied
+				}
+			}
+		}
+		st.Partitions[i] = pst
+	}
+	low := minCheckpoint(states, nil)
+	st.Lag, st.LagTime = 0, 0
+	read := 0
+	for rec, err := range a.e.events.ReadAll(ctx, pr.readOpts(low, MaxLagCount+1, 1000)) {
+		if err != nil {
+			return fmt.Errorf("count lag: %w", err)
+		}
+		read++
+		if read > MaxLagCount {
+			st.LagCapped = true
+			for i := range st.Partitions {
+				st.Partitions[i].LagCapped = true
+			}
+			break
+		}
+		p := PartitionOf(rec.StreamID, pr.p.Partitions)
+		if p >= len(st.Partitions) || !st.Partitions[p].Checkpoint.Before(rec.Position) {
+			continue
+		}
+		if st.Lag == 0 && !rec.RecordedAt.IsZero() {
+			st.LagTime = max(time.Since(rec.RecordedAt), 0)
+		}
+		st.Partitions[p].Lag++
+		st.Lag++
+	}
+	return nil
 }

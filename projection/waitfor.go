@@ -23,6 +23,10 @@ import (
 // *[DeadLetterError] (matching [ErrDeadLettered], and [ErrHalted] too when
 // the projection halted on it); when the projection halted on an earlier
 // event, it returns an error wrapping [ErrHalted].
+//
+// For a partitioned projection WaitFor waits for every partition (one
+// halted makes it return ErrHalted); [Runner.WaitForStream] waits only for
+// the written stream's partition.
 func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Position) (err error) {
 	s, ok := r.sups[name]
 	if !ok {
@@ -31,6 +35,9 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 	ctx, op := r.e.tel.StartWaitFor(ctx, name, pos)
 	defer op.End(&err)
 	pr := s.pr
+	if pr.p.partitioned() {
+		return r.waitPartitions(ctx, s, nil, pos)
+	}
 	delay := time.Millisecond
 	for {
 		snap := s.prog.snapshot()

@@ -76,6 +76,7 @@ func main() {
 		{"relay", benchRelay},
 		{"projection", benchProjection},
 		{"horizon", benchHorizon},
+		{"partition", benchPartition},
 		{"otel", benchOtel},
 		{"process", benchProcess},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)

@@ -51,6 +51,7 @@ var imports = map[string]string{
 	"cli":            "github.com/chronicle-go/chronicle/cli",
 	"bank":           "github.com/chronicle-go/chronicle/examples/bank",
 	"health":         "github.com/chronicle-go/chronicle/health",
+	"console":        "github.com/chronicle-go/chronicle/console",
 
 	"pgx":       "github.com/jackc/pgx/v5",
 	"pgxpool":   "github.com/jackc/pgx/v5/pgxpool",

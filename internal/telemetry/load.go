@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -103,4 +104,61 @@ func (op LoadOp) End(version int64, err *error) {
 		}
 	}
 	op.span.End()
+}
+
+// RepoStats are a repository's counts since it was made (aggregate.Stats).
+type RepoStats struct {
+	Retries, Conflicts                                                  int64
+	SnapshotsTaken, SnapshotsFailed, SnapshotsSkipped, SnapshotsIgnored int64
+	CacheHits, CacheStale                                               int64
+}
+
+// ObserveRepository registers observable counters read from stats at each
+// collection: chronicle.aggregate.conflicts, chronicle.aggregate.retries,
+// chronicle.aggregate.snapshots (by chronicle.snapshot.result: taken,
+// failed, skipped, ignored) and chronicle.aggregate.cache (by
+// chronicle.cache.result: hit, stale). It registers nothing, and returns
+// nil, unless p names a meter provider: a callback registered with the
+// global provider before one is set would be kept for as long as the
+// process runs, once per repository.
+func ObserveRepository(p Providers, stats func() RepoStats) metric.Registration {
+	if p.Meter == nil {
+		return nil
+	}
+	m := p.meter()
+	conflicts, err1 := m.Int64ObservableCounter("chronicle.aggregate.conflicts", metric.WithUnit("{conflict}"),
+		metric.WithDescription("Concurrency conflicts Update or Save met."))
+	retries, err2 := m.Int64ObservableCounter("chronicle.aggregate.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Commands Update ran again after a conflict."))
+	snaps, err3 := m.Int64ObservableCounter("chronicle.aggregate.snapshots", metric.WithUnit("{snapshot}"),
+		metric.WithDescription("Snapshots taken, failed (could not be encoded or stored), skipped (writers busy) or ignored at load (unusable)."))
+	cache, err4 := m.Int64ObservableCounter("chronicle.aggregate.cache", metric.WithUnit("{load}"),
+		metric.WithDescription("Loads served from the state cache (hit) and cached states an append found out of date (stale)."))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		errHandler(err)
+		return nil
+	}
+	result := func(k, v string) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
+	}
+	taken, failed, skipped, ignored := result("chronicle.snapshot.result", "taken"), result("chronicle.snapshot.result", "failed"),
+		result("chronicle.snapshot.result", "skipped"), result("chronicle.snapshot.result", "ignored")
+	hit, stale := result("chronicle.cache.result", "hit"), result("chronicle.cache.result", "stale")
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(conflicts, s.Conflicts)
+		o.ObserveInt64(retries, s.Retries)
+		o.ObserveInt64(snaps, s.SnapshotsTaken, taken)
+		o.ObserveInt64(snaps, s.SnapshotsFailed, failed)
+		o.ObserveInt64(snaps, s.SnapshotsSkipped, skipped)
+		o.ObserveInt64(snaps, s.SnapshotsIgnored, ignored)
+		o.ObserveInt64(cache, s.CacheHits, hit)
+		o.ObserveInt64(cache, s.CacheStale, stale)
+		return nil
+	}, conflicts, retries, snaps, cache)
+	if err != nil {
+		errHandler(err)
+		return nil
+	}
+	return reg
 }

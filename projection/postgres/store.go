@@ -107,7 +107,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 func (s *Store) Atomic() bool { return true }
 
 // Begin opens a transaction on b, takes b's checkpoint lock and reads its
-// checkpoint. The lock is a transaction-scoped advisory lock, not a row
+// checkpoint (for a partitioned build: locks its partitions' checkpoints
+// and reads the furthest). The lock is a transaction-scoped advisory lock, not a row
 // lock, and the checkpoint is written last (by SetCheckpoint, queued behind
 // the handlers' statements): until a handler writes, the transaction has no
 // transaction ID, so it holds no reader of the event log back (ADR 0008).
@@ -132,6 +133,11 @@ func (s *Store) lockAndRead(ctx context.Context, tx pgx.Tx, b projection.Build) 
 	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext($1::text), hashtext($2::text))`, s.lockSpace(), b.String())
 	batch.Queue(`SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
 		b.Name, b.Version, b.Generation)
+	// A partitioned build's checkpoints are locked too (none for a build
+	// in one partition, which then takes no row lock): a unit of work on
+	// the whole build holds every partition, as a switch from it needs.
+	batch.Queue(`SELECT tx_id, seq FROM `+s.q+`.projection_partition_checkpoints
+		WHERE name = $1 AND version = $2 AND generation = $3 FOR SHARE`, b.Name, b.Version, b.Generation)
 	br := tx.SendBatch(ctx, &batch)
 	var txid, seq int64
 	_, err := br.Exec()
@@ -141,10 +147,28 @@ func (s *Store) lockAndRead(ctx context.Context, tx pgx.Tx, b projection.Build) 
 			err = nil
 		}
 	}
+	cp := eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			for rows.Next() {
+				if err = rows.Scan(&txid, &seq); err != nil {
+					break
+				}
+				if p := (eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}); cp.Before(p) {
+					cp = p // the furthest partition
+				}
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}, err
+	return cp, err
 }
 
 // lockSpace names the space of the checkpoint locks: the store's schema,
@@ -153,10 +177,16 @@ func (s *Store) lockAndRead(ctx context.Context, tx pgx.Tx, b projection.Build) 
 // store's one-key stream locks.
 func (s *Store) lockSpace() string { return s.schema + ".projection_checkpoints" }
 
-// Checkpoint returns b's committed checkpoint.
+// Checkpoint returns b's committed checkpoint; for a partitioned build,
+// the lowest of its partitions' checkpoints, up to which every partition
+// has applied every event of its streams.
 func (s *Store) Checkpoint(ctx context.Context, b projection.Build) (eventstore.Position, error) {
 	var txid, seq int64
-	err := s.pool.QueryRow(ctx, `SELECT tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
+	err := s.pool.QueryRow(ctx, `SELECT tx_id, seq FROM (
+			SELECT 0 AS k, tx_id, seq FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3
+			UNION ALL
+			SELECT 1, tx_id, seq FROM `+s.q+`.projection_partition_checkpoints WHERE name = $1 AND version = $2 AND generation = $3
+		) c ORDER BY k, tx_id, seq LIMIT 1`,
 		b.Name, b.Version, b.Generation).Scan(&txid, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return eventstore.Position{}, nil
@@ -245,6 +275,9 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.
 // failures and deadlocks, a server shutting down or out of resources),
 // rather than one caused by the statements of a handler.
 func (s *Store) Transient(err error) bool {
+	if errors.Is(err, errCheckpointMoved) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
@@ -279,9 +312,11 @@ func (s *Store) DropBuild(ctx context.Context, b projection.Build, tables []stri
 				return fmt.Errorf("postgres: drop table %s of %s: %w", t, b, err)
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+s.q+`.projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3`,
-			b.Name, b.Version, b.Generation); err != nil {
-			return fmt.Errorf("postgres: forget checkpoint of %s: %w", b, err)
+		for _, t := range []string{"projection_checkpoints", "projection_partition_checkpoints", "projection_leases", "projection_members"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+s.q+`.`+t+` WHERE name = $1 AND version = $2 AND generation = $3`,
+				b.Name, b.Version, b.Generation); err != nil {
+				return fmt.Errorf("postgres: forget checkpoint of %s (%s): %w", b, t, err)
+			}
 		}
 		return nil
 	})

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chronicle-go/chronicle/console"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+func (s *session) consoleCommand() *cobra.Command {
+	var (
+		addr    string
+		actions bool
+	)
+	c := &cobra.Command{
+		Use:   "console",
+		Short: "Serve the operations console, a web page, until interrupted",
+		Long: `Serve the operations console (own binary only: it needs the projections'
+code): a web page showing the head of the event log, the events an open
+transaction holds back and its pid, the relay's leader, each projection's
+state, build, checkpoint, lag and dead letters, and the dead letters,
+refreshed every two seconds. It is read-only unless --enable-actions is
+given, which adds a Retry button to each dead letter; every action is
+logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
+		Example: `  chronicle console --addr 127.0.0.1:8080
+  chronicle console --addr 127.0.0.1:8080 --enable-actions`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			a, err := s.admin(ctx, "console")
+			if err != nil {
+				return err
+			}
+			es, err := s.store(ctx)
+			if err != nil {
+				return err
+			}
+			log := s.logger(slog.LevelInfo)
+			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es),
+				console.WithRelay(s.pool, append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			mode := "read-only"
+			if actions {
+				mode = "actions enabled"
+			}
+			fmt.Fprintf(s.stderr, "%s console: http://%s/ (%s; Ctrl-C to stop)\n", s.cfg.name, ln.Addr(), mode)
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			}()
+			err = srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				<-done
+				return nil
+			}
+			return err
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to serve the console on")
+	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying dead letters from the page (logged)")
+	return c
+}

@@ -1,0 +1,70 @@
+"use strict";
+// The console polls the overview every two seconds and redraws; actions
+// (retrying a dead letter) are offered only when the server enables them.
+function text(el, s) { el.textContent = s; return el; }
+function cell(tr, s, cls) { const td = document.createElement("td"); text(td, s); if (cls) td.className = cls; tr.appendChild(td); return td; }
+function age(sec) {
+  if (sec < 1) return Math.round(sec * 1000) + "ms";
+  if (sec < 120) return sec.toFixed(1) + "s";
+  return Math.round(sec / 60) + "m";
+}
+async function getJSON(url) {
+  const r = await fetch(url, {cache: "no-store"});
+  if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text()));
+  return r.json();
+}
+async function retry(projection, eventID, button) {
+  button.disabled = true;
+  const r = await fetch("api/deadletters/retry", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({projection: projection, event_id: eventID})});
+  const msg = await r.text();
+  document.getElementById("error").textContent = r.ok ? "" : msg;
+  refresh();
+}
+async function refresh() {
+  try {
+    const o = await getJSON("api/overview");
+    text(document.getElementById("updated"), "updated " + new Date(o.generated_at).toLocaleTimeString());
+    text(document.getElementById("mode"), o.actions ? "actions enabled" : "read-only");
+    text(document.getElementById("head"), o.log.head);
+    text(document.getElementById("held"), o.log.held_back > 0 ? o.log.held_back + " events, by pid " + o.log.oldest_pid + " open " + age(o.log.oldest_open_seconds) : "0");
+    text(document.getElementById("relay"), o.relay === null ? "not watched" : (o.relay.leader ? "pid " + o.relay.pid : "none leads"));
+    const tbody = document.querySelector("#projections tbody");
+    tbody.replaceChildren();
+    for (const p of o.projections) {
+      const tr = document.createElement("tr");
+      tr.dataset.name = p.name;
+      cell(tr, p.name, "name");
+      cell(tr, p.state, "state state-" + p.state);
+      cell(tr, p.current === p.target ? p.current : p.current + " → " + p.target, "build");
+      cell(tr, p.checkpoint, "checkpoint");
+      cell(tr, (p.lag_capped ? ">" : "") + p.lag_events, "lag");
+      cell(tr, age(p.lag_seconds), "lagtime");
+      cell(tr, String(p.dead_letters), "deadletters");
+      cell(tr, p.owner || "-", "owner");
+      tbody.appendChild(tr);
+    }
+    const dl = document.querySelector("#deadletters tbody");
+    dl.replaceChildren();
+    for (const d of o.dead_letters) {
+      const tr = document.createElement("tr");
+      tr.dataset.event = d.event_id;
+      cell(tr, d.projection); cell(tr, d.event_id); cell(tr, d.stream + " v" + d.version); cell(tr, d.type);
+      cell(tr, String(d.attempts)); cell(tr, d.error);
+      const td = cell(tr, "");
+      if (o.actions) {
+        const b = document.createElement("button");
+        b.className = "retry";
+        text(b, "Retry");
+        b.onclick = () => retry(d.projection, d.event_id, b);
+        td.appendChild(b);
+      }
+      dl.appendChild(tr);
+    }
+    document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+  } catch (e) {
+    document.getElementById("error").textContent = String(e);
+  }
+}
+refresh();
+setInterval(refresh, 2000);

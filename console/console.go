@@ -1,0 +1,239 @@
+// Package console serves Chronicle's operations console: a web page, with
+// its assets embedded, that shows the head of the event log, the events an
+// open transaction holds back (and its pid), the relay's leader, every
+// projection's state, build, checkpoint, lag and dead letters, and the
+// dead letters themselves, refreshed every two seconds. It is read-only
+// unless [WithActions] enables retrying dead letters from the page; every
+// action is logged.
+//
+// Mount the [Handler] in a service (with its projections registered in the
+// Admin) or run `chronicle console` from a service's own binary:
+//
+//	h, err := console.New(runner.Admin(), console.WithLog(store), console.WithRelay(pool, relay.WithSchema("bank")))
+//	mux.Handle("/console/", http.StripPrefix("/console", h))
+package console
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Option configures a [Handler]. A nil Option is ignored.
+type Option func(*Handler)
+
+// WithActions enables (true) the page's actions: retrying a dead letter.
+// The default is read-only: the page shows no button and the server
+// refuses actions with 403.
+func WithActions(on bool) Option { return func(h *Handler) { h.actions = on } }
+
+// WithLogger sets the logger of actions (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithLog shows the log's head and held-back horizon from store's Status
+// (with the pid and age of the transaction holding it back).
+func WithLog(store LogStatuser) Option { return func(h *Handler) { h.logStatus = store } }
+
+// WithRelay shows which relay built with opts (schema and name) leads, read
+// from PostgreSQL ([relay.ReadLeadership]).
+func WithRelay(pool *pgxpool.Pool, opts ...relay.Option) Option {
+	return func(h *Handler) { h.relayPool, h.relayOpts = pool, opts }
+}
+
+// LogStatuser reports the event log's status; *espg.Store is one.
+type LogStatuser interface {
+	Status(ctx context.Context) (espg.LogStatus, error)
+}
+
+// Handler is the console's http.Handler.
+type Handler struct {
+	admin     *projection.Admin
+	actions   bool
+	log       *slog.Logger
+	logStatus LogStatuser
+	relayPool *pgxpool.Pool
+	relayOpts []relay.Option
+	mux       *http.ServeMux
+}
+
+// New returns the console of admin's projections.
+func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
+	if admin == nil {
+		return nil, errors.New("console: nil projection admin")
+	}
+	h := &Handler{admin: admin}
+	for _, o := range opts {
+		if o != nil {
+			o(h)
+		}
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	static, err := fs.Sub(assets, "assets")
+	if err != nil {
+		return nil, fmt.Errorf("console: assets: %w", err)
+	}
+	h.mux = http.NewServeMux()
+	h.mux.Handle("GET /", http.FileServerFS(static))
+	h.mux.HandleFunc("GET /api/overview", h.overview)
+	h.mux.HandleFunc("POST /api/deadletters/retry", h.retry)
+	return h, nil
+}
+
+// ServeHTTP serves the page, its assets and its API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Overview is what the page shows, as GET api/overview returns it.
+type Overview struct {
+	GeneratedAt time.Time            `json:"generated_at"`
+	Actions     bool                 `json:"actions"`
+	Log         LogOverview          `json:"log"`
+	Relay       *RelayOverview       `json:"relay"`
+	Projections []ProjectionOverview `json:"projections"`
+	DeadLetters []DeadLetterOverview `json:"dead_letters"`
+}
+
+// LogOverview is the head of the log and its held-back horizon.
+type LogOverview struct {
+	Head              string  `json:"head"`
+	HeldBack          int64   `json:"held_back"`
+	OldestPID         int     `json:"oldest_pid,omitempty"`
+	OldestOpenSeconds float64 `json:"oldest_open_seconds"`
+}
+
+// RelayOverview says whether a relay leads, and its connection's pid.
+type RelayOverview struct {
+	Name   string `json:"name"`
+	Leader bool   `json:"leader"`
+	PID    int    `json:"pid,omitempty"`
+}
+
+// ProjectionOverview is one projection's status.
+type ProjectionOverview struct {
+	Name        string  `json:"name"`
+	State       string  `json:"state"`
+	Current     string  `json:"current"`
+	Target      string  `json:"target"`
+	Checkpoint  string  `json:"checkpoint"`
+	LagEvents   int     `json:"lag_events"`
+	LagCapped   bool    `json:"lag_capped"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	DeadLetters int     `json:"dead_letters"`
+	Owner       string  `json:"owner,omitempty"`
+}
+
+// DeadLetterOverview is one dead letter.
+type DeadLetterOverview struct {
+	Projection string `json:"projection"`
+	EventID    string `json:"event_id"`
+	Stream     string `json:"stream"`
+	Version    int64  `json:"version"`
+	Type       string `json:"type"`
+	Attempts   int    `json:"attempts"`
+	Error      string `json:"error"`
+}
+
+// Overview gathers what the page shows.
+func (h *Handler) Overview(ctx context.Context) (Overview, error) {
+	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
+	sts, err := h.admin.Status(ctx)
+	if err != nil {
+		return o, err
+	}
+	for _, st := range sts {
+		if len(sts) > 0 {
+			o.Log.Head = st.Head.String()
+			o.Log.HeldBack, o.Log.OldestOpenSeconds = st.HeldBack, st.OldestOpen.Seconds()
+		}
+		o.Projections = append(o.Projections, ProjectionOverview{
+			Name: st.Name, State: string(st.State), Current: st.Current.String(), Target: st.Target.String(),
+			Checkpoint: st.Checkpoint.String(), LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
+			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner,
+		})
+		if st.DeadLetters == 0 {
+			continue
+		}
+		dls, err := h.admin.DeadLetters(ctx, st.Name)
+		if err != nil {
+			return o, err
+		}
+		for _, dl := range dls {
+			o.DeadLetters = append(o.DeadLetters, DeadLetterOverview{Projection: dl.Projection, EventID: dl.EventID.String(),
+				Stream: dl.StreamID, Version: dl.StreamVersion, Type: dl.Type, Attempts: dl.Attempts, Error: dl.Error})
+		}
+	}
+	if h.logStatus != nil {
+		ls, err := h.logStatus.Status(ctx)
+		if err != nil {
+			return o, err
+		}
+		o.Log.Head, o.Log.HeldBack = ls.Head.String(), ls.HeldBack
+		if ls.Oldest != nil && ls.HeldBack > 0 {
+			o.Log.OldestPID, o.Log.OldestOpenSeconds = ls.Oldest.PID, ls.Oldest.Age.Seconds()
+		}
+	}
+	if h.relayPool != nil {
+		l, err := relay.ReadLeadership(ctx, h.relayPool, h.relayOpts...)
+		if err != nil {
+			return o, err
+		}
+		o.Relay = &RelayOverview{Name: l.Name, Leader: l.Held, PID: l.PID}
+	}
+	return o, nil
+}
+
+func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
+	o, err := h.Overview(r.Context())
+	if err != nil {
+		http.Error(w, "console: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(o)
+}
+
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
+	if !h.actions {
+		http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
+		return
+	}
+	var req struct {
+		Projection string `json:"projection"`
+		EventID    string `json:"event_id"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	id, err := uuid.Parse(req.EventID)
+	if err != nil {
+		http.Error(w, "console: bad event id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	err = h.admin.RetryDeadLetter(r.Context(), req.Projection, id)
+	h.log.InfoContext(r.Context(), "console: retry dead letter", "projection", req.Projection, "event_id", id.String(),
+		"remote", r.RemoteAddr, "err", err)
+	if err != nil {
+		http.Error(w, "console: "+err.Error(), http.StatusConflict)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,135 @@
+package console_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/console"
+	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/projection"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
+	"github.com/chronicle-go/chronicle/relay"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// The console, in headless Chromium, shows the figures Status reports, and
+// retries a dead letter from the page; read-only by default.
+func TestConsoleInChromium(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	pool, schema := testenv.Postgres(t)
+	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) }} {
+		if err := m(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	picky := projection.Projection{Name: "picky", MaxAttempts: 1, OnFailure: projection.Skip,
+		Handler: projection.HandlerFunc(func(ctx context.Context, tx projection.Tx, e projection.Event) error {
+			if e.Record.Type == "Bad" && failing.Load() {
+				return errors.New("cannot stomach it")
+			}
+			return nil
+		})}
+	totals := projection.Projection{Name: "totals", Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}
+	r, err := projection.NewRunner(es, ps, []projection.Projection{picky, totals}, projection.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnertest.Run(t, r)
+	bad, err := es.Append(ctx, "acct-1", eventstore.Any, eventstore.Event{Type: "Bad", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitFor(ctx, "picky", bad.Position); !errors.Is(err, projection.ErrDeadLettered) {
+		t.Fatalf("WaitFor = %v, want the dead letter", err)
+	}
+	last, err := es.Append(ctx, "acct-2", eventstore.Any, eventstore.Event{Type: "Opened", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnertest.WaitFor(t, r, "picky", last.Position)
+	runnertest.WaitFor(t, r, "totals", last.Position)
+	failing.Store(false)
+
+	h, err := console.New(r.Admin(), console.WithActions(true), console.WithLog(es), console.WithRelay(pool, relay.WithSchema(schema)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	b := newBrowser(t)
+	b.navigate(srv.URL + "/")
+	b.waitEval(`document.body.dataset.loaded ? "loaded" : ""`, "loaded")
+
+	sts, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		row := `document.querySelector('#projections tr[data-name="` + st.Name + `"] .`
+		b.waitEval(row+`state').textContent`, string(st.State))
+		b.waitEval(row+`checkpoint').textContent`, st.Checkpoint.String())
+		b.waitEval(row+`lag').textContent`, strconv.Itoa(st.Lag))
+		b.waitEval(row+`deadletters').textContent`, strconv.Itoa(st.DeadLetters))
+	}
+	b.waitEval(`document.getElementById("head").textContent`, sts[0].Head.String())
+	b.waitEval(`document.getElementById("relay").textContent`, "none leads")
+	b.waitEval(`document.getElementById("mode").textContent`, "actions enabled")
+	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "1")
+	shot := filepath.Join(t.TempDir(), "console.png")
+	if p := os.Getenv("CHRONICLE_CONSOLE_SCREENSHOT"); p != "" {
+		shot = p
+	}
+	b.screenshot(shot)
+
+	// Retry the dead letter from the page.
+	b.eval(`document.querySelector('#deadletters button.retry').click(); "clicked"`)
+	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "0")
+	b.waitEval(`document.querySelector('#projections tr[data-name="picky"] .deadletters').textContent`, "0")
+	if dls, err := r.Admin().DeadLetters(ctx, "picky"); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after the retry from the page: %v, %v", dls, err)
+	}
+
+	// Read-only by default: no action, and the server refuses one.
+	ro, err := console.New(r.Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	ro.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/deadletters/retry",
+		strings.NewReader(`{"projection":"picky","event_id":"`+bad.Position.String()+`"}`)))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("read-only console answered %d to an action", rec.Code)
+	}
+	if o, err := ro.Overview(ctx); err != nil || o.Actions {
+		t.Fatalf("read-only overview: %+v, %v", o, err)
+	}
+}
