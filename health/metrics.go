@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
@@ -10,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/chronicle-go/chronicle"
+	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -104,4 +107,64 @@ func ObserveRelayLeader(mp metric.MeterProvider, pool *pgxpool.Pool, opts ...rel
 		o.ObserveInt64(g, v, metric.WithAttributes(attribute.String("chronicle.relay", l.Name)))
 		return nil
 	}, g)
+}
+
+// MaxRelayLag is the most events [ObserveRelayLag] counts behind a relay's
+// checkpoint at each collection.
+const MaxRelayLag = 100000
+
+// ObserveRelayLag registers OpenTelemetry gauges of how far the relay
+// built with opts (schema and name) is behind the log, read at each
+// collection from its stored checkpoint and store's log (as `relay
+// status` counts it): chronicle.relay.lag ({event}: events not published
+// yet, up to MaxRelayLag, plus those an open transaction holds back) and
+// chronicle.relay.lag.age (s: the age of the oldest of them), with the
+// attribute chronicle.relay. A nil mp means OpenTelemetry's global meter
+// provider.
+func ObserveRelayLag(mp metric.MeterProvider, store *espg.Store, pool *pgxpool.Pool, opts ...relay.Option) (metric.Registration, error) {
+	if store == nil || pool == nil {
+		return nil, errors.New("health: observe relay lag: nil store or pool")
+	}
+	m := meter(mp)
+	lag, err1 := m.Int64ObservableGauge("chronicle.relay.lag", metric.WithUnit("{event}"),
+		metric.WithDescription("Events of the log the relay has not published yet (counted up to 100,000, plus those held back)."))
+	age, err2 := m.Float64ObservableGauge("chronicle.relay.lag.age", metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest event the relay has not published yet."))
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	return m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cp, err := relay.ReadCheckpoint(ctx, pool, opts...)
+		if err != nil {
+			return err
+		}
+		st, err := store.Status(ctx)
+		if err != nil {
+			return err
+		}
+		var (
+			n      int64
+			oldest time.Time
+		)
+		for rec, err := range store.ReadAll(ctx, eventstore.ReadAllOptions{After: cp.Position, Limit: MaxRelayLag, BatchSize: 2000}) {
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				oldest = rec.RecordedAt
+			}
+			n++
+		}
+		var a time.Duration
+		switch {
+		case !oldest.IsZero():
+			a = max(time.Since(oldest), 0)
+		case st.HeldBack > 0 && st.Oldest != nil:
+			a = st.Oldest.Age
+		}
+		attrs := metric.WithAttributes(attribute.String("chronicle.relay", cp.Name))
+		o.ObserveInt64(lag, n+st.HeldBack, attrs)
+		o.ObserveFloat64(age, a.Seconds(), attrs)
+		return nil
+	}, lag, age)
 }

@@ -84,8 +84,16 @@ func TestObserveProjectionsAndRelayLeader(t *testing.T) {
 	if st["halted"] != 1 || len(st) != 1 {
 		t.Fatalf("state gauge %v, want halted", st)
 	}
-	if l := gauges(t, reader, "chronicle.relay")["chronicle.relay.leader"]; len(l) != 1 || l[relay.DefaultName] != 0 {
+	if _, err := health.ObserveRelayLag(mp, es, pool, relay.WithSchema(schema)); err != nil {
+		t.Fatal(err)
+	}
+	rg := gauges(t, reader, "chronicle.relay")
+	if l := rg["chronicle.relay.leader"]; len(l) != 1 || l[relay.DefaultName] != 0 {
 		t.Fatalf("relay leader gauge %v, want 0", l)
+	}
+	// Nothing was published: the relay is behind by the whole log.
+	if rg["chronicle.relay.lag"][relay.DefaultName] != 3 || rg["chronicle.relay.lag.age"][relay.DefaultName] <= 0 {
+		t.Fatalf("relay lag gauges %v, want 3 events", rg)
 	}
 }
 

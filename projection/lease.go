@@ -158,6 +158,14 @@ func (s *partitionSet) balance(ctx context.Context) error {
 		held[l.Partition] = l
 	}
 	s.mu.Lock()
+	s.stopping = slices.DeleteFunc(s.stopping, func(w *partWorker) bool {
+		select {
+		case <-w.done:
+			return true // gone
+		default:
+			return false
+		}
+	})
 	for part, w := range s.workers {
 		if l, ok := held[part]; !ok || l.Epoch != w.lease.Epoch {
 			e.log.Warn("partition lease lost; stopping its worker", "projection", s.b.Name, "build", s.b.String(),
@@ -182,11 +190,14 @@ func (s *partitionSet) balance(ctx context.Context) error {
 		var rel []Lease
 		for _, part := range parts[want:] {
 			s.mu.Lock()
-			if w := s.workers[part]; w != nil {
-				w.stop() // drained: its unit of work is over before the release
-				delete(s.workers, part)
-			}
+			w := s.workers[part]
+			delete(s.workers, part)
 			s.mu.Unlock()
+			if w != nil {
+				// Drained: its unit of work is over before the release.
+				// Not under s.mu, which a starting worker takes.
+				w.stop()
+			}
 			rel = append(rel, held[part])
 			delete(held, part)
 		}
@@ -242,17 +253,20 @@ func (w *partWorker) stop() {
 	<-w.done
 }
 
+// stopAll stops every worker and waits for them, outside s.mu, which a
+// starting worker takes.
 func (s *partitionSet) stopAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ws := s.stopping
 	for part, w := range s.workers {
-		w.stop()
+		ws = append(ws, w)
 		delete(s.workers, part)
 	}
-	for _, w := range s.stopping {
+	s.stopping = nil
+	s.mu.Unlock()
+	for _, w := range ws {
 		w.stop()
 	}
-	s.stopping = nil
 }
 
 // local returns the progress of this runner's worker of partition part, or
@@ -384,6 +398,8 @@ func (s *partitionSet) read(ctx context.Context) {
 		feed, err := NewStoreSource(e.events).Open(rctx, SourceRequest{Build: s.b, Types: pr.readTypes, Categories: pr.p.Categories, After: from})
 		if err != nil {
 			cancel()
+			e.log.Warn("follow the event store for partitions", "projection", pr.p.Name, "build", s.b.String(), "err", err)
+			_ = backoff.Sleep(ctx, e.opts.backoff.First, nil)
 			continue
 		}
 		s.pump(rctx, feed, run, ws, wake)
