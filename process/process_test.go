@@ -320,3 +320,33 @@ func TestPublishSetsMsgID(t *testing.T) {
 		t.Errorf("correlation header %q", got)
 	}
 }
+
+// A partitioned type handles triggers in parallel partitions, and still
+// applies each command once.
+func TestPartitionedType(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	typ := jobType(300 * time.Millisecond)
+	typ.Partitions = 4
+	start(t, e.runner(e.pool, typ))
+	const n = 100
+	for i := range n {
+		req := JobRequested{}
+		switch i % 3 {
+		case 1:
+			req.Closed = true
+		case 2:
+			req.NoAnswer = true
+		}
+		e.request(ctx, fmt.Sprint(i), req)
+	}
+	e.waitFor(ctx, "every process terminal", func() (bool, error) {
+		return e.scalar(ctx, `SELECT count(*) FROM %s.process_instances WHERE status IN ('completed', 'compensated')`) == n, nil
+	})
+	if bad := e.scalar(ctx, `SELECT count(*) FROM %[1]s.process_instances i WHERE
+		(SELECT count(*) FROM %[1]s.events WHERE stream_id = 'a-' || i.process_id AND type = 'Incremented') <> 1
+		OR (SELECT count(*) FROM %[1]s.events WHERE stream_id = 'a-' || i.process_id AND type = 'Decremented') <> (i.status = 'compensated')::int
+		OR (i.status = 'completed') <> (process_id::int %% 3 = 0)`); bad != 0 {
+		t.Errorf("%d processes whose commands were not applied exactly once or that ended wrongly", bad)
+	}
+}

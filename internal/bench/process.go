@@ -77,7 +77,7 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 	}
 	const steps = 3
 	steps3 := &process.Type[*pcState]{
-		Name: "steps3", Starts: []string{"Go"}, Types: []string{"Go"}, Categories: []string{"go"},
+		Name: "steps3", Starts: []string{"Go"}, Types: []string{"Go"}, Categories: []string{"go"}, Partitions: 4,
 		Correlate: process.ByStream, New: func(string) *pcState { return &pcState{} },
 		Handle: func(ctx context.Context, p *process.Process[*pcState], t process.Trigger) error {
 			switch {
@@ -99,7 +99,7 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()).UTC() }
 	ticks := &process.Type[*pcState]{
-		Name: "ticks", Starts: []string{"Tick"}, Types: []string{"Tick"}, Categories: []string{"tick"},
+		Name: "ticks", Starts: []string{"Tick"}, Types: []string{"Tick"}, Categories: []string{"tick"}, Partitions: 4,
 		Correlate: process.ByStream, New: func(string) *pcState { return &pcState{} },
 		Handle: func(ctx context.Context, p *process.Process[*pcState], t process.Trigger) error {
 			switch {
@@ -230,7 +230,7 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 	directTime := time.Since(t0)
-	rows := []Row{ratioRow(fmt.Sprintf("Process steps/s (%d processes x 3 steps, 8 commands delivered at once) vs Repository.Update x 3 from 8 goroutines", nProc),
+	rows := []Row{ratioRow(fmt.Sprintf("Process steps/s (%d processes x 3 steps, 4 partitions, 8 commands delivered at once) vs Repository.Update x 3 from 8 goroutines", nProc),
 		rate(nProc*steps, procTime), rate(nProc*steps, directTime), "steps/s", 0.5, true)}
 
 	// Timers: T processes each with a timer due in a minute; then the
