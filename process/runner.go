@@ -122,6 +122,7 @@ func (r *Runner) projection(k *kind) projection.Projection {
 		Name:        ProjectionName(k.name),
 		OnFailure:   k.policy,
 		MaxAttempts: k.attempts,
+		BatchSize:   1,
 		Handler:     projpg.Handler(newRouter(r, k).handle),
 	}
 	if len(k.types) > 0 {
