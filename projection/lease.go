@@ -158,6 +158,14 @@ func (s *partitionSet) balance(ctx context.Context) error {
 		held[l.Partition] = l
 	}
 	s.mu.Lock()
+	s.stopping = slices.DeleteFunc(s.stopping, func(w *partWorker) bool {
+		select {
+		case <-w.done:
+			return true // gone
+		default:
+			return false
+		}
+	})
 	for part, w := range s.workers {
 		if l, ok := held[part]; !ok || l.Epoch != w.lease.Epoch {
 			e.log.Warn("partition lease lost; stopping its worker", "projection", s.b.Name, "build", s.b.String(),
@@ -182,11 +190,14 @@ func (s *partitionSet) balance(ctx context.Context) error {
 		var rel []Lease
 		for _, part := range parts[want:] {
 			s.mu.Lock()
-			if w := s.workers[part]; w != nil {
-				w.stop() // drained: its unit of work is over before the release
-				delete(s.workers, part)
-			}
+			w := s.workers[part]
+			delete(s.workers, part)
 			s.mu.Unlock()
+			if w != nil {
+				// Drained: its unit of work is over before the release.
+				// Not under s.mu, which a starting worker takes.
+				w.stop()
+			}
 			rel = append(rel, held[part])
 			delete(held, part)
 		}
@@ -242,17 +253,20 @@ func (w *partWorker) stop() {
 	<-w.done
 }
 
+// stopAll stops every worker and waits for them, outside s.mu, which a
+// starting worker takes.
 func (s *partitionSet) stopAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ws := s.stopping
 	for part, w := range s.workers {
-		w.stop()
+		ws = append(ws, w)
 		delete(s.workers, part)
 	}
-	for _, w := range s.stopping {
+	s.stopping = nil
+	s.mu.Unlock()
+	for _, w := range ws {
 		w.stop()
 	}
-	s.stopping = nil
 }
 
 // local returns the progress of this runner's worker of partition part, or
@@ -384,6 +398,8 @@ func (s *partitionSet) read(ctx context.Context) {
 		feed, err := NewStoreSource(e.events).Open(rctx, SourceRequest{Build: s.b, Types: pr.readTypes, Categories: pr.p.Categories, After: from})
 		if err != nil {
 			cancel()
+			e.log.Warn("follow the event store for partitions", "projection", pr.p.Name, "build", s.b.String(), "err", err)
+			_ = backoff.Sleep(ctx, e.opts.backoff.First, nil)
 			continue
 		}
 		s.pump(rctx, feed, run, ws, wake)
@@ -562,6 +578,18 @@ func minCheckpoint(states []PartitionState, parts []int) eventstore.Position {
 // until b has caught up with the current build and a switch made it
 // current.
 func (pl *pipeline) runPartitionedBuild(ctx context.Context, b Build, reg Registration, current bool) error {
+	if current && pl.rebuildOnly {
+		// An Admin's rebuild of a build that became current at once (the
+		// projection's first): catch it up to the head as it was, then
+		// stop.
+		head, err := pl.e.events.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("projection %q: read head of the log: %w", pl.pr.p.Name, err)
+		}
+		return pl.runPartitioned(ctx, b, false, func(ctx context.Context) (bool, error) {
+			return pl.partitionsReached(ctx, b, head)
+		})
+	}
 	if current {
 		return pl.runPartitioned(ctx, b, true, nil)
 	}
@@ -667,4 +695,24 @@ func (pl *pipeline) furthest(ctx context.Context, b Build) (eventstore.Position,
 		}
 	}
 	return cp, nil
+}
+
+// partitionsReached reports whether every partition of b has applied every
+// wanted event up to pos.
+func (pl *pipeline) partitionsReached(ctx context.Context, b Build, pos eventstore.Position) (bool, error) {
+	states, err := pl.e.store.(PartitionStore).Partitions(ctx, b)
+	if err != nil || len(states) < pl.pr.p.Partitions {
+		return false, err
+	}
+	low := minCheckpoint(states, nil)
+	if !low.Before(pos) {
+		return true, nil
+	}
+	for rec, err := range pl.e.events.ReadAll(ctx, pl.pr.readOpts(low, 1, 1)) {
+		if err != nil {
+			return false, err
+		}
+		return pos.Before(rec.Position), nil
+	}
+	return true, nil
 }

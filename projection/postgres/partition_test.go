@@ -496,3 +496,95 @@ func TestPartitionedRebuildSwitches(t *testing.T) {
 	}
 	e.checkCounts("counts", want)
 }
+
+// TestPartitionedRunnersSurviveKillsAndRestarts: three runners of a
+// projection in 16 partitions, killed (leases left to expire) and
+// restarted at random while writers append; at the end the read model
+// equals the log: every event applied once, in per-stream order.
+func TestPartitionedRunnersSurviveKillsAndRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test")
+	}
+	e := newEnv(t)
+	const n = 16
+	p := counting("chaos", 1, func(p *projection.Projection) { p.Partitions = n })
+	ttl := 600 * time.Millisecond
+	live := []*instance{e.instance("i0", p, ttl), e.instance("i1", p, ttl), e.instance("i2", p, ttl)}
+	var mu sync.Mutex
+	want := map[string]int64{}
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got, _ := e.write(fmt.Sprintf("w%d-%d", w, i), 6, 4)
+				mu.Lock()
+				for k, v := range got {
+					want[k] = v
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for round := 0; round < 6; round++ {
+		time.Sleep(400 * time.Millisecond)
+		k := round % len(live)
+		live[k].stop() // killed: its leases expire
+		live[k].pool.Close()
+		live[k] = e.instance(fmt.Sprintf("i%d-r%d", k, round), p, ttl)
+	}
+	close(stop)
+	writers.Wait()
+	_, last := e.write("final", 3, 2)
+	mu.Lock()
+	want["final-0"], want["final-1"], want["final-2"] = 2, 2, 2
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, in := range live {
+		if err := in.runner.WaitFor(ctx, "chaos", last); err != nil {
+			t.Fatalf("WaitFor on %s: %v", in.name, err)
+		}
+	}
+	e.checkCounts("counts", want)
+	names := make([]string, len(live))
+	for i, in := range live {
+		names[i] = in.name
+	}
+	e.waitSpread(projection.Build{Name: "chaos", Version: 1}, n, names...)
+}
+
+// TestAdminRebuildsAPartitionedProjection: an Admin (the CLI) rebuilds a
+// partitioned projection no runner runs: the first build and then a new
+// generation, every partition in parallel, and returns once switched,
+// with its leases released.
+func TestAdminRebuildsAPartitionedProjection(t *testing.T) {
+	e := newEnv(t)
+	p := counting("offline", 1, func(p *projection.Projection) { p.Partitions = 4 })
+	want, _ := e.write("hist", 10, 6)
+	ctx := testCtx(t)
+	adm, err := projection.NewAdmin(e.events, e.store, []projection.Projection{p}, projection.WithLeaseTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gen := 0; gen < 2; gen++ {
+		if err := adm.Rebuild(ctx, "offline"); err != nil {
+			t.Fatalf("rebuild %d: %v", gen, err)
+		}
+		reg, err := e.store.Registration(ctx, "offline")
+		if err != nil || reg.Current != (projection.Build{Name: "offline", Version: 1, Generation: gen}) {
+			t.Fatalf("registration after rebuild %d: %+v %v", gen, reg, err)
+		}
+		e.checkCounts("counts", want)
+		if got, free := e.spread(reg.Current); len(got) != 0 || free != 4 {
+			t.Fatalf("leases after the rebuild: %v held, %d free; want all released", got, free)
+		}
+	}
+}
