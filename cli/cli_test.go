@@ -547,7 +547,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t, 10*time.Second)
 	app := cli.New(cli.WithName("bankctl"))
-	for _, args := range everyCommand {
+	for _, args := range everyCommand(t, app) {
 		r := run(ctx, app, append(args, "--help")...)
 		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "bankctl") ||
 			!strings.Contains(r.stdout, "--database-url") {

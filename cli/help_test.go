@@ -9,10 +9,35 @@ import (
 	"github.com/chronicle-go/chronicle/cli"
 )
 
-var everyCommand = [][]string{
-	{}, {"migrate"}, {"streams"}, {"streams", "list"}, {"streams", "show"}, {"tail"},
-	{"projections"}, {"projections", "status"}, {"projections", "rebuild"},
-	{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "discard"}, {"relay"}, {"relay", "status"}, {"console"},
+// everyCommand lists the command paths of app, as its help shows them:
+// the root, then each command of "Available Commands", recursively.
+func everyCommand(t *testing.T, app *cli.App) [][]string {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	var out [][]string
+	var walk func(path []string)
+	walk = func(path []string) {
+		out = append(out, path)
+		help := mustOK(t, run(ctx, app, append(append([]string{}, path...), "--help")...)).stdout
+		_, after, ok := strings.Cut(help, "\nAvailable Commands:\n")
+		if !ok {
+			return
+		}
+		for _, l := range strings.Split(after, "\n") {
+			f := strings.Fields(l)
+			if !strings.HasPrefix(l, "  ") || len(f) == 0 {
+				break
+			}
+			if f[0] != "help" && f[0] != "completion" {
+				walk(append(append([]string{}, path...), f[0]))
+			}
+		}
+	}
+	walk([]string{})
+	if len(out) < 15 {
+		t.Fatalf("found only %d commands: %v", len(out), out)
+	}
+	return out
 }
 
 // examples returns the lines of the Examples section of a help text.
@@ -40,7 +65,7 @@ func TestHelpExamplesNameTheBinary(t *testing.T) {
 	for _, name := range []string{"chronicle", "bankctl"} {
 		app := cli.New(cli.WithName(name))
 		seen := 0
-		for _, args := range everyCommand {
+		for _, args := range everyCommand(t, app) {
 			r := mustOK(t, run(ctx, app, append(args, "--help")...))
 			for _, l := range examples(r.stdout) {
 				seen++

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/chronicle-go/chronicle/process"
@@ -23,6 +24,16 @@ its triggers, the commands it sent and their outcomes, its timers and state
 changes, with correlation and causation IDs; retry resumes a process whose
 compensation failed. None of them needs the processes' code.`
 	return c
+}
+
+// noTables explains a missing process table: the tables are created by a
+// process runner's Migrate, not by chronicle migrate.
+func noTables(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		return fmt.Errorf("%w (the process tables are created by process.Runner.Migrate: has a process runner started on this schema?)", err)
+	}
+	return err
 }
 
 func (s *session) processAdmin(cmd *cobra.Command) (*process.Admin, error) {
@@ -57,7 +68,7 @@ func (s *session) processesListCommand() *cobra.Command {
 			ctx := cmd.Context()
 			sts, err := a.Status(ctx)
 			if err != nil {
-				return err
+				return noTables(err)
 			}
 			list, err := a.List(ctx, typ, process.Status(status), limit)
 			if err != nil {
@@ -119,7 +130,7 @@ func (s *session) processesShowCommand() *cobra.Command {
 			ctx := cmd.Context()
 			inst, err := a.Get(ctx, args[0], args[1])
 			if err != nil {
-				return err
+				return noTables(err)
 			}
 			hist, err := a.History(ctx, args[0], args[1])
 			if err != nil {

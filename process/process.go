@@ -93,6 +93,12 @@ type Type[S Applier] struct {
 	// MaxAttempts is how many times a trigger is tried; zero means
 	// projection.DefaultMaxAttempts.
 	MaxAttempts int
+	// Partitions, when above 1, handles the type's triggers in this many
+	// partitions in parallel (by a hash of the trigger's stream: see
+	// projection.Projection.Partitions). Two triggers of one process may
+	// then be handled at once; the process's stream version guards it, and
+	// the loser is retried on the fresh state.
+	Partitions int
 }
 
 // Definition is a process type ready for a [Runner]: a *[Type].
@@ -143,7 +149,7 @@ func (t *Type[S]) kind() (*kind, error) {
 	}
 	return &kind{
 		name: t.Name, category: t.Category(), starts: t.Starts, types: t.Types, categories: t.Categories,
-		correlate: t.Correlate, codec: t.Codec, policy: t.OnFailure, attempts: t.MaxAttempts,
+		correlate: t.Correlate, codec: t.Codec, policy: t.OnFailure, attempts: t.MaxAttempts, partitions: t.Partitions,
 		newState: func(id string) Applier { return t.New(id) },
 		handle: func(ctx context.Context, c *core, tr Trigger) error {
 			return t.Handle(ctx, &Process[S]{c: c}, tr)
@@ -172,6 +178,7 @@ type kind struct {
 	codec                     aggregate.Codec
 	policy                    projection.Policy
 	attempts                  int
+	partitions                int
 	newState                  func(id string) Applier
 	handle                    func(ctx context.Context, c *core, t Trigger) error
 }

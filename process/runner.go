@@ -122,6 +122,8 @@ func (r *Runner) projection(k *kind) projection.Projection {
 		Name:        ProjectionName(k.name),
 		OnFailure:   k.policy,
 		MaxAttempts: k.attempts,
+		BatchSize:   1,
+		Partitions:  k.partitions,
 		Handler:     projpg.Handler(newRouter(r, k).handle),
 	}
 	if len(k.types) > 0 {
@@ -256,12 +258,36 @@ type router struct {
 	r *Runner
 	k *kind
 
+	// units holds, per open unit of work (the partitions of a partitioned
+	// type run several at once), the processes it loaded or wrote; the
+	// oldest are forgotten beyond maxUnits.
 	mu    sync.Mutex
-	unit  *projpg.Tx
-	cache map[string]*core
+	units map[*projpg.Tx]map[string]*core
+	order []*projpg.Tx
 }
 
-func newRouter(r *Runner, k *kind) *router { return &router{r: r, k: k} }
+const maxUnits = 64
+
+func newRouter(r *Runner, k *kind) *router {
+	return &router{r: r, k: k, units: map[*projpg.Tx]map[string]*core{}}
+}
+
+// cache returns the processes of the unit of work tx.
+func (rt *router) cache(tx *projpg.Tx) map[string]*core {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, ok := rt.units[tx]
+	if !ok {
+		c = map[string]*core{}
+		rt.units[tx] = c
+		rt.order = append(rt.order, tx)
+		if len(rt.order) > maxUnits {
+			delete(rt.units, rt.order[0])
+			rt.order = rt.order[1:]
+		}
+	}
+	return c
+}
 
 const conflictRetries = 3
 
@@ -276,26 +302,22 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 	} else if id = rt.k.correlate(ev); id == "" {
 		return nil
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.unit != tx {
-		rt.unit, rt.cache = tx, map[string]*core{}
-	}
+	cache := rt.cache(tx)
 	for attempt := 0; ; attempt++ {
-		c, err := rt.load(ctx, id)
+		c, err := rt.load(ctx, cache, id)
 		if err != nil {
 			return err
 		}
 		if c.version == 0 && (rec.Category() == rt.k.category || !slices.Contains(rt.k.starts, rec.Type)) {
 			rt.r.log.Debug("process: event for no process ignored", "type", rt.k.name, "process", id, "event", rec.ID, "event_type", rec.Type)
-			delete(rt.cache, id)
+			delete(cache, id)
 			return nil
 		}
 		err = rt.apply(ctx, tx, c, rec, ev)
 		if err == nil {
 			return nil
 		}
-		delete(rt.cache, id)
+		delete(cache, id)
 		if !errors.Is(err, eventstore.ErrConcurrencyConflict) || attempt >= conflictRetries || ctx.Err() != nil {
 			return err
 		}
@@ -303,8 +325,8 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 }
 
 // load returns process id as this unit of work sees it.
-func (rt *router) load(ctx context.Context, id string) (*core, error) {
-	if c, ok := rt.cache[id]; ok {
+func (rt *router) load(ctx context.Context, cache map[string]*core, id string) (*core, error) {
+	if c, ok := cache[id]; ok {
 		return c, nil
 	}
 	c := newCore(rt.k, id)
@@ -319,7 +341,7 @@ func (rt *router) load(ctx context.Context, id string) (*core, error) {
 			return nil, err
 		}
 	}
-	rt.cache[id] = c
+	cache[id] = c
 	return c, nil
 }
 

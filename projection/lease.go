@@ -578,6 +578,18 @@ func minCheckpoint(states []PartitionState, parts []int) eventstore.Position {
 // until b has caught up with the current build and a switch made it
 // current.
 func (pl *pipeline) runPartitionedBuild(ctx context.Context, b Build, reg Registration, current bool) error {
+	if current && pl.rebuildOnly {
+		// An Admin's rebuild of a build that became current at once (the
+		// projection's first): catch it up to the head as it was, then
+		// stop.
+		head, err := pl.e.events.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("projection %q: read head of the log: %w", pl.pr.p.Name, err)
+		}
+		return pl.runPartitioned(ctx, b, false, func(ctx context.Context) (bool, error) {
+			return pl.partitionsReached(ctx, b, head)
+		})
+	}
 	if current {
 		return pl.runPartitioned(ctx, b, true, nil)
 	}
@@ -683,4 +695,24 @@ func (pl *pipeline) furthest(ctx context.Context, b Build) (eventstore.Position,
 		}
 	}
 	return cp, nil
+}
+
+// partitionsReached reports whether every partition of b has applied every
+// wanted event up to pos.
+func (pl *pipeline) partitionsReached(ctx context.Context, b Build, pos eventstore.Position) (bool, error) {
+	states, err := pl.e.store.(PartitionStore).Partitions(ctx, b)
+	if err != nil || len(states) < pl.pr.p.Partitions {
+		return false, err
+	}
+	low := minCheckpoint(states, nil)
+	if !low.Before(pos) {
+		return true, nil
+	}
+	for rec, err := range pl.e.events.ReadAll(ctx, pl.pr.readOpts(low, 1, 1)) {
+		if err != nil {
+			return false, err
+		}
+		return pos.Before(rec.Position), nil
+	}
+	return true, nil
 }

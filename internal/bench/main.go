@@ -78,6 +78,7 @@ func main() {
 		{"horizon", benchHorizon},
 		{"partition", benchPartition},
 		{"otel", benchOtel},
+		{"process", benchProcess},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)
 	}
 	cfg, err := pgxpool.ParseConfig(*dbURL)

@@ -31,6 +31,10 @@ func (s *Store) Renew(ctx context.Context, b projection.Build, n int, owner stri
 			VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
 			ON CONFLICT (name, version, generation, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
 			b.Name, b.Version, b.Generation, owner, ms)
+		// Members gone for an hour are forgotten (each runner start is a
+		// new member).
+		batch.Queue(`DELETE FROM `+s.q+`.projection_members
+			WHERE name = $1 AND version = $2 AND generation = $3 AND expires_at < now() - interval '1 hour'`, b.Name, b.Version, b.Generation)
 		batch.Queue(`INSERT INTO `+s.q+`.projection_leases (name, version, generation, partition)
 			SELECT $1, $2, $3, g FROM generate_series(0, $4::int - 1) g ON CONFLICT DO NOTHING`, b.Name, b.Version, b.Generation, n)
 		batch.Queue(`INSERT INTO `+s.q+`.projection_partition_checkpoints (name, version, generation, partition)

@@ -560,3 +560,31 @@ func TestPartitionedRunnersSurviveKillsAndRestarts(t *testing.T) {
 	}
 	e.waitSpread(projection.Build{Name: "chaos", Version: 1}, n, names...)
 }
+
+// TestAdminRebuildsAPartitionedProjection: an Admin (the CLI) rebuilds a
+// partitioned projection no runner runs: the first build and then a new
+// generation, every partition in parallel, and returns once switched,
+// with its leases released.
+func TestAdminRebuildsAPartitionedProjection(t *testing.T) {
+	e := newEnv(t)
+	p := counting("offline", 1, func(p *projection.Projection) { p.Partitions = 4 })
+	want, _ := e.write("hist", 10, 6)
+	ctx := testCtx(t)
+	adm, err := projection.NewAdmin(e.events, e.store, []projection.Projection{p}, projection.WithLeaseTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gen := 0; gen < 2; gen++ {
+		if err := adm.Rebuild(ctx, "offline"); err != nil {
+			t.Fatalf("rebuild %d: %v", gen, err)
+		}
+		reg, err := e.store.Registration(ctx, "offline")
+		if err != nil || reg.Current != (projection.Build{Name: "offline", Version: 1, Generation: gen}) {
+			t.Fatalf("registration after rebuild %d: %+v %v", gen, reg, err)
+		}
+		e.checkCounts("counts", want)
+		if got, free := e.spread(reg.Current); len(got) != 0 || free != 4 {
+			t.Fatalf("leases after the rebuild: %v held, %d free; want all released", got, free)
+		}
+	}
+}
