@@ -189,6 +189,7 @@ func (a *applier) applyOne(ctx context.Context, d Delivery) error {
 				"version", d.Record.StreamVersion, "type", d.Record.Type, "attempt", attempt, "err", err)
 			wait = a.e.opts.backoff.Delay(attempt)
 		}
+		a.e.tel.Retried(a.pr.p.Name, a.e.transient(err))
 		if d.Acker != nil {
 			_ = d.Acker.InProgress()
 		}

@@ -21,6 +21,7 @@ type Projections struct {
 	batchDur metric.Float64Histogram
 	applied  metric.Int64Counter
 	dead     metric.Int64Counter
+	retries  metric.Int64Counter
 	waitDur  metric.Float64Histogram
 	byName   map[string]projAttrs
 }
@@ -29,6 +30,8 @@ type projAttrs struct {
 	attr    attribute.KeyValue
 	add     []metric.AddOption
 	outcome map[string][]metric.RecordOption
+	byEvent []metric.AddOption
+	byStore []metric.AddOption
 }
 
 // NewProjections returns the instrumentation of the projections names.
@@ -39,12 +42,15 @@ func NewProjections(p Providers, names []string) *Projections {
 		batchDur: histogram(m, "chronicle.projection.batch.duration", "Duration of a projection's batch of deliveries (handlers, checkpoint and commit), by outcome."),
 		applied:  counter(m, "chronicle.projection.events.applied", "{event}", "Events a projection applied (or passed as already applied)."),
 		dead:     counter(m, "chronicle.projection.dead_letters", "{event}", "Events a projection set aside as dead letters."),
+		retries:  counter(m, "chronicle.projection.retries", "{retry}", "Events a projection applied again after a failure, by cause (event: the handler failed; store: the store was unavailable)."),
 		waitDur:  histogram(m, "chronicle.projection.wait_for.duration", "Duration of WaitFor calls, by outcome (ok, timeout, error)."),
 		byName:   map[string]projAttrs{},
 	}
 	for _, n := range names {
 		a := KeyProjection.String(n)
-		t.byName[n] = projAttrs{attr: a, add: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(a))}, outcome: outcomeOpts(a)}
+		t.byName[n] = projAttrs{attr: a, add: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(a))}, outcome: outcomeOpts(a),
+			byEvent: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(a, attribute.String("chronicle.retry.cause", "event")))},
+			byStore: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(a, attribute.String("chronicle.retry.cause", "store")))}}
 	}
 	return t
 }
@@ -97,6 +103,17 @@ func (op BatchOp) End(checkpoint eventstore.Position, err error) {
 // DeadLettered counts a dead letter of projection name.
 func (t *Projections) DeadLettered(name string) {
 	t.dead.Add(context.Background(), 1, t.byName[name].add...)
+}
+
+// Retried counts a retry of projection name: of the store when it was
+// unavailable (store), else of the event.
+func (t *Projections) Retried(name string, store bool) {
+	a := t.byName[name]
+	if store {
+		t.retries.Add(context.Background(), 1, a.byStore...)
+		return
+	}
+	t.retries.Add(context.Background(), 1, a.byEvent...)
 }
 
 // WaitOp is a WaitFor under way.
