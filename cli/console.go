@@ -28,8 +28,8 @@ code): a web page showing the head of the event log, the events an open
 transaction holds back and its pid, the relay's leader, each projection's
 state, build, checkpoint, lag and dead letters, and the dead letters,
 refreshed every two seconds. It is read-only unless --enable-actions is
-given, which adds a Retry button to each dead letter; every action is
-logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
+given, which adds Retry and Discard buttons to each dead letter (a
+discard asks for a confirmation); every action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
 		Example: `  chronicle console --addr 127.0.0.1:8080
   chronicle console --addr 127.0.0.1:8080 --enable-actions`,
 		Args: noArgs,
@@ -76,6 +76,6 @@ logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to serve the console on")
-	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying dead letters from the page (logged)")
+	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying and discarding dead letters from the page (logged)")
 	return c
 }

@@ -3,8 +3,8 @@
 // open transaction holds back (and its pid), the relay's leader, every
 // projection's state, build, checkpoint, lag and dead letters, and the
 // dead letters themselves, refreshed every two seconds. It is read-only
-// unless [WithActions] enables retrying dead letters from the page; every
-// action is logged.
+// unless [WithActions] enables retrying and discarding dead letters from
+// the page (a discard asks for a confirmation); every action is logged.
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:
@@ -38,7 +38,8 @@ var assets embed.FS
 // Option configures a [Handler]. A nil Option is ignored.
 type Option func(*Handler)
 
-// WithActions enables (true) the page's actions: retrying a dead letter.
+// WithActions enables (true) the page's actions: retrying a dead letter,
+// and discarding one after a confirmation.
 // The default is read-only: the page shows no button and the server
 // refuses actions with 403.
 func WithActions(on bool) Option { return func(h *Handler) { h.actions = on } }
@@ -93,7 +94,8 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.mux.Handle("GET /", http.FileServerFS(static))
 	h.mux.HandleFunc("GET /api/overview", h.overview)
-	h.mux.HandleFunc("POST /api/deadletters/retry", h.retry)
+	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
+	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
 }
 
@@ -210,30 +212,34 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(o)
 }
 
-func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
-	if !h.actions {
-		http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
-		return
+// action serves a dead letter action: retry (apply it again) or discard
+// (drop it without applying it; the page asks for a confirmation).
+func (h *Handler) action(name string, do func(ctx context.Context, projection string, eventID uuid.UUID) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.actions {
+			http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
+			return
+		}
+		var req struct {
+			Projection string `json:"projection"`
+			EventID    string `json:"event_id"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		id, err := uuid.Parse(req.EventID)
+		if err != nil {
+			http.Error(w, "console: bad event id: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		err = do(r.Context(), req.Projection, id)
+		h.log.InfoContext(r.Context(), "console: "+name+" dead letter", "projection", req.Projection, "event_id", id.String(),
+			"remote", r.RemoteAddr, "err", err)
+		if err != nil {
+			http.Error(w, "console: "+err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	}
-	var req struct {
-		Projection string `json:"projection"`
-		EventID    string `json:"event_id"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	id, err := uuid.Parse(req.EventID)
-	if err != nil {
-		http.Error(w, "console: bad event id: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	err = h.admin.RetryDeadLetter(r.Context(), req.Projection, id)
-	h.log.InfoContext(r.Context(), "console: retry dead letter", "projection", req.Projection, "event_id", id.String(),
-		"remote", r.RemoteAddr, "err", err)
-	if err != nil {
-		http.Error(w, "console: "+err.Error(), http.StatusConflict)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

@@ -118,6 +118,26 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("dead letters after the retry from the page: %v, %v", dls, err)
 	}
 
+	// Discard another one, after the page's confirmation.
+	failing.Store(true)
+	bad2, err := es.Append(ctx, "acct-3", eventstore.Any, eventstore.Event{Type: "Bad", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitFor(ctx, "picky", bad2.Position); !errors.Is(err, projection.ErrDeadLettered) {
+		t.Fatalf("WaitFor = %v, want the dead letter", err)
+	}
+	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "1")
+	b.eval(`window.confirm = () => false; document.querySelector('#deadletters button.discard').click(); "refused"`)
+	if dls, err := r.Admin().DeadLetters(ctx, "picky"); err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters after a refused confirmation: %v, %v", dls, err)
+	}
+	b.eval(`window.confirm = () => true; document.querySelector('#deadletters button.discard').click(); "confirmed"`)
+	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "0")
+	if dls, err := r.Admin().DeadLetters(ctx, "picky"); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after the discard from the page: %v, %v", dls, err)
+	}
+
 	// Read-only by default: no action, and the server refuses one.
 	ro, err := console.New(r.Admin())
 	if err != nil {

@@ -13,9 +13,10 @@ async function getJSON(url) {
   if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text()));
   return r.json();
 }
-async function retry(projection, eventID, button) {
+async function act(action, projection, eventID, button) {
+  if (action === "discard" && !window.confirm("Discard the dead letter " + eventID + " of " + projection + " without applying it?")) return;
   button.disabled = true;
-  const r = await fetch("api/deadletters/retry", {method: "POST", headers: {"Content-Type": "application/json"},
+  const r = await fetch("api/deadletters/" + action, {method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({projection: projection, event_id: eventID})});
   const msg = await r.text();
   document.getElementById("error").textContent = r.ok ? "" : msg;
@@ -53,11 +54,13 @@ async function refresh() {
       cell(tr, String(d.attempts)); cell(tr, d.error);
       const td = cell(tr, "");
       if (o.actions) {
-        const b = document.createElement("button");
-        b.className = "retry";
-        text(b, "Retry");
-        b.onclick = () => retry(d.projection, d.event_id, b);
-        td.appendChild(b);
+        for (const [action, label] of [["retry", "Retry"], ["discard", "Discard"]]) {
+          const b = document.createElement("button");
+          b.className = action;
+          text(b, label);
+          b.onclick = () => act(action, d.projection, d.event_id, b);
+          td.appendChild(b);
+        }
       }
       dl.appendChild(tr);
     }
