@@ -50,9 +50,16 @@ func newBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Chromium's helper processes may still write to the profile for a
+	// moment after it exits: the profile is removed best-effort, not with
+	// t.TempDir (whose cleanup fails the test on a non-empty directory).
+	profile, err := os.MkdirTemp("", "chronicle-console-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(chromium(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--remote-debugging-pipe",
-		"--user-data-dir="+t.TempDir(), "--window-size=1400,900", "about:blank")
+		"--user-data-dir="+profile, "--window-size=1400,900", "about:blank")
 	cmd.ExtraFiles = []*os.File{cmdR, resW}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -62,9 +69,23 @@ func newBrowser(t *testing.T) *browser {
 	b := &browser{t: t, cmd: cmd, in: cmdW, waiting: map[int]chan json.RawMessage{}}
 	go b.read(resR)
 	t.Cleanup(func() {
+		// Closing the pipe asks Chromium to exit; kill it if it has not
+		// within five seconds.
 		cmdW.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 	var targets struct {
 		TargetInfos []struct {
