@@ -207,6 +207,12 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 	rows = append(rows, r)
+
+	// Disk per event of the log just read.
+	if r, err = b.diskFig(ctx); err != nil {
+		return nil, err
+	}
+	rows = append(rows, r)
 	return rows, nil
 }
 
@@ -689,4 +695,20 @@ func stRSSChild(schema string) error {
 	}
 	fmt.Println(time.Since(start))
 	return nil
+}
+
+// diskFig: the events table's size with TOAST and every index, per event,
+// against its heap alone (what a plain table of the same rows takes).
+func (b *stBench) diskFig(ctx context.Context) (Row, error) {
+	q := pgx.Identifier{b.store.Schema()}.Sanitize() + ".events"
+	var total, heap, count int64
+	if err := b.env.Pool.QueryRow(ctx, `SELECT pg_total_relation_size($1::regclass), pg_relation_size($1::regclass),
+		(SELECT count(*) FROM `+q+`)`, q).Scan(&total, &heap, &count); err != nil {
+		return Row{}, err
+	}
+	return Row{Figure: fmt.Sprintf("Disk per event, %s events (table, TOAST and indexes)", stCount(int(count))),
+		Value:    fmt.Sprintf("%.0f B/event", float64(total)/float64(count)),
+		Baseline: fmt.Sprintf("%.0f B/event (the heap alone: a plain table of the same rows)", float64(heap)/float64(count)),
+		Ratio:    fmt.Sprintf("%.2fx", float64(total)/float64(heap)), Goal: "<= 1.20x (ADR 0014: not met)",
+		Pass: yesNo(float64(total) <= 1.2*float64(heap))}, nil
 }
