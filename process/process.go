@@ -309,10 +309,12 @@ func (p *Process[S]) Complete() { p.c.end(typeCompleted, Completed, "") }
 func (p *Process[S]) Fail(reason string) { p.c.end(typeFailed, Failed, reason) }
 
 // Compensate starts running the recorded compensations in reverse order;
-// the process ends compensated once the last one succeeded.
+// the process ends compensated once the last one succeeded. Its timers are
+// cancelled.
 func (p *Process[S]) Compensate(reason string) {
 	if p.c.meta.Status == Running {
 		p.c.emit(typeCompensationStarted, reasonData{Reason: reason})
+		p.c.clearAll = true
 	}
 }
 
@@ -496,7 +498,9 @@ func (m *meta) apply(typ string, data []byte) error {
 		if err := json.Unmarshal(data, &e); err != nil {
 			return err
 		}
-		m.Status, m.Reason = Compensating, e.Reason
+		// The process's timers no longer matter: the compensation runs to
+		// its end whatever time it takes.
+		m.Status, m.Reason, m.Timers = Compensating, e.Reason, map[string]timerState{}
 	case typeCompensationFailed:
 		var e reasonData
 		if err := json.Unmarshal(data, &e); err != nil {
