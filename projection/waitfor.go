@@ -39,6 +39,24 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		return r.waitPartitions(ctx, s, nil, pos)
 	}
 	delay := time.Millisecond
+	// pause waits before the next look: until the projection's progress
+	// changes, the delay passes (doubling up to 100 ms), or ctx ends.
+	pause := func(changed <-chan struct{}, applied eventstore.Position) error {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("projection %q: wait for %s (applied %s): %w", name, pos, applied, ctx.Err())
+		case <-changed:
+		case <-t.C:
+			delay = min(delay*2, 100*time.Millisecond)
+		}
+		return nil
+	}
+	// passing reports whether a failed read of a store is worth another
+	// look: a lost connection or a server restarting is not the caller's
+	// answer (the projection itself retries such failures in place).
+	passing := func(err error) bool { return ctx.Err() == nil && r.e.transient(err) }
 	for {
 		snap := s.prog.snapshot()
 		local := snap.running && snap.current && !snap.build.IsZero()
@@ -51,6 +69,12 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 			// this runner's (newer code elsewhere may have switched).
 			reg, err := r.e.store.Registration(ctx, name)
 			if err != nil {
+				if passing(err) {
+					if err := pause(nil, applied); err != nil {
+						return err
+					}
+					continue
+				}
 				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 			}
 			if reg.Current != snap.build {
@@ -61,6 +85,12 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		if !local {
 			var err error
 			if applied, build, dead, halted, err = r.stored(ctx, pr); err != nil {
+				if passing(err) {
+					if err := pause(nil, applied); err != nil {
+						return err
+					}
+					continue
+				}
 				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 			}
 			if snap.running {
@@ -74,6 +104,12 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 				// Another runner of the build may have set the write aside.
 				var err error
 				if dead, err = r.e.store.DeadLetters(ctx, name); err != nil {
+					if passing(err) {
+						if err := pause(nil, applied); err != nil {
+							return err
+						}
+						continue
+					}
 					return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 				}
 			}
@@ -90,21 +126,14 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 				name, pos, ErrHalted, halted.Position, halted.EventID, halted.Type, halted.StreamID, halted.StreamVersion, halted.Error)
 		}
 		done, err := r.nothingWanted(ctx, pr, applied, pos)
-		if err != nil {
+		if err != nil && !passing(err) {
 			return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 		}
 		if done {
 			return nil
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("projection %q: wait for %s (applied %s): %w", name, pos, applied, ctx.Err())
-		case <-snap.changed:
-			t.Stop()
-		case <-t.C:
-			delay = min(delay*2, 100*time.Millisecond)
+		if err := pause(snap.changed, applied); err != nil {
+			return err
 		}
 	}
 }

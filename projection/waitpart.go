@@ -33,10 +33,11 @@ func (r *Runner) waitPartitions(ctx context.Context, s *supervisor, parts []int,
 	for {
 		changed := s.prog.snapshot().changed
 		applied, err := r.partitionsReached(ctx, s, parts, pos)
-		if err != nil {
+		passing := err != nil && ctx.Err() == nil && r.e.transient(err)
+		if err != nil && !passing {
 			return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 		}
-		if !applied.b.IsZero() {
+		if err == nil && !applied.b.IsZero() {
 			if !applied.low.Before(pos) {
 				return r.deadLetterOfPartitions(ctx, pr, applied.b, parts, pos)
 			}
@@ -44,7 +45,7 @@ func (r *Runner) waitPartitions(ctx context.Context, s *supervisor, parts []int,
 				return err
 			}
 			done, err := r.nothingWanted(ctx, pr, applied.low, pos)
-			if err != nil {
+			if err != nil && (ctx.Err() != nil || !r.e.transient(err)) {
 				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 			}
 			if done {
