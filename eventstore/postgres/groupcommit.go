@@ -50,6 +50,10 @@ const (
 	// groupOverflow bounds the appends that run on pool connections while
 	// a batch is in flight (see overflow).
 	groupOverflow = 1
+	// groupLockTimeout is the longest the flusher's connection waits for
+	// a lock (a stream's, held by another transaction) before it lets the
+	// appends concerned run alone.
+	groupLockTimeout = 100 * time.Millisecond
 )
 
 // A request's state: the flusher takes it (queued -> taken) or its caller
@@ -311,6 +315,10 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
 		g.s.trail()
 	}
+	res = groupResult{r: row, insertErr: err}
+	if lockBusy(err) {
+		res = groupResult{alone: true} // nothing was written
+	}
 	g.mu.Lock()
 	g.busy = false
 	var drop *groupConn
@@ -331,7 +339,15 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 		default:
 		}
 	}
-	return groupResult{r: row, insertErr: err}, true
+	return res, true
+}
+
+// lockBusy reports whether err is PostgreSQL refusing a statement because
+// a lock was not granted within the connection's lock_timeout (55P03): the
+// statement's implicit transaction rolled back and wrote nothing.
+func lockBusy(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
 
 // gather yields the processor so that callers just handed their results
@@ -402,6 +418,16 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		if _, err = c.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 			return err
 		}
+		// The flusher serves every append of the Store: it must not wait
+		// long for a stream lock that another transaction holds (a
+		// caller's AppendTx before slow work), or every append would
+		// queue behind that transaction. A lock not granted within
+		// groupLockTimeout fails the statement (55P03, nothing written)
+		// and the appends concerned run alone on pool connections,
+		// where only they wait.
+		if _, err = c.Exec(ctx, `SET lock_timeout = `+quoteLiteral(fmt.Sprintf("%dms", groupLockTimeout.Milliseconds()))); err != nil {
+			return err
+		}
 		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {
 			return err
 		}
@@ -441,6 +467,10 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		// less than the batch statement, on the flusher's connection.
 		r := batch[0]
 		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
+		if lockBusy(err) {
+			r.done <- groupResult{alone: true} // nothing was written
+			return conn
+		}
 		r.done <- groupResult{r: res, insertErr: err}
 		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
 			g.s.trail()
