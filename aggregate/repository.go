@@ -94,6 +94,7 @@ type Repository[T Aggregate] struct {
 
 type stats struct {
 	retries, conflicts, taken, failed, skipped, ignored, cacheHits, cacheStale, oneQuery atomic.Int64
+	snapHits, snapMisses, snapLoadFailed                                                 atomic.Int64
 }
 
 // Stats counts what a repository did since it was made.
@@ -106,6 +107,13 @@ type Stats struct {
 	// background writers were busy, SnapshotsIgnored those found at load
 	// but not used (other revision, undecodable, ahead of the stream).
 	SnapshotsTaken, SnapshotsFailed, SnapshotsSkipped, SnapshotsIgnored int64
+	// SnapshotHits counts loads that started from a snapshot,
+	// SnapshotMisses those that looked for one and found none (or none at
+	// or before the version asked for), SnapshotLoadsFailed those whose
+	// snapshot store failed (they replayed the stream). Loads served from
+	// the state cache look for no snapshot; loads whose snapshot was
+	// ignored count in SnapshotsIgnored.
+	SnapshotHits, SnapshotMisses, SnapshotLoadsFailed int64
 	// CacheHits counts loads and updates served from the state cache;
 	// CacheStale the cached states an append found out of date.
 	CacheHits, CacheStale int64
@@ -180,6 +188,7 @@ func (r *Repository[T]) Stats() Stats {
 	return Stats{Retries: r.stats.retries.Load(), Conflicts: r.stats.conflicts.Load(),
 		SnapshotsTaken: r.stats.taken.Load(), SnapshotsFailed: r.stats.failed.Load(),
 		SnapshotsSkipped: r.stats.skipped.Load(), SnapshotsIgnored: r.stats.ignored.Load(),
+		SnapshotHits: r.stats.snapHits.Load(), SnapshotMisses: r.stats.snapMisses.Load(), SnapshotLoadsFailed: r.stats.snapLoadFailed.Load(),
 		CacheHits: r.stats.cacheHits.Load(), CacheStale: r.stats.cacheStale.Load(), OneQueryLoads: r.stats.oneQuery.Load()}
 }
 
@@ -361,8 +370,10 @@ func (r *Repository[T]) loadOneQuery(ctx context.Context, stream, id string) (a 
 			a, err = r.replay(ctx, stream, a, 0, 0)
 			return a, true, err
 		}
+		r.stats.snapHits.Add(1)
 		recs = recs[1:]
 	} else {
+		r.stats.snapMisses.Add(1)
 		if len(recs) == 0 {
 			return zero, true, notFoundError{stream}
 		}
@@ -433,12 +444,24 @@ func (r *Repository[T]) fromSnapshot(ctx context.Context, stream, id string, at 
 	if err != nil {
 		// An invalid stream ID is not worth a warning: the event store
 		// refuses it next, and that error reaches the caller.
-		if !errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, eventstore.ErrInvalidInput) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, snapshot.ErrNotFound):
+			r.stats.snapMisses.Add(1)
+		case !errors.Is(err, eventstore.ErrInvalidInput) && ctx.Err() == nil:
+			r.stats.snapLoadFailed.Add(1)
 			r.log.Warn("aggregate: cannot load snapshot; replaying the stream", "stream", stream, "err", err)
 		}
 		return zero, false
 	}
-	return r.decodeSnapshot(s, id, at)
+	if s.Version < 1 || (at > 0 && s.Version > at) {
+		r.stats.snapMisses.Add(1)
+		return zero, false
+	}
+	a, ok := r.decodeSnapshot(s, id, at)
+	if ok {
+		r.stats.snapHits.Add(1)
+	}
+	return a, ok
 }
 
 // decodeSnapshot returns the aggregate decoded from s when it is usable

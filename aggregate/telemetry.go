@@ -22,7 +22,8 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // docs/operations.md). The default is OpenTelemetry's global provider, a
 // no-op until the service sets one. With a provider given here, the
 // repository's [Stats] are exported too, as counters of conflicts,
-// retries, snapshots (taken, failed, skipped, ignored) and cache hits,
+// retries, snapshots (taken, failed, skipped, ignored), snapshot loads
+// (hit, miss, failed) and cache hits,
 // until [Repository.Close].
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.telemetry.Meter = mp }
@@ -43,6 +44,7 @@ func (r *Repository[T]) observeStats() {
 		s := r.Stats()
 		return telemetry.RepoStats{Retries: s.Retries, Conflicts: s.Conflicts, SnapshotsTaken: s.SnapshotsTaken,
 			SnapshotsFailed: s.SnapshotsFailed, SnapshotsSkipped: s.SnapshotsSkipped, SnapshotsIgnored: s.SnapshotsIgnored,
+			SnapshotHits: s.SnapshotHits, SnapshotMisses: s.SnapshotMisses, SnapshotLoadsFailed: s.SnapshotLoadsFailed,
 			CacheHits: s.CacheHits, CacheStale: s.CacheStale}
 	})
 }

@@ -1,6 +1,8 @@
 package aggregate_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -99,4 +101,59 @@ func TestRepositoryStatsMetrics(t *testing.T) {
 	if err := repo.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// unreadableSnapshots is a snapshot store whose reads fail.
+type unreadableSnapshots struct{ snapshot.Store }
+
+func (unreadableSnapshots) Load(context.Context, string) (snapshot.Snapshot, error) {
+	return snapshot.Snapshot{}, errors.New("snapshot store down")
+}
+
+// Loads that look for a snapshot count as hits, misses or failures, in
+// Stats and as chronicle.aggregate.snapshot.loads, on both backends (the
+// PostgreSQL one reads snapshot and events in one query).
+func TestSnapshotLoadMetrics(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		seed(t, newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(4))), "s-1", 6)
+		seed(t, newRepo(t, b.events, registry(t), newAccount), "s-2", 2)
+		reader := sdkmetric.NewManualReader()
+		repo := newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(b.snaps, snapshot.Every(100)),
+			aggregate.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+		failing := newRepo(t, b.events, registry(t), newAccount, aggregate.WithSnapshots(unreadableSnapshots{b.snaps}, snapshot.Every(100)))
+		for _, id := range []string{"s-1", "s-2"} {
+			if _, err := repo.Load(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := failing.Load(ctx, "s-1"); err != nil {
+			t.Fatal(err)
+		}
+		if st := repo.Stats(); st.SnapshotHits != 1 || st.SnapshotMisses != 1 || st.SnapshotLoadsFailed != 0 {
+			t.Errorf("stats %+v; want 1 snapshot hit, 1 miss", st)
+		}
+		if st := failing.Stats(); st.SnapshotLoadsFailed != 1 || st.SnapshotHits != 0 {
+			t.Errorf("stats with a failing snapshot store %+v; want 1 failed snapshot load", st)
+		}
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "chronicle.aggregate.snapshot.loads" {
+					for _, dp := range s.DataPoints {
+						v, _ := dp.Attributes.Value("chronicle.snapshot.result")
+						got[v.AsString()] += dp.Value
+					}
+				}
+			}
+		}
+		if got["hit"] != 1 || got["miss"] != 1 || got["failed"] != 0 {
+			t.Errorf("chronicle.aggregate.snapshot.loads %v; want hit 1, miss 1", got)
+		}
+	})
 }

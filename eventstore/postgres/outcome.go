@@ -256,5 +256,6 @@ func (s *Store) resolveRetry(ctx context.Context, q querier, streamID string, ex
 	last := found[evs[len(evs)-1].ID]
 	s.log.DebugContext(ctx, "postgres: append was already stored; treated as a retry",
 		slog.String("stream", streamID), slog.Int64("version", last.version))
+	s.tel.IdempotentRetry(ctx)
 	return eventstore.AppendResult{Version: last.version, Position: last.pos}, nil
 }

@@ -19,7 +19,8 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the store's
 // metrics (chronicle.eventstore.append.duration by outcome,
-// chronicle.eventstore.events.appended; see docs/operations.md). The
+// chronicle.eventstore.events.appended,
+// chronicle.eventstore.append.idempotent_retries; see docs/operations.md). The
 // default is OpenTelemetry's global provider, a no-op until the service
 // sets one.
 func WithMeterProvider(mp metric.MeterProvider) Option {

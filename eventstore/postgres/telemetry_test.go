@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -131,5 +132,54 @@ func TestAppendMetrics(t *testing.T) {
 	}
 	if counts["ok"] != 1 || counts["conflict"] != 1 || appended != 3 {
 		t.Fatalf("append counts by outcome %v, events appended %d; want ok 1, conflict 1, 3 events", counts, appended)
+	}
+}
+
+// An append whose events are stored already at the same versions returns
+// the original result; it is counted as an idempotent retry and its span
+// says so.
+func TestIdempotentRetryMetric(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	s, _ := newStore(t, postgres.WithMeterProvider(mp), postgres.WithTracerProvider(tp))
+	evs := events(2)
+	for i := range evs {
+		evs[i].ID = uuid.New()
+	}
+	first := mustAppend(t, s, "acct-1", eventstore.NoStream, evs...)
+	c, parent := tp.Tracer("test").Start(ctx(t), "retry")
+	again, err := s.Append(c, "acct-1", eventstore.NoStream, evs...)
+	parent.End()
+	if err != nil || again != first {
+		t.Fatalf("retry: %v, %v; want the original result %v", again, err, first)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx(t), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var retries int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "chronicle.eventstore.append.idempotent_retries" {
+				for _, dp := range d.DataPoints {
+					retries += dp.Value
+				}
+			}
+		}
+	}
+	if retries != 1 {
+		t.Errorf("chronicle.eventstore.append.idempotent_retries = %d, want 1", retries)
+	}
+	marked := 0
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "chronicle.eventstore.append" && attrs(sp.Attributes())["chronicle.append.idempotent_retry"].AsBool() {
+			marked++
+		}
+	}
+	if marked != 1 {
+		t.Errorf("%d append spans marked as an idempotent retry, want 1", marked)
 	}
 }

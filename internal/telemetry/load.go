@@ -110,13 +110,16 @@ func (op LoadOp) End(version int64, err *error) {
 type RepoStats struct {
 	Retries, Conflicts                                                  int64
 	SnapshotsTaken, SnapshotsFailed, SnapshotsSkipped, SnapshotsIgnored int64
+	SnapshotHits, SnapshotMisses, SnapshotLoadsFailed                   int64
 	CacheHits, CacheStale                                               int64
 }
 
 // ObserveRepository registers observable counters read from stats at each
 // collection: chronicle.aggregate.conflicts, chronicle.aggregate.retries,
 // chronicle.aggregate.snapshots (by chronicle.snapshot.result: taken,
-// failed, skipped, ignored) and chronicle.aggregate.cache (by
+// failed, skipped, ignored), chronicle.aggregate.snapshot.loads (by
+// chronicle.snapshot.result: hit, miss, failed) and
+// chronicle.aggregate.cache (by
 // chronicle.cache.result: hit, stale). It registers nothing, and returns
 // nil, unless p names a meter provider: a callback registered with the
 // global provider before one is set would be kept for as long as the
@@ -134,7 +137,9 @@ func ObserveRepository(p Providers, stats func() RepoStats) metric.Registration 
 		metric.WithDescription("Snapshots taken, failed (could not be encoded or stored), skipped (writers busy) or ignored at load (unusable)."))
 	cache, err4 := m.Int64ObservableCounter("chronicle.aggregate.cache", metric.WithUnit("{load}"),
 		metric.WithDescription("Loads served from the state cache (hit) and cached states an append found out of date (stale)."))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	loads, err5 := m.Int64ObservableCounter("chronicle.aggregate.snapshot.loads", metric.WithUnit("{load}"),
+		metric.WithDescription("Loads that looked for a snapshot: started from one (hit), found none (miss), or met a failing snapshot store (failed)."))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		errHandler(err)
 		return nil
 	}
@@ -144,6 +149,8 @@ func ObserveRepository(p Providers, stats func() RepoStats) metric.Registration 
 	taken, failed, skipped, ignored := result("chronicle.snapshot.result", "taken"), result("chronicle.snapshot.result", "failed"),
 		result("chronicle.snapshot.result", "skipped"), result("chronicle.snapshot.result", "ignored")
 	hit, stale := result("chronicle.cache.result", "hit"), result("chronicle.cache.result", "stale")
+	snapHit, snapMiss, snapFailed := result("chronicle.snapshot.result", "hit"), result("chronicle.snapshot.result", "miss"),
+		result("chronicle.snapshot.result", "failed")
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := stats()
 		o.ObserveInt64(conflicts, s.Conflicts)
@@ -152,10 +159,13 @@ func ObserveRepository(p Providers, stats func() RepoStats) metric.Registration 
 		o.ObserveInt64(snaps, s.SnapshotsFailed, failed)
 		o.ObserveInt64(snaps, s.SnapshotsSkipped, skipped)
 		o.ObserveInt64(snaps, s.SnapshotsIgnored, ignored)
+		o.ObserveInt64(loads, s.SnapshotHits, snapHit)
+		o.ObserveInt64(loads, s.SnapshotMisses, snapMiss)
+		o.ObserveInt64(loads, s.SnapshotLoadsFailed, snapFailed)
 		o.ObserveInt64(cache, s.CacheHits, hit)
 		o.ObserveInt64(cache, s.CacheStale, stale)
 		return nil
-	}, conflicts, retries, snaps, cache)
+	}, conflicts, retries, snaps, loads, cache)
 	if err != nil {
 		errHandler(err)
 		return nil

@@ -21,6 +21,7 @@ type Store struct {
 	system    attribute.KeyValue
 	appendDur metric.Float64Histogram
 	appended  metric.Int64Counter
+	retries   metric.Int64Counter
 	outcome   map[string][]metric.RecordOption
 	addOpts   []metric.AddOption
 }
@@ -39,8 +40,10 @@ func NewStore(p Providers, system string, on bool) *Store {
 		system:    sys,
 		appendDur: histogram(m, "chronicle.eventstore.append.duration", "Duration of event store appends, by outcome (ok, conflict, error)."),
 		appended:  counter(m, "chronicle.eventstore.events.appended", "{event}", "Events appended to the event store."),
-		outcome:   outcomeOpts(sys),
-		addOpts:   []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(sys))},
+		retries: counter(m, "chronicle.eventstore.append.idempotent_retries", "{append}",
+			"Appends whose events were stored already, at the same versions: the original result was returned and nothing written."),
+		outcome: outcomeOpts(sys),
+		addOpts: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(sys))},
 	}
 }
 
@@ -98,6 +101,22 @@ func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
 		}
 	}
 	op.span.End()
+}
+
+// KeyIdempotentRetry marks the span of an append that found its events
+// stored already and returned the original result.
+const KeyIdempotentRetry = attribute.Key("chronicle.append.idempotent_retry")
+
+// IdempotentRetry counts an append of ctx that found its events stored
+// already and returned the original result, and marks its span.
+func (s *Store) IdempotentRetry(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	s.retries.Add(context.Background(), 1, s.addOpts...)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(KeyIdempotentRetry.Bool(true))
+	}
 }
 
 // ReadAll wraps a read of the global log after after in a span that ends
