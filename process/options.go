@@ -10,6 +10,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/internal/backoff"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/projection"
 )
 
@@ -65,6 +66,7 @@ type options struct {
 	noTimers     bool
 	workers      int
 	owner        string
+	telemetry    telemetry.Providers
 }
 
 func defaultOptions() options {

@@ -543,7 +543,8 @@ type core struct {
 	k       *kind
 	id      string
 	stream  string
-	version int64 // the stream's version as loaded (or after our append)
+	version int64     // the stream's version as loaded (or after our append)
+	started time.Time // when the store recorded the stream's first event
 	meta    meta
 	state   Applier
 	now     time.Time
@@ -568,6 +569,9 @@ func newCore(k *kind, id string) *core {
 // load applies one stored record.
 func (c *core) load(rec eventstore.Record) error {
 	c.version = rec.StreamVersion
+	if rec.StreamVersion == 1 {
+		c.started = rec.RecordedAt
+	}
 	if builtin(rec.Type) {
 		if err := c.meta.apply(rec.Type, rec.Data); err != nil {
 			return fmt.Errorf("process %s/%s: decode %s at version %d: %w", c.k.name, c.id, rec.Type, rec.StreamVersion, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/projection"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
@@ -42,6 +43,7 @@ type Runner struct {
 	q      string
 	notify string
 	proj   *projection.Runner
+	tel    *telemetry.Processes // spans and metrics of the steps (telemetry.go)
 
 	wakeCommands chan struct{}
 	wakeTimers   chan struct{}
@@ -104,12 +106,20 @@ func NewRunner(pool *pgxpool.Pool, events *espg.Store, store *projpg.Store, type
 	}
 	r.q = pgmigrate.Quote(o.schema)
 	r.notify = "chronicle_process_" + o.schema
-	popts := append([]projection.Option{projection.WithLogger(r.log)}, o.projOpts...)
+	popts := []projection.Option{projection.WithLogger(r.log)}
+	if o.telemetry.Tracer != nil {
+		popts = append(popts, projection.WithTracerProvider(o.telemetry.Tracer))
+	}
+	if o.telemetry.Meter != nil {
+		popts = append(popts, projection.WithMeterProvider(o.telemetry.Meter))
+	}
+	popts = append(popts, o.projOpts...)
 	pr, err := projection.NewRunner(events, store, projs, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}
 	r.proj = pr
+	r.tel = telemetry.NewProcesses(o.telemetry, r.order)
 	return r, nil
 }
 
@@ -291,8 +301,11 @@ func (rt *router) cache(tx *projpg.Tx) map[string]*core {
 
 const conflictRetries = 3
 
-func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
+func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event) (err error) {
 	rec := ev.Record
+	ctx, step := rt.r.tel.StartStep(ctx, rt.k.name, rec)
+	outcome, status := telemetry.OutcomeIgnored, ""
+	defer func() { step.End(outcome, status, err) }()
 	var id string
 	if rec.Category() == rt.k.category {
 		if !slices.Contains(triggerTypes, rec.Type) {
@@ -302,7 +315,9 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 	} else if id = rt.k.correlate(ev); id == "" {
 		return nil
 	}
+	step.Process(id)
 	cache := rt.cache(tx)
+	begun := time.Now()
 	for attempt := 0; ; attempt++ {
 		c, err := rt.load(ctx, cache, id)
 		if err != nil {
@@ -313,8 +328,20 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 			delete(cache, id)
 			return nil
 		}
+		before, isNew := c.meta.Status, c.version == 0
 		err = rt.apply(ctx, tx, c, rec, ev)
 		if err == nil {
+			outcome, status = telemetry.OutcomeOK, string(c.meta.Status)
+			if isNew {
+				step.Started()
+			}
+			if !before.Terminal() && c.meta.Status.Terminal() {
+				started := c.started
+				if started.IsZero() {
+					started = begun
+				}
+				step.Ended(string(c.meta.Status), time.Since(started))
+			}
 			return nil
 		}
 		delete(cache, id)
