@@ -27,11 +27,13 @@ func TestMigrateIsIdempotentAndPrintsJSON(t *testing.T) {
 		Schema     string
 		Components []string
 	}](t, mustOK(t, e.run(e.app(), "migrate", "--json")).stdout)
-	if j.Schema != e.schema || strings.Join(j.Components, ",") != "eventstore,snapshot,projection,relay" {
+	if j.Schema != e.schema || strings.Join(j.Components, ",") != "eventstore,snapshot,projection,relay,process" {
 		t.Fatalf("migrate --json: %+v", j)
 	}
-	// The tables exist: appending works.
+	// The tables exist: appending works, and the process commands read
+	// the process tables.
 	e.append("account-1", ev("Opened", `{"owner":"ada"}`))
+	contains(t, mustOK(t, e.run(e.app(), "processes", "list")).stdout, "(no processes)")
 }
 
 func TestStreamsList(t *testing.T) {

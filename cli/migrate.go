@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chronicle-go/chronicle/process"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
@@ -21,10 +22,10 @@ func (s *session) migrateCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "migrate",
-		Short: "Create or upgrade the event store, snapshot, projection and relay tables",
+		Short: "Create or upgrade the event store, snapshot, projection, relay and process tables",
 		Long: `Create or upgrade every Chronicle table in the schema: the event store,
-snapshots, projection checkpoints and dead letters, and the relay's
-checkpoint. Migrations are idempotent and guarded by an advisory lock, so
+snapshots, projection checkpoints and dead letters, the relay's
+checkpoint, and the process managers' instances, timers and commands. Migrations are idempotent and guarded by an advisory lock, so
 running migrate again, or from several processes at once, is safe.`,
 		Example: "  DATABASE_URL=postgres://localhost/app chronicle migrate --schema billing",
 		Args:    noArgs,
@@ -52,6 +53,7 @@ running migrate again, or from several processes at once, is safe.`,
 				{"snapshot", func() error { return snaps.Migrate(ctx) }},
 				{"projection", func() error { return projs.Migrate(ctx) }},
 				{"relay", func() error { return relay.Migrate(ctx, pool, s.schema) }},
+				{"process", func() error { return process.Migrate(ctx, pool, s.schema) }},
 			}
 			res := migrateResult{Schema: s.schema}
 			for _, st := range steps {
@@ -64,7 +66,7 @@ running migrate again, or from several processes at once, is safe.`,
 			if asJSON {
 				return writeJSON(s.stdout, res)
 			}
-			_, err = fmt.Fprintf(s.stdout, "migrated schema %q: eventstore, snapshot, projection, relay tables are up to date (%s)\n",
+			_, err = fmt.Fprintf(s.stdout, "migrated schema %q: eventstore, snapshot, projection, relay, process tables are up to date (%s)\n",
 				s.schema, res.Elapsed)
 			return err
 		},

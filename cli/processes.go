@@ -26,12 +26,12 @@ compensation failed. None of them needs the processes' code.`
 	return c
 }
 
-// noTables explains a missing process table: the tables are created by a
-// process runner's Migrate, not by chronicle migrate.
+// noTables explains a missing process table: the tables are created by
+// chronicle migrate or a process runner's Migrate.
 func noTables(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
-		return fmt.Errorf("%w (the process tables are created by process.Runner.Migrate: has a process runner started on this schema?)", err)
+		return fmt.Errorf("%w (the process tables are created by chronicle migrate or process.Runner.Migrate: has either run on this schema?)", err)
 	}
 	return err
 }

@@ -84,8 +84,8 @@ func TestProcessesListShowRetry(t *testing.T) {
 	wait(process.CompensationFailed)
 
 	app := e.app()
-	other := newEnv(t) // migrated by chronicle migrate, never by a process runner
-	mustFail(t, other.run(app, "processes", "list"), cli.ExitError, "process.Runner.Migrate")
+	other := newEnv(t) // migrated by chronicle migrate, never by a process runner: the tables exist
+	contains(t, mustOK(t, other.run(app, "processes", "list")).stdout, "(no processes)")
 	out := mustOK(t, e.run(app, "processes", "list"))
 	contains(t, out.stdout, "TYPE", "COMP. FAILED", "undo", "compensation_failed", "the undo is refused")
 	out = mustOK(t, e.run(app, "processes", "show", "undo", "1"))

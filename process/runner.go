@@ -149,6 +149,26 @@ func (r *Runner) projection(k *kind) projection.Projection {
 // store's; idempotent.
 func (r *Runner) Migrate(ctx context.Context) error { return migrate(ctx, r.pool, r.opts.schema, r.ps) }
 
+// Migrate creates or upgrades the process tables (instances, timers,
+// commands) in schema ("" means the default, "chronicle"), as
+// [Runner.Migrate] does, without a runner or the processes' code:
+// `chronicle migrate` runs it. It does not migrate the projection store's
+// tables (projpg.Store.Migrate does), which a runner needs too. It is
+// idempotent and safe to run from several processes at once: migrations
+// run under an advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if pool == nil {
+		return fmt.Errorf("%w: migrate: nil PostgreSQL pool", ErrInvalid)
+	}
+	if schema == "" {
+		schema = pgmigrate.DefaultSchema
+	}
+	if err := pgmigrate.ValidateSchema(schema); err != nil {
+		return fmt.Errorf("%w: migrate: %w", ErrInvalid, err)
+	}
+	return migrate(ctx, pool, schema, nil)
+}
+
 func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, ps *projpg.Store) error {
 	if ps != nil {
 		if err := ps.Migrate(ctx); err != nil {
