@@ -110,3 +110,47 @@ func TestStepSpansAndMetrics(t *testing.T) {
 		t.Errorf("chronicle.process.duration has %d measurements, want 2", durations)
 	}
 }
+
+// A process that fails counts as failed, with its duration.
+func TestFailedProcessMetric(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	typ := jobType(time.Hour)
+	typ.Handle = func(_ context.Context, p *process.Process[*jobState], _ process.Trigger) error {
+		p.Fail("refused at once")
+		return nil
+	}
+	start(t, e.runner(e.pool, typ, process.WithMeterProvider(mp)))
+	e.request(ctx, "doomed", JobRequested{})
+	e.waitStatus(ctx, "doomed", process.Failed)
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					got[m.Name] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					if v, _ := dp.Attributes.Value("chronicle.process.status"); m.Name == "chronicle.process.duration" && v.AsString() == "failed" {
+						got[m.Name+"/failed"] += int64(dp.Count)
+					}
+				}
+			}
+		}
+	}
+	for k, want := range map[string]int64{"chronicle.process.started": 1, "chronicle.process.failed": 1,
+		"chronicle.process.completed": 0, "chronicle.process.duration/failed": 1} {
+		if got[k] != want {
+			t.Errorf("%s = %d, want %d (all: %v)", k, got[k], want, got)
+		}
+	}
+}
