@@ -44,7 +44,7 @@ discard asks for a confirmation); every action is logged on stderr. It stops cle
 				return err
 			}
 			log := s.logger(slog.LevelInfo)
-			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es),
+			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es), console.WithStreams(es),
 				console.WithRelay(s.pool, append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 			if err != nil {
 				return err

@@ -5,11 +5,14 @@
 // dead letters themselves, refreshed every two seconds. It is read-only
 // unless [WithActions] enables retrying and discarding dead letters from
 // the page (a discard asks for a confirmation); every action is logged.
+// [WithStreams] adds a stream browser: streams listed and searched, a
+// stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
+// events of a correlation ID as a causation tree.
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:
 //
-//	h, err := console.New(runner.Admin(), console.WithLog(store), console.WithRelay(pool, relay.WithSchema("bank")))
+//	h, err := console.New(runner.Admin(), console.WithLog(store), console.WithStreams(store), console.WithRelay(pool, relay.WithSchema("bank")))
 //	mux.Handle("/console/", http.StripPrefix("/console", h))
 package console
 
@@ -34,6 +37,8 @@ import (
 
 //go:embed assets
 var assets embed.FS
+
+var errNoStreams = errors.New("console: the stream browser is not enabled (WithStreams)")
 
 // Option configures a [Handler]. A nil Option is ignored.
 type Option func(*Handler)
@@ -70,6 +75,8 @@ type Handler struct {
 	logStatus LogStatuser
 	relayPool *pgxpool.Pool
 	relayOpts []relay.Option
+	streams   Streams
+	decoder   projection.Decoder
 	mux       *http.ServeMux
 }
 
@@ -94,6 +101,9 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.mux.Handle("GET /", http.FileServerFS(static))
 	h.mux.HandleFunc("GET /api/overview", h.overview)
+	h.mux.HandleFunc("GET /api/streams", h.listStreams)
+	h.mux.HandleFunc("GET /api/stream", h.streamEvents)
+	h.mux.HandleFunc("GET /api/correlation", h.correlation)
 	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
 	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
@@ -106,6 +116,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 type Overview struct {
 	GeneratedAt time.Time            `json:"generated_at"`
 	Actions     bool                 `json:"actions"`
+	Streams     bool                 `json:"streams"`
 	Log         LogOverview          `json:"log"`
 	Relay       *RelayOverview       `json:"relay"`
 	Projections []ProjectionOverview `json:"projections"`
@@ -154,7 +165,7 @@ type DeadLetterOverview struct {
 
 // Overview gathers what the page shows.
 func (h *Handler) Overview(ctx context.Context) (Overview, error) {
-	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
+	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Streams: h.streams != nil, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
 	sts, err := h.admin.Status(ctx)
 	if err != nil {
 		return o, err

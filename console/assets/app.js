@@ -64,10 +64,85 @@ async function refresh() {
       }
       dl.appendChild(tr);
     }
+    const browser = document.getElementById("browser");
+    if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   } catch (e) {
     document.getElementById("error").textContent = String(e);
   }
 }
+// The stream browser: every value from the server is set with textContent.
+function eventData(e) {
+  const raw = JSON.stringify(e.data);
+  if (e.decode_error) return raw + "  (decode: " + e.decode_error + ")";
+  if (e.decoded) return JSON.stringify(e.decoded.length === 1 ? e.decoded[0] : e.decoded);
+  return raw;
+}
+async function listStreams() {
+  const q = new URLSearchParams({search: document.getElementById("search").value, category: document.getElementById("category").value});
+  try {
+    const p = await getJSON("api/streams?" + q);
+    const ul = document.getElementById("streams");
+    ul.replaceChildren();
+    for (const s of p.streams) {
+      const li = document.createElement("li"), a = document.createElement("a");
+      a.href = "#"; a.className = "stream"; a.dataset.stream = s.stream_id;
+      text(a, s.stream_id + " (v" + s.version + ")");
+      a.onclick = (ev) => { ev.preventDefault(); showStream(s.stream_id); };
+      li.appendChild(a); ul.appendChild(li);
+    }
+    document.body.dataset.streams = String(Number(document.body.dataset.streams || 0) + 1);
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+async function showStream(id) {
+  try {
+    const evs = await getJSON("api/stream?" + new URLSearchParams({id: id}));
+    text(document.getElementById("streamtitle"), id);
+    const tbody = document.querySelector("#events tbody");
+    tbody.replaceChildren();
+    for (const e of evs) {
+      const tr = document.createElement("tr");
+      tr.dataset.event = e.event_id;
+      cell(tr, String(e.version), "version"); cell(tr, e.position); cell(tr, e.type, "type");
+      cell(tr, new Date(e.recorded_at).toLocaleString());
+      const corr = e.metadata.correlation_id || "";
+      const td = cell(tr, "");
+      if (corr) {
+        const a = document.createElement("a");
+        a.href = "#"; a.className = "corr"; text(a, corr);
+        a.onclick = (ev) => { ev.preventDefault(); document.getElementById("corrid").value = corr; follow(corr); };
+        td.appendChild(a);
+      }
+      cell(tr, eventData(e), "data");
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.stream = id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+function treeNode(e) {
+  const li = document.createElement("li");
+  li.dataset.event = e.event_id;
+  const span = document.createElement("span");
+  span.className = "node";
+  text(span, e.type + " — " + e.stream_id + " v" + e.version + " — " + eventData(e));
+  li.appendChild(span);
+  if (e.children) {
+    const ul = document.createElement("ul");
+    for (const c of e.children) ul.appendChild(treeNode(c));
+    li.appendChild(ul);
+  }
+  return li;
+}
+async function follow(id) {
+  try {
+    const roots = await getJSON("api/correlation?" + new URLSearchParams({id: id}));
+    const ul = document.getElementById("tree");
+    ul.replaceChildren();
+    for (const r of roots) ul.appendChild(treeNode(r));
+    document.body.dataset.followed = id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+document.getElementById("streamsearch").onsubmit = (ev) => { ev.preventDefault(); listStreams(); };
+document.getElementById("corrform").onsubmit = (ev) => { ev.preventDefault(); follow(document.getElementById("corrid").value); };
 refresh();
 setInterval(refresh, 2000);
