@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -524,6 +525,49 @@ func (r *Relay) checkMaxPayload(ctx context.Context) {
 // maxHeaderBytes is a generous estimate of the headers of a message.
 const maxHeaderBytes = 2048
 
+// ensureStream returns the relay's stream with fresh info, creating it
+// when it does not exist and updating it only when its configuration
+// differs from the relay's. An update is a proposal to the cluster's meta
+// leader that the stream's replicas apply: sent on every resynchronisation
+// while an R3 stream elects a new leader, it kept the stream from electing
+// one (each update restarted the election), so the relay looks before it
+// writes.
+func (r *Relay) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	name := r.cfg.stream.Stream
+	want := r.cfg.stream.jetstream()
+	stream, err := js.Stream(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		stream, err = js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			stream, err = js.Stream(ctx, name) // another relay created it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("relay: create JetStream stream %s: %w", name, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("relay: read JetStream stream %s: %w", name, err)
+	case !sameStreamConfig(stream.CachedInfo().Config, want):
+		if stream, err = js.UpdateStream(ctx, want); err != nil {
+			return nil, fmt.Errorf("relay: update JetStream stream %s: %w", name, err)
+		}
+	}
+	// Read the info after any change, so the last sequence is current.
+	if _, err := stream.Info(ctx); err != nil {
+		return nil, fmt.Errorf("relay: read JetStream stream %s: %w", name, err)
+	}
+	return stream, nil
+}
+
+// sameStreamConfig reports whether the stream has the settings the relay
+// manages; a zero Duplicates leaves the server's default alone.
+func sameStreamConfig(got, want jetstream.StreamConfig) bool {
+	return got.Description == want.Description && slices.Equal(got.Subjects, want.Subjects) &&
+		got.Retention == want.Retention && got.MaxAge == want.MaxAge &&
+		(want.Duplicates == 0 || got.Duplicates == want.Duplicates) &&
+		max(got.Replicas, 1) == max(want.Replicas, 1) && got.Storage == want.Storage
+}
+
 // resync creates or updates the stream and returns the position to publish
 // after, the later of the stream's last record and the stored checkpoint,
 // and the stream's last sequence. It refuses a stream whose last message
@@ -539,14 +583,11 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 			wire.ErrForeignStore, cp.Name, cp.Position, r.cfg.schema, cp.StoreID, store)}
 	}
 	name := r.cfg.stream.Stream
-	stream, err := js.CreateOrUpdateStream(ctx, r.cfg.stream.jetstream())
+	stream, err := r.ensureStream(ctx, js)
 	if err != nil {
-		return eventstore.Position{}, 0, fmt.Errorf("relay: create or update JetStream stream %s: %w", name, err)
+		return eventstore.Position{}, 0, err
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return eventstore.Position{}, 0, fmt.Errorf("relay: read JetStream stream %s: %w", name, err)
-	}
+	info := stream.CachedInfo()
 	last := info.State.LastSeq
 	start := cp.Position
 	var m *jetstream.RawStreamMsg

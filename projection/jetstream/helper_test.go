@@ -80,8 +80,8 @@ func testCtx(t *testing.T) context.Context {
 	return c
 }
 
-// startRelay runs a relay until the test ends.
-func (e *env) startRelay(opts ...relay.Option) {
+// startRelay runs a relay until the test ends and returns it.
+func (e *env) startRelay(opts ...relay.Option) *relay.Relay {
 	e.t.Helper()
 	r, err := relay.New(e.events, e.nc, e.pool, append([]relay.Option{relay.WithSchema(e.schema),
 		relay.WithLockPollInterval(50 * time.Millisecond), relay.WithBackoff(20*time.Millisecond, 200*time.Millisecond)}, opts...)...)
@@ -109,6 +109,7 @@ func (e *env) startRelay(opts ...relay.Option) {
 	case <-time.After(30 * time.Second):
 		e.t.Fatal("relay did not become ready within 30s")
 	}
+	return r
 }
 
 func (e *env) source(opts ...projjs.Option) *projjs.Source {
