@@ -7,7 +7,8 @@
 // the page (a discard asks for a confirmation); every action is logged.
 // [WithStreams] adds a stream browser: streams listed and searched, a
 // stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
-// events of a correlation ID as a causation tree.
+// events of a correlation ID as a causation tree. [WithProcesses] adds the
+// process types with their counts by state, and each process's history.
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:
@@ -31,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/relay"
 )
@@ -77,6 +79,7 @@ type Handler struct {
 	relayOpts []relay.Option
 	streams   Streams
 	decoder   projection.Decoder
+	processes *process.Admin
 	mux       *http.ServeMux
 }
 
@@ -104,6 +107,8 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/streams", h.listStreams)
 	h.mux.HandleFunc("GET /api/stream", h.streamEvents)
 	h.mux.HandleFunc("GET /api/correlation", h.correlation)
+	h.mux.HandleFunc("GET /api/processes", h.listProcesses)
+	h.mux.HandleFunc("GET /api/process", h.showProcess)
 	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
 	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
@@ -121,6 +126,8 @@ type Overview struct {
 	Relay       *RelayOverview       `json:"relay"`
 	Projections []ProjectionOverview `json:"projections"`
 	DeadLetters []DeadLetterOverview `json:"dead_letters"`
+	// Processes is nil unless the console shows processes.
+	Processes []ProcessTypeOverview `json:"processes"`
 }
 
 // LogOverview is the head of the log and its held-back horizon.
@@ -200,6 +207,11 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		o.Log.Head, o.Log.HeldBack = ls.Head.String(), ls.HeldBack
 		if ls.Oldest != nil && ls.HeldBack > 0 {
 			o.Log.OldestPID, o.Log.OldestOpenSeconds = ls.Oldest.PID, ls.Oldest.Age.Seconds()
+		}
+	}
+	if h.processes != nil {
+		if o.Processes, err = processTypes(ctx, h.processes); err != nil {
+			return o, err
 		}
 	}
 	if h.relayPool != nil {

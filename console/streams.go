@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
 )
 
@@ -211,7 +212,8 @@ func (h *Handler) correlation(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, v any, err error) {
-	if errors.Is(err, errNoStreams) || errors.Is(err, eventstore.ErrStreamNotFound) {
+	if errors.Is(err, errNoStreams) || errors.Is(err, eventstore.ErrStreamNotFound) || errors.Is(err, errNoProcesses) ||
+		errors.Is(err, process.ErrNotFound) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}

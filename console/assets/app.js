@@ -64,12 +64,74 @@ async function refresh() {
       }
       dl.appendChild(tr);
     }
+    drawProcessTypes(o.processes);
     const browser = document.getElementById("browser");
     if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   } catch (e) {
     document.getElementById("error").textContent = String(e);
   }
+}
+// Processes: counts by state per type; a click on a count lists those
+// processes, a click on one shows its history.
+const processStates = ["running", "completed", "failed", "compensating", "compensated", "compensation_failed"];
+function drawProcessTypes(types) {
+  const sec = document.getElementById("processes");
+  sec.hidden = types === null;
+  if (types === null) return;
+  const tbody = document.querySelector("#processtypes tbody");
+  tbody.replaceChildren();
+  for (const pt of types) {
+    const tr = document.createElement("tr");
+    tr.dataset.type = pt.type;
+    cell(tr, pt.type, "name");
+    for (const st of processStates) {
+      const td = cell(tr, "", "count-" + st), a = document.createElement("a");
+      a.href = "#"; text(a, String(pt.counts[st] || 0));
+      a.onclick = (ev) => { ev.preventDefault(); listProcesses(pt.type, st); };
+      td.appendChild(a);
+    }
+    cell(tr, String(pt.pending_timers), "timers");
+    cell(tr, String(pt.stuck_timers), "stuck");
+    cell(tr, String(pt.pending_commands), "pending");
+    cell(tr, String(pt.failed_commands), "failedcmds");
+    tbody.appendChild(tr);
+  }
+}
+async function listProcesses(type, status) {
+  try {
+    const ps = await getJSON("api/processes?" + new URLSearchParams({type: type, status: status}));
+    text(document.getElementById("processlisttitle"), type + ": " + status);
+    const tbody = document.querySelector("#processlist tbody");
+    tbody.replaceChildren();
+    for (const p of ps) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = p.id;
+      const td = cell(tr, ""), a = document.createElement("a");
+      a.href = "#"; a.className = "process"; text(a, p.id);
+      a.onclick = (ev) => { ev.preventDefault(); showProcess(p.type, p.id); };
+      td.appendChild(a);
+      cell(tr, p.status, "status"); cell(tr, p.reason || "", "reason");
+      cell(tr, new Date(p.started_at).toLocaleString()); cell(tr, new Date(p.updated_at).toLocaleString());
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.processlist = type + "/" + status;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+async function showProcess(type, id) {
+  try {
+    const p = await getJSON("api/process?" + new URLSearchParams({type: type, id: id}));
+    text(document.getElementById("processtitle"), p.type + " " + p.id + " — " + p.status + (p.reason ? " (" + p.reason + ")" : ""));
+    const tbody = document.querySelector("#processhistory tbody");
+    tbody.replaceChildren();
+    for (const e of p.history) {
+      const tr = document.createElement("tr");
+      cell(tr, String(e.version)); cell(tr, e.type, "type"); cell(tr, new Date(e.recorded_at).toLocaleString());
+      cell(tr, eventData(e), "data");
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.process = type + "/" + id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
 }
 // The stream browser: every value from the server is set with textContent.
 function eventData(e) {
