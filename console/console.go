@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,7 +47,8 @@ var errNoStreams = errors.New("console: the stream browser is not enabled (WithS
 type Option func(*Handler)
 
 // WithActions enables (true) the page's actions: retrying a dead letter,
-// and discarding one after a confirmation.
+// discarding one after a confirmation, and starting a projection's rebuild
+// after a confirmation.
 // The default is read-only: the page shows no button and the server
 // refuses actions with 403.
 func WithActions(on bool) Option { return func(h *Handler) { h.actions = on } }
@@ -80,6 +82,11 @@ type Handler struct {
 	streams   Streams
 	decoder   projection.Decoder
 	processes *process.Admin
+	bg        context.Context // of the rebuilds started; Close cancels it
+	stop      context.CancelFunc
+	rebuilds  sync.WaitGroup
+	mu        sync.Mutex
+	rebuilt   map[string]*RebuildOverview // by projection
 	mux       *http.ServeMux
 }
 
@@ -88,7 +95,8 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	if admin == nil {
 		return nil, errors.New("console: nil projection admin")
 	}
-	h := &Handler{admin: admin}
+	h := &Handler{admin: admin, rebuilt: map[string]*RebuildOverview{}}
+	h.bg, h.stop = context.WithCancel(context.Background())
 	for _, o := range opts {
 		if o != nil {
 			o(h)
@@ -109,6 +117,7 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/correlation", h.correlation)
 	h.mux.HandleFunc("GET /api/processes", h.listProcesses)
 	h.mux.HandleFunc("GET /api/process", h.showProcess)
+	h.mux.HandleFunc("POST /api/projections/rebuild", h.rebuild)
 	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
 	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
@@ -157,6 +166,8 @@ type ProjectionOverview struct {
 	LagSeconds  float64 `json:"lag_seconds"`
 	DeadLetters int     `json:"dead_letters"`
 	Owner       string  `json:"owner,omitempty"`
+	// Rebuild is the last rebuild started from this console, if any.
+	Rebuild *RebuildOverview `json:"rebuild,omitempty"`
 }
 
 // DeadLetterOverview is one dead letter.
@@ -185,7 +196,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		o.Projections = append(o.Projections, ProjectionOverview{
 			Name: st.Name, State: string(st.State), Current: st.Current.String(), Target: st.Target.String(),
 			Checkpoint: st.Checkpoint.String(), LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
-			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner,
+			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner, Rebuild: h.rebuildState(st.Name),
 		})
 		if st.DeadLetters == 0 {
 			continue

@@ -22,6 +22,15 @@ async function act(action, projection, eventID, button) {
   document.getElementById("error").textContent = r.ok ? "" : msg;
   refresh();
 }
+async function rebuild(projection, button) {
+  if (!window.confirm("Rebuild the projection " + projection + " from the start of the log, beside its current build?")) return;
+  button.disabled = true;
+  const r = await fetch("api/projections/rebuild", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({projection: projection})});
+  const msg = await r.text();
+  document.getElementById("error").textContent = r.ok ? "" : msg;
+  refresh();
+}
 async function refresh() {
   try {
     const o = await getJSON("api/overview");
@@ -43,6 +52,18 @@ async function refresh() {
       cell(tr, age(p.lag_seconds), "lagtime");
       cell(tr, String(p.dead_letters), "deadletters");
       cell(tr, p.owner || "-", "owner");
+      const rb = p.rebuild;
+      const td = cell(tr, "", "rebuild"), span = document.createElement("span");
+      span.className = "rebuildstate";
+      text(span, rb ? rb.state + (rb.error ? ": " + rb.error : "") + " " : "");
+      td.appendChild(span);
+      if (o.actions && !(rb && rb.state === "running")) {
+        const b = document.createElement("button");
+        b.className = "rebuild";
+        text(b, "Rebuild");
+        b.onclick = () => rebuild(p.name, b);
+        td.appendChild(b);
+      }
       tbody.appendChild(tr);
     }
     const dl = document.querySelector("#deadletters tbody");
