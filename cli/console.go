@@ -26,10 +26,12 @@ func (s *session) consoleCommand() *cobra.Command {
 		Long: `Serve the operations console (own binary only: it needs the projections'
 code): a web page showing the head of the event log, the events an open
 transaction holds back and its pid, the relay's leader, each projection's
-state, build, checkpoint, lag and dead letters, and the dead letters,
-refreshed every two seconds. It is read-only unless --enable-actions is
-given, which adds Retry and Discard buttons to each dead letter (a
-discard asks for a confirmation); every action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
+state, build, checkpoint, lag and dead letters, the dead letters, and a
+stream browser (streams, a stream's events, a correlation ID's causation
+tree), refreshed every two seconds. It is read-only unless
+--enable-actions is given, which adds Retry and Discard buttons to each
+dead letter and a Rebuild button to each projection (a discard and a
+rebuild ask for a confirmation); every action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
 		Example: `  chronicle console --addr 127.0.0.1:8080
   chronicle console --addr 127.0.0.1:8080 --enable-actions`,
 		Args: noArgs,
@@ -44,11 +46,12 @@ discard asks for a confirmation); every action is logged on stderr. It stops cle
 				return err
 			}
 			log := s.logger(slog.LevelInfo)
-			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es),
+			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es), console.WithStreams(es),
 				console.WithRelay(s.pool, append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 			if err != nil {
 				return err
 			}
+			defer h.Close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
@@ -76,6 +79,6 @@ discard asks for a confirmation); every action is logged on stderr. It stops cle
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to serve the console on")
-	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying and discarding dead letters from the page (logged)")
+	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying and discarding dead letters and rebuilding projections from the page (logged)")
 	return c
 }

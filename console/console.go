@@ -5,11 +5,15 @@
 // dead letters themselves, refreshed every two seconds. It is read-only
 // unless [WithActions] enables retrying and discarding dead letters from
 // the page (a discard asks for a confirmation); every action is logged.
+// [WithStreams] adds a stream browser: streams listed and searched, a
+// stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
+// events of a correlation ID as a causation tree. [WithProcesses] adds the
+// process types with their counts by state, and each process's history.
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:
 //
-//	h, err := console.New(runner.Admin(), console.WithLog(store), console.WithRelay(pool, relay.WithSchema("bank")))
+//	h, err := console.New(runner.Admin(), console.WithLog(store), console.WithStreams(store), console.WithRelay(pool, relay.WithSchema("bank")))
 //	mux.Handle("/console/", http.StripPrefix("/console", h))
 package console
 
@@ -22,12 +26,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
 	"github.com/chronicle-go/chronicle/relay"
 )
@@ -35,11 +41,14 @@ import (
 //go:embed assets
 var assets embed.FS
 
+var errNoStreams = errors.New("console: the stream browser is not enabled (WithStreams)")
+
 // Option configures a [Handler]. A nil Option is ignored.
 type Option func(*Handler)
 
 // WithActions enables (true) the page's actions: retrying a dead letter,
-// and discarding one after a confirmation.
+// discarding one after a confirmation, and starting a projection's rebuild
+// after a confirmation.
 // The default is read-only: the page shows no button and the server
 // refuses actions with 403.
 func WithActions(on bool) Option { return func(h *Handler) { h.actions = on } }
@@ -70,6 +79,14 @@ type Handler struct {
 	logStatus LogStatuser
 	relayPool *pgxpool.Pool
 	relayOpts []relay.Option
+	streams   Streams
+	decoder   projection.Decoder
+	processes *process.Admin
+	bg        context.Context // of the rebuilds started; Close cancels it
+	stop      context.CancelFunc
+	rebuilds  sync.WaitGroup
+	mu        sync.Mutex
+	rebuilt   map[string]*RebuildOverview // by projection
 	mux       *http.ServeMux
 }
 
@@ -78,7 +95,8 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	if admin == nil {
 		return nil, errors.New("console: nil projection admin")
 	}
-	h := &Handler{admin: admin}
+	h := &Handler{admin: admin, rebuilt: map[string]*RebuildOverview{}}
+	h.bg, h.stop = context.WithCancel(context.Background())
 	for _, o := range opts {
 		if o != nil {
 			o(h)
@@ -94,6 +112,12 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.mux.Handle("GET /", http.FileServerFS(static))
 	h.mux.HandleFunc("GET /api/overview", h.overview)
+	h.mux.HandleFunc("GET /api/streams", h.listStreams)
+	h.mux.HandleFunc("GET /api/stream", h.streamEvents)
+	h.mux.HandleFunc("GET /api/correlation", h.correlation)
+	h.mux.HandleFunc("GET /api/processes", h.listProcesses)
+	h.mux.HandleFunc("GET /api/process", h.showProcess)
+	h.mux.HandleFunc("POST /api/projections/rebuild", h.rebuild)
 	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
 	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
@@ -106,10 +130,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 type Overview struct {
 	GeneratedAt time.Time            `json:"generated_at"`
 	Actions     bool                 `json:"actions"`
+	Streams     bool                 `json:"streams"`
 	Log         LogOverview          `json:"log"`
 	Relay       *RelayOverview       `json:"relay"`
 	Projections []ProjectionOverview `json:"projections"`
 	DeadLetters []DeadLetterOverview `json:"dead_letters"`
+	// Processes is nil unless the console shows processes.
+	Processes []ProcessTypeOverview `json:"processes"`
 }
 
 // LogOverview is the head of the log and its held-back horizon.
@@ -139,6 +166,8 @@ type ProjectionOverview struct {
 	LagSeconds  float64 `json:"lag_seconds"`
 	DeadLetters int     `json:"dead_letters"`
 	Owner       string  `json:"owner,omitempty"`
+	// Rebuild is the last rebuild started from this console, if any.
+	Rebuild *RebuildOverview `json:"rebuild,omitempty"`
 }
 
 // DeadLetterOverview is one dead letter.
@@ -154,7 +183,7 @@ type DeadLetterOverview struct {
 
 // Overview gathers what the page shows.
 func (h *Handler) Overview(ctx context.Context) (Overview, error) {
-	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
+	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Streams: h.streams != nil, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
 	sts, err := h.admin.Status(ctx)
 	if err != nil {
 		return o, err
@@ -167,7 +196,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		o.Projections = append(o.Projections, ProjectionOverview{
 			Name: st.Name, State: string(st.State), Current: st.Current.String(), Target: st.Target.String(),
 			Checkpoint: st.Checkpoint.String(), LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
-			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner,
+			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner, Rebuild: h.rebuildState(st.Name),
 		})
 		if st.DeadLetters == 0 {
 			continue
@@ -189,6 +218,11 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		o.Log.Head, o.Log.HeldBack = ls.Head.String(), ls.HeldBack
 		if ls.Oldest != nil && ls.HeldBack > 0 {
 			o.Log.OldestPID, o.Log.OldestOpenSeconds = ls.Oldest.PID, ls.Oldest.Age.Seconds()
+		}
+	}
+	if h.processes != nil {
+		if o.Processes, err = processTypes(ctx, h.processes); err != nil {
+			return o, err
 		}
 	}
 	if h.relayPool != nil {

@@ -83,6 +83,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer h.Close()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	b := newBrowser(t)
@@ -137,6 +138,29 @@ func TestConsoleInChromium(t *testing.T) {
 	if dls, err := r.Admin().DeadLetters(ctx, "picky"); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters after the discard from the page: %v, %v", dls, err)
 	}
+
+	// Rebuild a projection from the page, after the confirmation, and
+	// watch it end.
+	before, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.eval(`window.confirm = () => true; document.querySelector('#projections tr[data-name="totals"] button.rebuild').click(); "rebuilt"`)
+	b.waitEval(`document.querySelector('#projections tr[data-name="totals"] .rebuildstate').textContent`, "done ")
+	after, err := r.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range after {
+		want := before[i].Current
+		if after[i].Name == "totals" {
+			want.Generation++
+		}
+		if after[i].Current != want {
+			t.Fatalf("%s after the rebuild from the page: build %s, want %s", after[i].Name, after[i].Current, want)
+		}
+	}
+	b.waitEval(`document.querySelector('#projections tr[data-name="totals"] .build').textContent`, after[1].Current.String())
 
 	// Read-only by default: no action, and the server refuses one.
 	ro, err := console.New(r.Admin())

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
@@ -26,7 +26,7 @@ type env struct {
 	t      *testing.T
 	pool   *pgxpool.Pool
 	schema string
-	store  *postgres.Store
+	store  *espg.Store
 	nats   *testenv.NATSServer
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -35,7 +35,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
-	store, err := postgres.New(pool, postgres.WithSchema(schema), postgres.WithPollInterval(50*time.Millisecond))
+	store, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) sibling() *env {
 	e.t.Helper()
 	pool, schema := testenv.Postgres(e.t)
-	store, err := postgres.New(pool, postgres.WithSchema(schema), postgres.WithPollInterval(50*time.Millisecond))
+	store, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -22,6 +22,15 @@ async function act(action, projection, eventID, button) {
   document.getElementById("error").textContent = r.ok ? "" : msg;
   refresh();
 }
+async function rebuild(projection, button) {
+  if (!window.confirm("Rebuild the projection " + projection + " from the start of the log, beside its current build?")) return;
+  button.disabled = true;
+  const r = await fetch("api/projections/rebuild", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({projection: projection})});
+  const msg = await r.text();
+  document.getElementById("error").textContent = r.ok ? "" : msg;
+  refresh();
+}
 async function refresh() {
   try {
     const o = await getJSON("api/overview");
@@ -43,6 +52,18 @@ async function refresh() {
       cell(tr, age(p.lag_seconds), "lagtime");
       cell(tr, String(p.dead_letters), "deadletters");
       cell(tr, p.owner || "-", "owner");
+      const rb = p.rebuild;
+      const td = cell(tr, "", "rebuild"), span = document.createElement("span");
+      span.className = "rebuildstate";
+      text(span, rb ? rb.state + (rb.error ? ": " + rb.error : "") + " " : "");
+      td.appendChild(span);
+      if (o.actions && !(rb && rb.state === "running")) {
+        const b = document.createElement("button");
+        b.className = "rebuild";
+        text(b, "Rebuild");
+        b.onclick = () => rebuild(p.name, b);
+        td.appendChild(b);
+      }
       tbody.appendChild(tr);
     }
     const dl = document.querySelector("#deadletters tbody");
@@ -64,10 +85,147 @@ async function refresh() {
       }
       dl.appendChild(tr);
     }
+    drawProcessTypes(o.processes);
+    const browser = document.getElementById("browser");
+    if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   } catch (e) {
     document.getElementById("error").textContent = String(e);
   }
 }
+// Processes: counts by state per type; a click on a count lists those
+// processes, a click on one shows its history.
+const processStates = ["running", "completed", "failed", "compensating", "compensated", "compensation_failed"];
+function drawProcessTypes(types) {
+  const sec = document.getElementById("processes");
+  sec.hidden = types === null;
+  if (types === null) return;
+  const tbody = document.querySelector("#processtypes tbody");
+  tbody.replaceChildren();
+  for (const pt of types) {
+    const tr = document.createElement("tr");
+    tr.dataset.type = pt.type;
+    cell(tr, pt.type, "name");
+    for (const st of processStates) {
+      const td = cell(tr, "", "count-" + st), a = document.createElement("a");
+      a.href = "#"; text(a, String(pt.counts[st] || 0));
+      a.onclick = (ev) => { ev.preventDefault(); listProcesses(pt.type, st); };
+      td.appendChild(a);
+    }
+    cell(tr, String(pt.pending_timers), "timers");
+    cell(tr, String(pt.stuck_timers), "stuck");
+    cell(tr, String(pt.pending_commands), "pending");
+    cell(tr, String(pt.failed_commands), "failedcmds");
+    tbody.appendChild(tr);
+  }
+}
+async function listProcesses(type, status) {
+  try {
+    const ps = await getJSON("api/processes?" + new URLSearchParams({type: type, status: status}));
+    text(document.getElementById("processlisttitle"), type + ": " + status);
+    const tbody = document.querySelector("#processlist tbody");
+    tbody.replaceChildren();
+    for (const p of ps) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = p.id;
+      const td = cell(tr, ""), a = document.createElement("a");
+      a.href = "#"; a.className = "process"; text(a, p.id);
+      a.onclick = (ev) => { ev.preventDefault(); showProcess(p.type, p.id); };
+      td.appendChild(a);
+      cell(tr, p.status, "status"); cell(tr, p.reason || "", "reason");
+      cell(tr, new Date(p.started_at).toLocaleString()); cell(tr, new Date(p.updated_at).toLocaleString());
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.processlist = type + "/" + status;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+async function showProcess(type, id) {
+  try {
+    const p = await getJSON("api/process?" + new URLSearchParams({type: type, id: id}));
+    text(document.getElementById("processtitle"), p.type + " " + p.id + " — " + p.status + (p.reason ? " (" + p.reason + ")" : ""));
+    const tbody = document.querySelector("#processhistory tbody");
+    tbody.replaceChildren();
+    for (const e of p.history) {
+      const tr = document.createElement("tr");
+      cell(tr, String(e.version)); cell(tr, e.type, "type"); cell(tr, new Date(e.recorded_at).toLocaleString());
+      cell(tr, eventData(e), "data");
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.process = type + "/" + id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+// The stream browser: every value from the server is set with textContent.
+function eventData(e) {
+  const raw = JSON.stringify(e.data);
+  if (e.decode_error) return raw + "  (decode: " + e.decode_error + ")";
+  if (e.decoded) return JSON.stringify(e.decoded.length === 1 ? e.decoded[0] : e.decoded);
+  return raw;
+}
+async function listStreams() {
+  const q = new URLSearchParams({search: document.getElementById("search").value, category: document.getElementById("category").value});
+  try {
+    const p = await getJSON("api/streams?" + q);
+    const ul = document.getElementById("streams");
+    ul.replaceChildren();
+    for (const s of p.streams) {
+      const li = document.createElement("li"), a = document.createElement("a");
+      a.href = "#"; a.className = "stream"; a.dataset.stream = s.stream_id;
+      text(a, s.stream_id + " (v" + s.version + ")");
+      a.onclick = (ev) => { ev.preventDefault(); showStream(s.stream_id); };
+      li.appendChild(a); ul.appendChild(li);
+    }
+    document.body.dataset.streams = String(Number(document.body.dataset.streams || 0) + 1);
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+async function showStream(id) {
+  try {
+    const evs = await getJSON("api/stream?" + new URLSearchParams({id: id}));
+    text(document.getElementById("streamtitle"), id);
+    const tbody = document.querySelector("#events tbody");
+    tbody.replaceChildren();
+    for (const e of evs) {
+      const tr = document.createElement("tr");
+      tr.dataset.event = e.event_id;
+      cell(tr, String(e.version), "version"); cell(tr, e.position); cell(tr, e.type, "type");
+      cell(tr, new Date(e.recorded_at).toLocaleString());
+      const corr = e.metadata.correlation_id || "";
+      const td = cell(tr, "");
+      if (corr) {
+        const a = document.createElement("a");
+        a.href = "#"; a.className = "corr"; text(a, corr);
+        a.onclick = (ev) => { ev.preventDefault(); document.getElementById("corrid").value = corr; follow(corr); };
+        td.appendChild(a);
+      }
+      cell(tr, eventData(e), "data");
+      tbody.appendChild(tr);
+    }
+    document.body.dataset.stream = id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+function treeNode(e) {
+  const li = document.createElement("li");
+  li.dataset.event = e.event_id;
+  const span = document.createElement("span");
+  span.className = "node";
+  text(span, e.type + " — " + e.stream_id + " v" + e.version + " — " + eventData(e));
+  li.appendChild(span);
+  if (e.children) {
+    const ul = document.createElement("ul");
+    for (const c of e.children) ul.appendChild(treeNode(c));
+    li.appendChild(ul);
+  }
+  return li;
+}
+async function follow(id) {
+  try {
+    const roots = await getJSON("api/correlation?" + new URLSearchParams({id: id}));
+    const ul = document.getElementById("tree");
+    ul.replaceChildren();
+    for (const r of roots) ul.appendChild(treeNode(r));
+    document.body.dataset.followed = id;
+  } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+document.getElementById("streamsearch").onsubmit = (ev) => { ev.preventDefault(); listStreams(); };
+document.getElementById("corrform").onsubmit = (ev) => { ev.preventDefault(); follow(document.getElementById("corrid").value); };
 refresh();
 setInterval(refresh, 2000);

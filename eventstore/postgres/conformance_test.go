@@ -5,13 +5,13 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/eventstoretest"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
 		pool, schema := newPool(t)
-		s, err := postgres.New(pool, postgres.WithSchema(schema))
+		s, err := espg.New(pool, espg.WithSchema(schema))
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

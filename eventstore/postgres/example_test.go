@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // Open a store, create its tables, append to a stream and read it back.
@@ -23,7 +23,7 @@ func Example() {
 	}
 	defer pool.Close()
 
-	store, err := postgres.New(pool, postgres.WithSchema("billing"))
+	store, err := espg.New(pool, espg.WithSchema("billing"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func ExampleStore_Append_conflict() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store, err := postgres.New(pool)
+	store, err := espg.New(pool)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func ExampleStore_Follow() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store, err := postgres.New(pool)
+	store, err := espg.New(pool)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func ExampleStore_Status() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store, err := postgres.New(pool)
+	store, err := espg.New(pool)
 	if err != nil {
 		log.Fatal(err)
 	}

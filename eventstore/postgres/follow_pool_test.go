@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ func TestFollowersAsManyAsPoolConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s, err := postgres.New(pool, postgres.WithSchema(schema), postgres.WithPollInterval(50*time.Millisecond))
+	s, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFollowersAsManyAsPoolConnections(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // let every follower listen
 	// The appends share the pool too; give them a pool of their own.
 	wpool, _ := testenv.Postgres(t)
-	w, err := postgres.New(wpool, postgres.WithSchema(schema))
+	w, err := espg.New(wpool, espg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // A follower held back by an open transaction reads again soon, not at its
@@ -18,7 +18,7 @@ import (
 // that waits for its poll after losing it fails within a few rounds.
 func TestFollowHeldBackNeverWaitsForThePoll(t *testing.T) {
 	t.Parallel()
-	s, pool := newStore(t, postgres.WithPollInterval(20*time.Second))
+	s, pool := newStore(t, espg.WithPollInterval(20*time.Second))
 	c, cancel := context.WithTimeout(ctx(t), 60*time.Second)
 	defer cancel()
 	got := make(chan eventstore.Record, 100)

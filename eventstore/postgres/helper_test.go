@@ -9,15 +9,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
 
 // newStore returns a migrated store in a fresh schema, and its pool.
-func newStore(t *testing.T, opts ...postgres.Option) (*postgres.Store, *pgxpool.Pool) {
+func newStore(t *testing.T, opts ...espg.Option) (*espg.Store, *pgxpool.Pool) {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
-	s, err := postgres.New(pool, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
+	s, err := espg.New(pool, append([]espg.Option{espg.WithSchema(schema)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -12,13 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // readUntil reads the log after a position until it has n records or the
 // deadline passes (other tests' transactions can hold the horizon back for
 // a moment).
-func readUntil(t *testing.T, s *postgres.Store, after eventstore.Position, n int) []eventstore.Record {
+func readUntil(t *testing.T, s *espg.Store, after eventstore.Position, n int) []eventstore.Record {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -98,7 +98,7 @@ func TestFollowCatchesUpThenWakesOnNotify(t *testing.T) {
 	t.Parallel()
 	// A poll interval of a minute: only a notification can wake Follow in
 	// time.
-	s, pool := newStore(t, postgres.WithPollInterval(time.Minute))
+	s, pool := newStore(t, espg.WithPollInterval(time.Minute))
 	mustAppend(t, s, "f-1", eventstore.NoStream, events(3)...)
 	c, cancel := context.WithCancel(ctx(t))
 	defer cancel()
@@ -180,7 +180,7 @@ func waitListening(t *testing.T, pool interface {
 
 func TestFollowPollsWithoutNotify(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t, postgres.WithNotify(false), postgres.WithPollInterval(20*time.Millisecond))
+	s, _ := newStore(t, espg.WithNotify(false), espg.WithPollInterval(20*time.Millisecond))
 	c, cancel := context.WithTimeout(ctx(t), 20*time.Second)
 	defer cancel()
 	go func() {
@@ -211,7 +211,7 @@ func TestFollowPollsWithoutNotify(t *testing.T) {
 
 func TestFollowWaitsForAnOpenTransaction(t *testing.T) {
 	t.Parallel()
-	s, pool := newStore(t, postgres.WithPollInterval(50*time.Millisecond))
+	s, pool := newStore(t, espg.WithPollInterval(50*time.Millisecond))
 	c, cancel := context.WithTimeout(ctx(t), 25*time.Second)
 	defer cancel()
 	txA, err := pool.Begin(c)
@@ -345,7 +345,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	errs := make(chan error, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
-			s2, err := postgres.New(pool, postgres.WithSchema(s.Schema()))
+			s2, err := espg.New(pool, espg.WithSchema(s.Schema()))
 			if err == nil {
 				err = s2.Migrate(ctx(t))
 			}
@@ -362,7 +362,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 func TestUnmigratedSchemaSaysSo(t *testing.T) {
 	t.Parallel()
 	pool, schema := newPool(t)
-	s, err := postgres.New(pool, postgres.WithSchema(schema))
+	s, err := espg.New(pool, espg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestAppendTxFromAnOlderTransactionIsRefused(t *testing.T) {
 // sees all of many concurrent appends.
 func TestFollowSeesConcurrentAppendsWithoutPolling(t *testing.T) {
 	t.Parallel()
-	s, pool := newStore(t, postgres.WithPollInterval(time.Minute))
+	s, pool := newStore(t, espg.WithPollInterval(time.Minute))
 	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
 	defer cancel()
 	const writers, appends = 8, 15
@@ -445,7 +445,7 @@ func TestFollowSeesConcurrentAppendsWithoutPolling(t *testing.T) {
 
 func TestFollowSurvivesLosingItsListener(t *testing.T) {
 	t.Parallel()
-	s, pool := newStore(t, postgres.WithPollInterval(50*time.Millisecond))
+	s, pool := newStore(t, espg.WithPollInterval(50*time.Millisecond))
 	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
 	defer cancel()
 	got := make(chan eventstore.Record, 10)
@@ -567,7 +567,7 @@ func TestAppendTakesItsTransactionIDAfterTheStreamLock(t *testing.T) {
 // a read.
 func TestFollowSeesTheLastOfABurstWithoutPolling(t *testing.T) {
 	t.Parallel()
-	s, pool := newStore(t, postgres.WithPollInterval(10*time.Second))
+	s, pool := newStore(t, espg.WithPollInterval(10*time.Second))
 	c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
 	defer cancel()
 	type seen struct {

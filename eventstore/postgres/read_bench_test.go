@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ type benchPayload struct {
 func BenchmarkReadStream(b *testing.B) {
 	pool, schema := testenv.Postgres(b)
 	ctx := context.Background()
-	s, err := postgres.New(pool, postgres.WithSchema(schema))
+	s, err := espg.New(pool, espg.WithSchema(schema))
 	if err != nil {
 		b.Fatal(err)
 	}

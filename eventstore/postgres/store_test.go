@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 func TestAppendAndReadStream(t *testing.T) {
@@ -160,7 +160,7 @@ func TestReadAllOrderAndFilters(t *testing.T) {
 
 func TestNewValidatesOptions(t *testing.T) {
 	t.Parallel()
-	_, err := postgres.New(nil, postgres.WithSchema(`x"; DROP TABLE y; --`), postgres.WithPollInterval(-1))
+	_, err := espg.New(nil, espg.WithSchema(`x"; DROP TABLE y; --`), espg.WithPollInterval(-1))
 	if err == nil {
 		t.Fatal("New accepted a nil pool, a bad schema and a negative poll interval")
 	}

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 func attrs(kvs []attribute.KeyValue) map[string]attribute.Value {
@@ -32,7 +32,7 @@ func TestAppendSpanAndTraceContext(t *testing.T) {
 	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	s, _ := newStore(t, postgres.WithTracerProvider(tp))
+	s, _ := newStore(t, espg.WithTracerProvider(tp))
 	c, parent := tp.Tracer("test").Start(ctx(t), "command")
 	res, err := s.Append(c, "acct-1", eventstore.NoStream, events(2)...)
 	if err != nil {
@@ -99,7 +99,7 @@ func TestAppendMetrics(t *testing.T) {
 	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	s, _ := newStore(t, postgres.WithMeterProvider(mp))
+	s, _ := newStore(t, espg.WithMeterProvider(mp))
 	mustAppend(t, s, "acct-1", eventstore.NoStream, events(3)...)
 	if _, err := s.Append(ctx(t), "acct-1", eventstore.NoStream, events(1)...); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
 		t.Fatalf("want a conflict, got %v", err)
@@ -144,7 +144,7 @@ func TestIdempotentRetryMetric(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	s, _ := newStore(t, postgres.WithMeterProvider(mp), postgres.WithTracerProvider(tp))
+	s, _ := newStore(t, espg.WithMeterProvider(mp), espg.WithTracerProvider(tp))
 	evs := events(2)
 	for i := range evs {
 		evs[i].ID = uuid.New()

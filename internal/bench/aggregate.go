@@ -15,7 +15,7 @@ import (
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/codec"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/snapshot"
 	snappg "github.com/chronicle-go/chronicle/snapshot/postgres"
 )
@@ -67,7 +67,7 @@ func agRegistry() *codec.Registry {
 
 type agBench struct {
 	env   *Env
-	store *postgres.Store
+	store *espg.Store
 	snaps *snappg.Store
 	reg   *codec.Registry
 	raw   string // schema of the raw INSERT baseline's table
@@ -79,7 +79,7 @@ func benchAggregate(ctx context.Context, env *Env) ([]Row, error) {
 	b := &agBench{env: env, reg: agRegistry()}
 	schema := env.Schema("aggregate")
 	var err error
-	if b.store, err = postgres.New(env.Pool, postgres.WithSchema(schema)); err != nil {
+	if b.store, err = espg.New(env.Pool, espg.WithSchema(schema)); err != nil {
 		return nil, err
 	}
 	if err := b.store.Migrate(ctx); err != nil {
@@ -91,7 +91,7 @@ func benchAggregate(ctx context.Context, env *Env) ([]Row, error) {
 	if err := b.snaps.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	raw, err := postgres.New(env.Pool, postgres.WithSchema(env.Schema("aggregate_raw")))
+	raw, err := espg.New(env.Pool, espg.WithSchema(env.Schema("aggregate_raw")))
 	if err != nil {
 		return nil, err
 	}

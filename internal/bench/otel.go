@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // benchOtel measures what the OpenTelemetry instrumentation costs Append
@@ -29,8 +29,8 @@ func benchOtel(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 	defer b.store.Close()
-	schema := postgres.WithSchema(b.store.Schema())
-	off, err := postgres.New(env.Pool, schema, postgres.WithInstrumentation(false))
+	schema := espg.WithSchema(b.store.Schema())
+	off, err := espg.New(env.Pool, schema, espg.WithInstrumentation(false))
 	if err != nil {
 		return nil, err
 	}
@@ -39,17 +39,17 @@ func benchOtel(ctx context.Context, env *Env) ([]Row, error) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	sdk, err := postgres.New(env.Pool, schema, postgres.WithTracerProvider(tp), postgres.WithMeterProvider(mp))
+	sdk, err := espg.New(env.Pool, schema, espg.WithTracerProvider(tp), espg.WithMeterProvider(mp))
 	if err != nil {
 		return nil, err
 	}
 	defer sdk.Close()
-	def, err := postgres.New(env.Pool, schema)
+	def, err := espg.New(env.Pool, schema)
 	if err != nil {
 		return nil, err
 	}
 	defer def.Close()
-	variants := []*postgres.Store{off, def, sdk}
+	variants := []*espg.Store{off, def, sdk}
 
 	// With the SDK, appends run inside a caller's span, as in a traced
 	// service: they record a child span and write the trace context into

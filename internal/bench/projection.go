@@ -23,11 +23,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/projection"
-	pjs "github.com/chronicle-go/chronicle/projection/jetstream"
-	ppg "github.com/chronicle-go/chronicle/projection/postgres"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
@@ -120,10 +120,10 @@ func prHorizon(ctx context.Context, env *Env) ([]Row, error) {
 	slow := projection.Projection{
 		Name: "slow", Tables: []string{"slow"}, BatchSize: 1000,
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := ppg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("slow")+` (stream_id text PRIMARY KEY, n bigint NOT NULL)`)
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("slow")+` (stream_id text PRIMARY KEY, n bigint NOT NULL)`)
 			return err
 		},
-		Handler: ppg.Handler(func(ctx context.Context, tx *ppg.Tx, ev projection.Event) error {
+		Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO `+tx.Table("slow")+` AS s VALUES ($1, 1)
 				ON CONFLICT (stream_id) DO UPDATE SET n = s.n + 1`, ev.Record.StreamID); err != nil {
 				return err
@@ -167,7 +167,7 @@ func prBalances(name string, onHandle func(projection.Tx, eventstore.Record)) pr
 		Tables:    []string{name},
 		BatchSize: 500,
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := ppg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table(name)+` (
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table(name)+` (
 				stream_id text PRIMARY KEY, events bigint NOT NULL, amount bigint NOT NULL)`)
 			return err
 		},
@@ -176,7 +176,7 @@ func prBalances(name string, onHandle func(projection.Tx, eventstore.Record)) pr
 			if err := json.Unmarshal(ev.Record.Data, &d); err != nil {
 				return err
 			}
-			tx := ppg.From(ptx)
+			tx := projpg.From(ptx)
 			tx.Queue(`INSERT INTO `+tx.Table(name)+` AS b (stream_id, events, amount) VALUES ($1, 1, $2)
 				ON CONFLICT (stream_id) DO UPDATE SET events = b.events + 1, amount = b.amount + EXCLUDED.amount`,
 				ev.Record.StreamID, d.Amount)
@@ -190,17 +190,17 @@ func prBalances(name string, onHandle func(projection.Tx, eventstore.Record)) pr
 
 type prStores struct {
 	schema string
-	events *postgres.Store
-	proj   *ppg.Store
+	events *espg.Store
+	proj   *projpg.Store
 }
 
 func prNewStores(ctx context.Context, env *Env, prefix string) (*prStores, error) {
 	schema := env.Schema(prefix)
-	es, err := postgres.New(env.Pool, postgres.WithSchema(schema))
+	es, err := espg.New(env.Pool, espg.WithSchema(schema))
 	if err != nil {
 		return nil, err
 	}
-	ps, err := ppg.New(env.Pool, ppg.WithSchema(schema))
+	ps, err := projpg.New(env.Pool, projpg.WithSchema(schema))
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func prNewStores(ctx context.Context, env *Env, prefix string) (*prStores, error
 // streams. With perSec > 0 the goroutines are paced to that total rate.
 // onAppended, when set, is called after each append with the event's ID,
 // the time the append returned and how long it took.
-func prAppend(ctx context.Context, es *postgres.Store, n int, perSec float64, onAppended func(id uuid.UUID, at time.Time, took time.Duration)) (time.Duration, eventstore.Position, error) {
+func prAppend(ctx context.Context, es *espg.Store, n int, perSec float64, onAppended func(id uuid.UUID, at time.Time, took time.Duration)) (time.Duration, eventstore.Position, error) {
 	const workers = 8
 	var next atomic.Int64
 	var mu sync.Mutex
@@ -276,7 +276,7 @@ type prPipeline struct {
 	stop    func() error
 }
 
-func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.JetStream, prefix string, wrap func(*ppg.Store) projection.Store, onHandle func(projection.Tx, eventstore.Record)) (*prPipeline, error) {
+func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.JetStream, prefix string, wrap func(*projpg.Store) projection.Store, onHandle func(projection.Tx, eventstore.Record)) (*prPipeline, error) {
 	st, err := prNewStores(ctx, env, prefix)
 	if err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func prStartPipeline(ctx context.Context, env *Env, nc *nats.Conn, js jetstream.
 	if err := rl.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	src, err := pjs.NewSource(js, st.events, pjs.WithTopology(cfg.Topology))
+	src, err := projjs.NewSource(js, st.events, projjs.WithTopology(cfg.Topology))
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +427,7 @@ func prEndToEnd(ctx context.Context, env *Env) ([]Row, error) {
 	appendedAt := make(map[uuid.UUID]time.Time, m)
 	var appendTook []time.Duration
 	committedAt := make(map[uuid.UUID]time.Time, m)
-	wrap := func(ps *ppg.Store) projection.Store {
+	wrap := func(ps *projpg.Store) projection.Store {
 		return &prTimedStore{Store: ps, onCommit: func(ids []uuid.UUID, at time.Time) {
 			amu.Lock()
 			for _, id := range ids {
@@ -517,7 +517,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 // prTimedStore wraps the Postgres projection store to note when the events
 // handled in each transaction were committed.
 type prTimedStore struct {
-	*ppg.Store
+	*projpg.Store
 	onCommit func(ids []uuid.UUID, at time.Time)
 }
 
@@ -613,7 +613,7 @@ func prRebuilds(ctx context.Context, env *Env) ([]Row, error) {
 }
 
 // prTopUp appends events until the log holds want.
-func prTopUp(ctx context.Context, es *postgres.Store, have, want int) error {
+func prTopUp(ctx context.Context, es *espg.Store, have, want int) error {
 	if want <= have {
 		return nil
 	}
@@ -876,11 +876,11 @@ func prRebuildChild(schema string) error {
 		return err
 	}
 	defer pool.Close()
-	es, err := postgres.New(pool, postgres.WithSchema(schema))
+	es, err := espg.New(pool, espg.WithSchema(schema))
 	if err != nil {
 		return err
 	}
-	ps, err := ppg.New(pool, ppg.WithSchema(schema))
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
 	if err != nil {
 		return err
 	}

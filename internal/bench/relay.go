@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
@@ -23,7 +23,7 @@ import (
 func benchRelay(ctx context.Context, env *Env) ([]Row, error) {
 	n := env.N(100_000, 2_000)
 	schema := env.Schema("relay")
-	store, err := postgres.New(env.Pool, postgres.WithSchema(schema))
+	store, err := espg.New(env.Pool, espg.WithSchema(schema))
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func benchRelay(ctx context.Context, env *Env) ([]Row, error) {
 }
 
 // fillLog appends n small events in batches of 100 from four writers.
-func fillLog(ctx context.Context, store *postgres.Store, n int) error {
+func fillLog(ctx context.Context, store *espg.Store, n int) error {
 	const batch = 100
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -159,7 +159,7 @@ func rawPublish(ctx context.Context, js0 jetstream.JetStream, recs []eventstore.
 
 // relayCatchUp runs a fresh relay over the stored log into a fresh stream
 // and returns the time from Run until the stream holds n messages.
-func relayCatchUp(ctx context.Context, env *Env, js jetstream.JetStream, nc *nats.Conn, store *postgres.Store, schema string, n int) (time.Duration, error) {
+func relayCatchUp(ctx context.Context, env *Env, js jetstream.JetStream, nc *nats.Conn, store *espg.Store, schema string, n int) (time.Duration, error) {
 	cfg := benchStream("RELAY")
 	r, err := relay.New(store, nc, env.Pool, relay.WithSchema(schema), relay.WithName(cfg.Stream), relay.WithStream(cfg))
 	if err != nil {

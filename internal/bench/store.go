@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 )
 
 // The RSS figure reads the log in a child process (this binary again), so
@@ -95,13 +95,13 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		name, rawName string
 		n, perCall    int
 		workers       int
-		store         *postgres.Store
+		store         *espg.Store
 		goal          float64
 		// checked adds an informative row against a second baseline
 		// measured in the same rounds: raw version-checked INSERTs.
 		checked bool
 	}
-	alone, err := b.newStore(ctx, "store_alone", postgres.WithGroupCommit(false))
+	alone, err := b.newStore(ctx, "store_alone", espg.WithGroupCommit(false))
 	if err != nil {
 		return nil, err
 	}
@@ -218,14 +218,14 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 
 type stBench struct {
 	env       *Env
-	store     *postgres.Store
+	store     *espg.Store
 	rawSchema string
 	appended  int // events appended so far to b.store
 	rawRuns   int
 }
 
-func (b *stBench) newStore(ctx context.Context, prefix string, opts ...postgres.Option) (*postgres.Store, error) {
-	s, err := postgres.New(b.env.Pool, append([]postgres.Option{postgres.WithSchema(b.env.Schema(prefix))}, opts...)...)
+func (b *stBench) newStore(ctx context.Context, prefix string, opts ...espg.Option) (*espg.Store, error) {
+	s, err := espg.New(b.env.Pool, append([]espg.Option{espg.WithSchema(b.env.Schema(prefix))}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +251,7 @@ func stMin(a, b time.Duration) time.Duration {
 
 // appendRun appends n events, perCall per Append, from workers goroutines,
 // each on its own share of the streams.
-func (b *stBench) appendRun(ctx context.Context, s *postgres.Store, n, perCall, workers int) (time.Duration, error) {
+func (b *stBench) appendRun(ctx context.Context, s *espg.Store, n, perCall, workers int) (time.Duration, error) {
 	calls := n / perCall
 	var (
 		wg   sync.WaitGroup
@@ -432,7 +432,7 @@ func (b *stBench) topUp(ctx context.Context, n int) error {
 }
 
 // readAll reads n events of the log with ReadAll and decodes them.
-func (b *stBench) readAll(ctx context.Context, s *postgres.Store, n int) (time.Duration, error) {
+func (b *stBench) readAll(ctx context.Context, s *espg.Store, n int) (time.Duration, error) {
 	start := time.Now()
 	got := 0
 	var p stPayload
@@ -674,7 +674,7 @@ func stRSSChild(schema string) error {
 		return err
 	}
 	defer pool.Close()
-	s, err := postgres.New(pool, postgres.WithSchema(schema))
+	s, err := espg.New(pool, espg.WithSchema(schema))
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
-	"github.com/chronicle-go/chronicle/eventstore/postgres"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -53,7 +53,7 @@ func (b *agBench) updateManyFigs(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	aloneStore, err := postgres.New(b.env.Pool, postgres.WithSchema(b.store.Schema()), postgres.WithGroupCommit(false))
+	aloneStore, err := espg.New(b.env.Pool, espg.WithSchema(b.store.Schema()), espg.WithGroupCommit(false))
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -30,13 +30,13 @@ func Example() {
 	}
 	js, _ := njs.New(nc)
 	events, _ := espg.New(pool)
-	store, _ := postgres.New(pool)
+	store, _ := projpg.New(pool)
 	rl, _ := relay.New(events, nc, pool)
-	src, _ := jetstream.NewSource(js, events) // the stream and subjects of the events' schema
-	var projections []projection.Projection   // the service's projections
+	src, _ := projjs.NewSource(js, events)  // the stream and subjects of the events' schema
+	var projections []projection.Projection // the service's projections
 	runner, err := projection.NewRunner(events, store, projections,
 		projection.WithSource(src),
-		projection.WithDeadLetterPublisher(jetstream.NewDeadLetterPublisher(nc, "")))
+		projection.WithDeadLetterPublisher(projjs.NewDeadLetterPublisher(nc, "")))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
@@ -127,7 +127,7 @@ func TestNATSLosingItsDataIsReportedAndRecovered(t *testing.T) {
 	e.startRelay()
 	var logs logBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	r := e.runner(e.source(jetstream.WithLogger(log)), []projection.Projection{counting("counts")})
+	r := e.runner(e.source(projjs.WithLogger(log)), []projection.Projection{counting("counts")})
 	run(t, r)
 	want, last := e.write("acct", 2, 5)
 	waitFor(t, r, "counts", last)
@@ -181,7 +181,7 @@ func TestSourceRefusesAnotherStoresMessages(t *testing.T) {
 	shared := wire.Topology{Stream: "SHARED", SubjectPrefix: "shared.events"}
 	b.startRelay(relay.WithTopology(shared))
 	b.write("acct", 1, 3)
-	r := a.runner(a.source(jetstream.WithTopology(shared)), []projection.Projection{counting("counts")})
+	r := a.runner(a.source(projjs.WithTopology(shared)), []projection.Projection{counting("counts")})
 	run(t, r)
 	st := waitStatus(t, r, "counts", 15*time.Second, func(st projection.Status) bool { return st.LastError != "" })
 	ida, _ := a.events.StoreID(testCtx(t))

@@ -17,8 +17,8 @@ import (
 	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
-	"github.com/chronicle-go/chronicle/projection/postgres"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
@@ -28,7 +28,7 @@ type env struct {
 	pool   *pgxpool.Pool
 	schema string
 	events *espg.Store
-	store  *postgres.Store
+	store  *projpg.Store
 	nats   *testenv.NATSServer
 	nc     *nats.Conn
 	js     njs.JetStream
@@ -50,7 +50,7 @@ func newEnvOn(t *testing.T, url string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := postgres.New(pool, postgres.WithSchema(schema))
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +112,9 @@ func (e *env) startRelay(opts ...relay.Option) *relay.Relay {
 	return r
 }
 
-func (e *env) source(opts ...jetstream.Option) *jetstream.Source {
+func (e *env) source(opts ...projjs.Option) *projjs.Source {
 	e.t.Helper()
-	s, err := jetstream.NewSource(e.js, e.events, opts...)
+	s, err := projjs.NewSource(e.js, e.events, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -139,11 +139,11 @@ func counting(name string, extra ...func(*projection.Projection)) projection.Pro
 		Name:   name,
 		Tables: []string{"counts"},
 		Setup: func(ctx context.Context, tx projection.Tx) error {
-			_, err := postgres.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("counts")+` (
+			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("counts")+` (
 				stream_id text PRIMARY KEY, n bigint NOT NULL, last_version bigint NOT NULL, bad bigint NOT NULL DEFAULT 0)`)
 			return err
 		},
-		Handler: postgres.Handler(func(ctx context.Context, tx *postgres.Tx, ev projection.Event) error {
+		Handler: projpg.Handler(func(ctx context.Context, tx *projpg.Tx, ev projection.Event) error {
 			if ev.Record.Type == "Poison" {
 				return fmt.Errorf("poison pill")
 			}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
@@ -37,7 +37,7 @@ func TestFirstDeliveryAfterARecordHeldElsewhere(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
 	e.startRelay()
-	src := e.source(jetstream.WithAckWait(time.Second))
+	src := e.source(projjs.WithAckWait(time.Second))
 	p := counting("counts")
 
 	// The consumer exists, with the first record applied and acked.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	"github.com/chronicle-go/chronicle/relay/wire"
 )
 
@@ -85,7 +85,7 @@ func TestDeathAfterCommitBeforeAck(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
 	e.startRelay()
-	src := e.source(jetstream.WithAckWait(500 * time.Millisecond))
+	src := e.source(projjs.WithAckWait(500 * time.Millisecond))
 	r1 := e.runner(noAck{src}, []projection.Projection{counting("counts")})
 	stop1 := run(t, r1)
 	want, last := e.write("acct", 4, 100)
@@ -136,12 +136,12 @@ func TestPoisonThroughJetStream(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
 	e.startRelay()
-	sub, err := e.nc.SubscribeSync(jetstream.DefaultDeadLetterPrefix + ".>")
+	sub, err := e.nc.SubscribeSync(projjs.DefaultDeadLetterPrefix + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := e.runner(e.source(), []projection.Projection{counting("counts", func(p *projection.Projection) { p.MaxAttempts = 2 })},
-		projection.WithDeadLetterPublisher(jetstream.NewDeadLetterPublisher(e.nc, "")))
+		projection.WithDeadLetterPublisher(projjs.NewDeadLetterPublisher(e.nc, "")))
 	run(t, r)
 	if _, err := e.events.Append(ctx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Counted"}); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func TestPoisonThroughJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dl jetstream.DeadLetterMessage
+	var dl projjs.DeadLetterMessage
 	if err := json.Unmarshal(msg.Data, &dl); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestHaltThroughJetStreamResumesAfterDiscard(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
 	e.startRelay()
-	r := e.runner(e.source(jetstream.WithAckWait(time.Second)), []projection.Projection{counting("counts", func(p *projection.Projection) {
+	r := e.runner(e.source(projjs.WithAckWait(time.Second)), []projection.Projection{counting("counts", func(p *projection.Projection) {
 		p.MaxAttempts, p.OnFailure = 2, projection.Halt
 	})})
 	run(t, r)

@@ -32,7 +32,7 @@ import (
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/examples/bank"
 	"github.com/chronicle-go/chronicle/projection"
-	"github.com/chronicle-go/chronicle/projection/jetstream"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 	"github.com/chronicle-go/chronicle/relay/wire"
@@ -318,8 +318,8 @@ func (d *demo) setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("demo: jetstream: %w", err)
 		}
-		src, err := jetstream.NewSource(js, d.events, jetstream.WithTopology(d.topology()),
-			jetstream.WithConsumerPrefix("bank_demo"), jetstream.WithLogger(d.cfg.Logger))
+		src, err := projjs.NewSource(js, d.events, projjs.WithTopology(d.topology()),
+			projjs.WithConsumerPrefix("bank_demo"), projjs.WithLogger(d.cfg.Logger))
 		if err != nil {
 			return err
 		}
