@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chronicle-go/chronicle/console"
+	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -28,7 +29,8 @@ code): a web page showing the head of the event log, the events an open
 transaction holds back and its pid, the relay's leader, each projection's
 state, build, checkpoint, lag and dead letters, the dead letters, and a
 stream browser (streams, a stream's events, a correlation ID's causation
-tree), refreshed every two seconds. It is read-only unless
+tree) and the process types with their counts by state (and each
+process's history), refreshed every two seconds. It is read-only unless
 --enable-actions is given, which adds Retry and Discard buttons to each
 dead letter and a Rebuild button to each projection (a discard and a
 rebuild ask for a confirmation); every action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
@@ -46,7 +48,11 @@ rebuild ask for a confirmation); every action is logged on stderr. It stops clea
 				return err
 			}
 			log := s.logger(slog.LevelInfo)
-			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es), console.WithStreams(es),
+			pa, err := process.NewAdmin(s.pool, es, s.schema)
+			if err != nil {
+				return err
+			}
+			h, err := console.New(a, console.WithActions(actions), console.WithLogger(log), console.WithLog(es), console.WithStreams(es), console.WithProcesses(pa),
 				console.WithRelay(s.pool, append(s.baseRelayOptions(), relay.WithSchema(s.schema))...))
 			if err != nil {
 				return err

@@ -137,6 +137,8 @@ type Overview struct {
 	DeadLetters []DeadLetterOverview `json:"dead_letters"`
 	// Processes is nil unless the console shows processes.
 	Processes []ProcessTypeOverview `json:"processes"`
+	// ProcessesError says why the process types could not be read.
+	ProcessesError string `json:"processes_error,omitempty"`
 }
 
 // LogOverview is the head of the log and its held-back horizon.
@@ -221,8 +223,10 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	if h.processes != nil {
+		// A process failure (such as tables not migrated) is shown in the
+		// processes' section, not in place of the whole page.
 		if o.Processes, err = processTypes(ctx, h.processes); err != nil {
-			return o, err
+			o.Processes, o.ProcessesError = []ProcessTypeOverview{}, "console: process status: "+err.Error()
 		}
 	}
 	if h.relayPool != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +176,43 @@ func TestProcessesInChromium(t *testing.T) {
 	b.waitEval(`document.body.dataset.process || ""`, "order/3")
 	b.waitEval(`(document.querySelectorAll("#processhistory tbody tr").length > 0).toString()`, "true")
 	b.waitEval(`document.querySelectorAll("#processes script").length.toString()`, "0")
+}
+
+// When the process tables cannot be read (not migrated), the overview
+// still shows the rest, with the error in the processes' section.
+func TestProcessesNotMigrated(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	pool, schema := testenv.Postgres(t)
+	es, err := espg.New(pool, espg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate} {
+		if err := m(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := projection.NewRunner(es, ps, []projection.Projection{{Name: "noop",
+		Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := process.NewAdmin(pool, es, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := console.New(r.Admin(), console.WithProcesses(pa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o console.Overview
+	if code := getJSON(t, h, "/api/overview", &o); code != http.StatusOK || len(o.Projections) != 1 ||
+		!strings.Contains(o.ProcessesError, "process") || o.Processes == nil {
+		t.Fatalf("overview without process tables: %d %+v", code, o)
+	}
 }

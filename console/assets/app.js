@@ -86,6 +86,7 @@ async function refresh() {
       dl.appendChild(tr);
     }
     drawProcessTypes(o.processes);
+    text(document.getElementById("processerror"), o.processes_error || "");
     const browser = document.getElementById("browser");
     if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
