@@ -528,10 +528,9 @@ const maxHeaderBytes = 2048
 // ensureStream returns the relay's stream with fresh info, creating it
 // when it does not exist and updating it only when its configuration
 // differs from the relay's. An update is a proposal to the cluster's meta
-// leader that the stream's replicas apply: sent on every resynchronisation
-// while an R3 stream elects a new leader, it kept the stream from electing
-// one (each update restarted the election), so the relay looks before it
-// writes.
+// leader that every replica applies; the relay resynchronises after every
+// failed publish, and on a clustered stream whose leader is being replaced
+// it used to send one each time, for nothing.
 func (r *Relay) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
 	name := r.cfg.stream.Stream
 	want := r.cfg.stream.jetstream()
