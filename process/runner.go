@@ -427,8 +427,8 @@ func (rt *router) apply(ctx context.Context, tx *projpg.Tx, c *core, rec eventst
 	if c.clearAll {
 		tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2`, rt.k.name, c.id)
 	}
-	tx.Queue(`INSERT INTO `+q+`.process_instances AS i (type, process_id, stream_id, status, reason, version)
-		VALUES ($1, $2, $3, $4, $5, $6)
+	tx.Queue(`INSERT INTO `+q+`.process_instances AS i (type, process_id, stream_id, status, reason, version, ended_at)
+		VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $4 IN ('completed', 'failed', 'compensated') THEN now() END)
 		ON CONFLICT (type, process_id) DO UPDATE SET status = $4, reason = $5, version = $6, updated_at = now(),
 			ended_at = CASE WHEN $4 IN ('completed', 'failed', 'compensated') THEN coalesce(i.ended_at, now()) END`,
 		rt.k.name, c.id, c.stream, string(c.meta.Status), c.meta.Reason, c.version)

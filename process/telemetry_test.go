@@ -154,3 +154,21 @@ func TestFailedProcessMetric(t *testing.T) {
 		}
 	}
 }
+
+// A process that ends in the trigger that started it (here failed at
+// once) has an end time like any other ended process.
+func TestProcessEndedInItsFirstTriggerHasAnEndTime(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	typ := jobType(time.Hour)
+	typ.Handle = func(_ context.Context, p *process.Process[*jobState], _ process.Trigger) error {
+		p.Fail("refused at once")
+		return nil
+	}
+	start(t, e.runner(e.pool, typ))
+	e.request(ctx, "doomed", JobRequested{})
+	e.waitStatus(ctx, "doomed", process.Failed)
+	if n := e.scalar(ctx, `SELECT count(*) FROM %s.process_instances WHERE process_id = $1 AND ended_at IS NOT NULL`, "doomed"); n != 1 {
+		t.Fatalf("failed process doomed has no ended_at (%d rows with one)", n)
+	}
+}
