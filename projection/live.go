@@ -56,6 +56,9 @@ func (pl *pipeline) live(ctx context.Context, a *applier, cp eventstore.Position
 		return fmt.Errorf("projection %q: open source: %w", p.Name, err)
 	}
 	defer feed.Close()
+	// Running (and, the first time, Ready) only once the feed is open: a
+	// source that creates its consumer in Open (JetStream) has it by then.
+	pl.prog.update(func(pr *progress) { pr.state = Running })
 	pl.retire(ctx, old)
 	ch := feed.Deliveries()
 	bs := p.batchSize()

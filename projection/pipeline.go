@@ -171,7 +171,6 @@ func (pl *pipeline) runBuild(ctx context.Context) error {
 	if pl.rebuildOnly {
 		return nil
 	}
-	pl.prog.update(func(pr *progress) { pr.state = Running })
 	return pl.live(ctx, a, cp, retiredBuild(reg, b))
 }
 

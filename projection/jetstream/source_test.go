@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/projection"
 	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	"github.com/chronicle-go/chronicle/relay/wire"
@@ -88,6 +89,8 @@ func TestDeathAfterCommitBeforeAck(t *testing.T) {
 	src := e.source(projjs.WithAckWait(500 * time.Millisecond))
 	r1 := e.runner(noAck{src}, []projection.Projection{counting("counts")})
 	stop1 := run(t, r1)
+	// Live, so the consumer exists and the writes below go through it.
+	runnertest.Ready(t, r1)
 	want, last := e.write("acct", 4, 100)
 	waitFor(t, r1, "counts", last)
 	stop1() // dies with every message committed and none acked
