@@ -13,6 +13,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 )
 
 type claimed struct {
@@ -53,7 +54,7 @@ func (r *Runner) dispatch(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			failures++
 			r.log.Warn("process: claiming commands failed; retrying", "err", err)
-			_ = sleep(ctx, r.opts.backoff.Delay(failures), nil)
+			_ = backoff.Sleep(ctx, r.opts.backoff.Delay(failures), nil)
 			continue
 		}
 		failures = 0
@@ -68,7 +69,7 @@ func (r *Runner) dispatch(ctx context.Context) {
 		if len(cmds) == free {
 			continue
 		}
-		_ = sleep(ctx, r.opts.commandPoll, r.wakeCommands)
+		_ = backoff.Sleep(ctx, r.opts.commandPoll, r.wakeCommands)
 	}
 }
 

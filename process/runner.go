@@ -15,6 +15,7 @@ import (
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/projection"
@@ -231,7 +232,7 @@ func (r *Runner) listen(ctx context.Context) {
 			return
 		}
 		r.log.Warn("process: listening for notifications failed; polling meanwhile", "channel", r.notify, "err", err)
-		_ = sleep(ctx, r.opts.backoff.Delay(attempt), nil)
+		_ = backoff.Sleep(ctx, r.opts.backoff.Delay(attempt), nil)
 	}
 }
 
@@ -266,19 +267,6 @@ func wake(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
-}
-
-// sleep waits d, or until wake or ctx ends.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	case <-wake:
-	}
-	return nil
 }
 
 // router routes one process type's events to its processes. It keeps the

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/backoff"
 )
 
 // timerWorkers is how many goroutines of a runner fire due timers; they
@@ -25,14 +26,14 @@ func (r *Runner) timers(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			failures++
 			r.log.Warn("process: firing timers failed; retrying", "err", err)
-			_ = sleep(ctx, r.opts.backoff.Delay(failures), nil)
+			_ = backoff.Sleep(ctx, r.opts.backoff.Delay(failures), nil)
 			continue
 		}
 		failures = 0
 		if n > 0 {
 			continue
 		}
-		_ = sleep(ctx, r.opts.timerPoll, r.wakeTimers)
+		_ = backoff.Sleep(ctx, r.opts.timerPoll, r.wakeTimers)
 	}
 }
 

@@ -429,18 +429,7 @@ func (s *partitionSet) pump(ctx context.Context, feed Feed, run uint64, ws []*pa
 			}
 			batch = append(make([]Delivery, 0, 64), d)
 		}
-	drain:
-		for len(batch) < bs {
-			select {
-			case d, ok := <-ch:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, d)
-			default:
-				break drain
-			}
-		}
+		batch = drain(ch, batch, bs)
 		for _, w := range ws {
 			select {
 			case w.in <- feedBatch{run: run, ds: batch}:

@@ -80,18 +80,7 @@ func (pl *pipeline) live(ctx context.Context, a *applier, cp eventstore.Position
 			}
 			batch = append(batch, d)
 		}
-	drain:
-		for len(batch) < bs {
-			select {
-			case d, ok := <-ch:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, d)
-			default:
-				break drain
-			}
-		}
+		batch = drain(ch, batch, bs)
 		if !verified {
 			ok, err := pl.verifyFirst(ctx, a.b, &cp, batch)
 			if err != nil {
@@ -148,4 +137,21 @@ func (pl *pipeline) verifyFirst(ctx context.Context, b Build, cp *eventstore.Pos
 		}
 	}
 	return true, nil
+}
+
+// drain appends to batch what ch holds now, without waiting, until batch
+// has limit deliveries or ch is empty or closed.
+func drain(ch <-chan Delivery, batch []Delivery, limit int) []Delivery {
+	for len(batch) < limit {
+		select {
+		case d, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, d)
+		default:
+			return batch
+		}
+	}
+	return batch
 }

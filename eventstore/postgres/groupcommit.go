@@ -574,16 +574,7 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 		}
 	}
 	if err == nil {
-		// The commit can fail after the INSERT returned its rows.
-		var res any
-		if res, err = p.GetResults(); err == nil {
-			if _, ok := res.(*pgconn.PipelineSync); !ok {
-				err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("commit: %w", err)
-		}
+		err = pipelineCommit(p)
 	}
 	cerr := p.Close()
 	if err == nil && cerr != nil {

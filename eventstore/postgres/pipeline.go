@@ -114,18 +114,7 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 		}
 	}
 	if err == nil {
-		// The append's sync: its implicit transaction commits here, and a
-		// commit can fail (a deferred constraint, a serialization failure,
-		// a lost connection) after the INSERT returned its rows.
-		var res any
-		if res, err = p.GetResults(); err == nil {
-			if _, ok := res.(*pgconn.PipelineSync); !ok {
-				err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("commit: %w", err)
-		}
+		err = pipelineCommit(p)
 	}
 	// Close reads what is left: the notification and its sync. A failed
 	// notification fails nothing: the append committed and followers poll.
@@ -143,6 +132,23 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 		}
 	}
 	return
+}
+
+// pipelineCommit reads the sync that ends an implicit transaction of a
+// pipeline: the transaction commits there, and a commit can fail (a
+// deferred constraint, a serialization failure, a lost connection) after
+// the INSERT returned its rows.
+func pipelineCommit(p *pgconn.Pipeline) error {
+	res, err := p.GetResults()
+	if err == nil {
+		if _, ok := res.(*pgconn.PipelineSync); !ok {
+			err = fmt.Errorf("unexpected pipeline result %T, want the commit's sync", res)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // pipelineRead reads the next query result of a pipeline.
