@@ -221,7 +221,7 @@ func TestKilledRunnersLoseAndRepeatNothing(t *testing.T) {
 		}
 		e.request(ctx, fmt.Sprint(i), req)
 	}
-	time.Sleep(0) // the requests are all in; the runners work on them while being killed
+	// The requests are all in; the runners work on them while being killed.
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) && e.scalar(ctx, `SELECT count(*) FROM %s.process_instances WHERE status IN ('completed', 'compensated')`) < n/2 {
 		time.Sleep(100 * time.Millisecond)
