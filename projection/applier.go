@@ -295,6 +295,7 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 		}
 	}
 	if last == cp {
+		a.e.tel.Applied(name, taken)
 		a.prog.setApplied(cp) // another runner of the build may have moved it
 		return taken, nil
 	}
@@ -302,6 +303,7 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 		// Only other partitions' records: remember how far, written by
 		// pass when the feed pauses or with this partition's next event.
 		a.passed = last
+		a.e.tel.Applied(name, taken)
 		a.prog.setApplied(last)
 		return taken, nil
 	}
@@ -315,6 +317,7 @@ func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
 		delete(a.pending, id)
 	}
 	a.known = last
+	a.e.tel.Applied(name, taken)
 	a.prog.setApplied(last)
 	return taken, nil
 }

@@ -61,7 +61,6 @@ type BatchOp struct {
 	a     projAttrs
 	span  trace.Span
 	start time.Time
-	n     int
 }
 
 // StartBatch starts the span of a batch of n deliveries of projection name
@@ -76,7 +75,7 @@ func (t *Projections) StartBatch(ctx context.Context, name, build string, n int,
 			span.AddLink(l)
 		}
 	}
-	return ctx, BatchOp{t: t, a: a, span: span, start: time.Now(), n: n}
+	return ctx, BatchOp{t: t, a: a, span: span, start: time.Now()}
 }
 
 // End records the batch's end: the build's checkpoint after it, and its
@@ -87,9 +86,6 @@ func (op BatchOp) End(checkpoint eventstore.Position, err error) {
 		outcome = OutcomeError
 	}
 	op.t.batchDur.Record(context.Background(), time.Since(op.start).Seconds(), op.a.outcome[outcome]...)
-	if err == nil {
-		op.t.applied.Add(context.Background(), int64(op.n), op.a.add...)
-	}
 	if op.span.IsRecording() {
 		op.span.SetAttributes(KeyCheckpoint.String(checkpoint.String()))
 		if err != nil {
@@ -103,6 +99,16 @@ func (op BatchOp) End(checkpoint eventstore.Position, err error) {
 // DeadLettered counts a dead letter of projection name.
 func (t *Projections) DeadLettered(name string) {
 	t.dead.Add(context.Background(), 1, t.byName[name].add...)
+}
+
+// Applied counts n deliveries projection name committed (applied, or
+// passed as applied already). The runner counts them before it publishes
+// its progress, so that a caller woken by that progress (WaitFor) finds
+// them counted.
+func (t *Projections) Applied(name string, n int) {
+	if n > 0 {
+		t.applied.Add(context.Background(), int64(n), t.byName[name].add...)
+	}
 }
 
 // Retried counts a retry of projection name: of the store when it was
