@@ -74,7 +74,42 @@ type witnessedStore struct {
 	// paused, while it holds a channel, stalls the store's calls until the
 	// channel is closed, ignoring their contexts, as a paused process
 	// (stopped by the OS, GC-stalled) would.
-	paused atomic.Pointer[chan struct{}]
+	// pausedRenew does the same for Renew and Acquire only.
+	paused, pausedRenew atomic.Pointer[chan struct{}]
+	// armed, while true, pauses the store in the first checkpoint write
+	// of partition stallAt that applied events (its transaction open, the
+	// events applied, the fence not checked yet): entered is closed then,
+	// stalled holds the unit's lease, and staleBegins counts the units of
+	// work begun under that lease afterwards.
+	armed       atomic.Bool
+	stallAt     atomic.Int64
+	entered     chan struct{}
+	stalled     atomic.Pointer[projection.Lease]
+	stalledFrom atomic.Pointer[eventstore.Position] // the stalled unit's checkpoint
+	staleBegins atomic.Int64
+	// staleCommits counts the commits made under that lease afterwards.
+	staleCommits atomic.Int64
+}
+
+// pause stalls the store's calls until resume.
+func (s *witnessedStore) pause() {
+	ch, rch := make(chan struct{}), make(chan struct{})
+	s.paused.Store(&ch)
+	s.pausedRenew.Store(&rch)
+}
+
+// resumeUnits lets the units of work go on, not the renewals.
+func (s *witnessedStore) resumeUnits() {
+	if ch := s.paused.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
+
+func (s *witnessedStore) resume() {
+	s.resumeUnits()
+	if ch := s.pausedRenew.Swap(nil); ch != nil {
+		close(*ch)
+	}
 }
 
 func (s *witnessedStore) stall() {
@@ -83,13 +118,19 @@ func (s *witnessedStore) stall() {
 	}
 }
 
+func (s *witnessedStore) stallRenew() {
+	if ch := s.pausedRenew.Load(); ch != nil {
+		<-*ch
+	}
+}
+
 func (s *witnessedStore) Renew(ctx context.Context, b projection.Build, n int, owner string, ttl time.Duration) (projection.Members, error) {
-	s.stall()
+	s.stallRenew()
 	return s.Store.Renew(ctx, b, n, owner, ttl)
 }
 
 func (s *witnessedStore) Acquire(ctx context.Context, b projection.Build, owner string, ttl time.Duration, max int) ([]projection.Lease, error) {
-	s.stall()
+	s.stallRenew()
 	ls, err := s.Store.Acquire(ctx, b, owner, ttl, max)
 	if err == nil {
 		s.w.acquire(s.instance, ls)
@@ -99,6 +140,9 @@ func (s *witnessedStore) Acquire(ctx context.Context, b projection.Build, owner 
 
 func (s *witnessedStore) BeginPartition(ctx context.Context, l projection.Lease) (projection.UnitOfWork, error) {
 	s.stall()
+	if st := s.stalled.Load(); st != nil && st.Partition == l.Partition && st.Epoch == l.Epoch {
+		s.staleBegins.Add(1)
+	}
 	u, err := s.Store.BeginPartition(ctx, l)
 	if err != nil {
 		return nil, err
@@ -118,6 +162,13 @@ type witnessedUnit struct {
 func (u *witnessedUnit) Handlers() projection.Tx { return u.tx }
 
 func (u *witnessedUnit) SetCheckpoint(ctx context.Context, pos eventstore.Position, applied int) error {
+	armed := applied > 0 && u.s.armed.Load() && int64(u.l.Partition) == u.s.stallAt.Load() && u.s.armed.CompareAndSwap(true, false)
+	if armed {
+		u.s.pause()
+		u.s.stalled.Store(&u.l)
+		u.s.stalledFrom.Store(&u.from)
+		close(u.s.entered)
+	}
 	u.s.stall()
 	if err := u.UnitOfWork.SetCheckpoint(ctx, pos, applied); err != nil {
 		if errors.Is(err, projection.ErrLeaseLost) {
@@ -148,6 +199,9 @@ func (u *witnessedUnit) Commit(ctx context.Context) error {
 	if errors.Is(err, projection.ErrLeaseLost) {
 		u.s.lost.Add(1)
 	}
+	if st := u.s.stalled.Load(); err == nil && st != nil && st.Partition == u.l.Partition && st.Epoch == u.l.Epoch {
+		u.s.staleCommits.Add(1)
+	}
 	return err
 }
 
@@ -161,10 +215,14 @@ type witnessedTx struct {
 
 func (t *witnessedTx) Unwrap() projection.Tx { return t.Tx }
 
-// proofProjection records each applied event (its ID unique), and each
-// stream's last applied version with a count of versions applied out of
-// order, in the unit of work's transaction.
-func proofProjection(name string, parts int) projection.Projection {
+// proofProjection records each applied event (its ID unique unless
+// !unique), and each stream's last applied version with a count of
+// versions applied out of order, in the unit of work's transaction.
+func proofProjection(name string, parts int, unique bool) projection.Projection {
+	key := "PRIMARY KEY"
+	if !unique {
+		key = "NOT NULL"
+	}
 	return projection.Projection{
 		Name:       name,
 		Version:    1,
@@ -172,10 +230,9 @@ func proofProjection(name string, parts int) projection.Projection {
 		Tables:     []string{"applied", "streams"},
 		Setup: func(ctx context.Context, tx projection.Tx) error {
 			_, err := projpg.From(tx).Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tx.Table("applied")+` (
-				event_id uuid PRIMARY KEY, stream_id text NOT NULL, version bigint NOT NULL,
+				event_id uuid `+key+`, stream_id text NOT NULL, version bigint NOT NULL,
 				tx_id bigint NOT NULL, seq bigint NOT NULL,
-				partition int NOT NULL, instance text NOT NULL, epoch bigint NOT NULL,
-				UNIQUE (stream_id, version));
+				partition int NOT NULL, instance text NOT NULL, epoch bigint NOT NULL);
 				CREATE TABLE IF NOT EXISTS `+tx.Table("streams")+` (
 				stream_id text PRIMARY KEY, n bigint NOT NULL, last_version bigint NOT NULL, bad bigint NOT NULL DEFAULT 0)`)
 			return err
@@ -207,6 +264,22 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+// has reports whether a line holds every one of parts.
+func (s *syncBuffer) has(parts ...string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, line := range strings.Split(s.b.String(), "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *syncBuffer) tail(n int) string {
@@ -258,7 +331,8 @@ func (pe *proofEnv) start(name string) *proofInstance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := &witnessedStore{Store: ps, instance: name, w: pe.w, q: pgmigrate.Quote(pe.schema), lost: &pe.lost}
+	ws := &witnessedStore{Store: ps, instance: name, w: pe.w, q: pgmigrate.Quote(pe.schema), lost: &pe.lost,
+		entered: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(pe.logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", name)
 	r, err := projection.NewRunner(es, ws, []projection.Projection{pe.p},
 		projection.WithBackoff(time.Millisecond, 20*time.Millisecond), projection.WithHaltPoll(20*time.Millisecond),
@@ -342,7 +416,7 @@ func TestPartitionedProofThreeInstancesKilledAtRandom(t *testing.T) {
 		writeFor = 5 * time.Second
 	}
 	pe := &proofEnv{env: newEnv(t), tag: testenv.Name("pp")[:12] + "-", w: newWitness(), logs: &syncBuffer{},
-		ttl: 1500 * time.Millisecond, p: proofProjection("proof", parts)}
+		ttl: 1500 * time.Millisecond, p: proofProjection("proof", parts, true)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("last log lines:\n%s", pe.logs.tail(60))
@@ -418,11 +492,9 @@ func TestPartitionedProofThreeInstancesKilledAtRandom(t *testing.T) {
 				// Paused past its lease's expiry: its partitions are taken
 				// over; when it resumes, whatever it had under way must be
 				// refused by the fence.
-				ch := make(chan struct{})
-				in.store.paused.Store(&ch)
+				in.store.pause()
 				time.Sleep(pe.ttl + time.Duration(rng.IntN(1000))*time.Millisecond) // the pause itself
-				in.store.paused.Store(nil)
-				close(ch)
+				in.store.resume()
 				pauses++
 				continue
 			}
@@ -675,5 +747,190 @@ func (pe *proofEnv) checkCommits(q string, parts int) {
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPausedInstanceCannotCommitAfterItsLeaseExpired: an instance paused
+// (every call to its store stalled) in the middle of a unit of work on a
+// partition, its events applied but not committed, stops renewing; its
+// leases expire on the database's clock and a second instance, the only
+// live one, takes every partition over with new epochs. When the paused
+// instance's unit of work resumes (its renewals still stalled, so that
+// only the worker's own outcome stops it), it fails with ErrLeaseLost at
+// once, and the worker stops: no unit of work begun again under the lost
+// lease, no "event failed" warning. Two cases:
+//   - fence: the new owner is itself stalled before its first checkpoint
+//     write of the partition, so the checkpoint is still the one the
+//     paused unit read and only the fencing epoch refuses it (a read model
+//     without a unique key: nothing else would);
+//   - unique key: the new owner has applied and committed the same events,
+//     and the paused unit fails first on its read model's unique key,
+//     which must count as the lost lease, not as a failing event.
+//
+// Nothing of it stays: the read model equals the log, every commit was
+// made under the lease its instance held, and once the paused instance's
+// renewals resume the partitions spread over both instances again.
+func TestPausedInstanceCannotCommitAfterItsLeaseExpired(t *testing.T) {
+	t.Run("fence", func(t *testing.T) { testPausedInstance(t, false) })
+	t.Run("unique key", func(t *testing.T) { testPausedInstance(t, true) })
+}
+
+func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
+	const parts = 4
+	pe := &proofEnv{env: newEnv(t), tag: testenv.Name("pp")[:12] + "-", w: newWitness(), logs: &syncBuffer{},
+		ttl: time.Second, p: proofProjection("proof", parts, ownerCommitsFirst)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last log lines:\n%s", pe.logs.tail(60))
+		}
+	})
+	q := pgmigrate.Quote(pe.schema)
+	if _, err := pe.pool.Exec(testCtx(t), `CREATE TABLE `+q+`.proof_commits (
+		partition int NOT NULL, instance text NOT NULL, epoch bigint NOT NULL, held_by text NOT NULL, held_epoch bigint NOT NULL,
+		from_tx bigint NOT NULL, from_seq bigint NOT NULL, to_tx bigint NOT NULL, to_seq bigint NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	b := projection.Build{Name: "proof", Version: 1}
+	a := pe.start("a")
+	defer func() {
+		a.store.resume()
+		pe.stop(a)
+	}()
+	pe.waitSpread(b, parts, "a")
+	_, last := pe.write("warm", 8, 3)
+	if err := a.runner.WaitFor(testCtx(t), "proof", last); err != nil {
+		t.Fatal(err)
+	}
+	stream := "paused-0"
+	part := projection.PartitionOf(stream, parts)
+	a.store.stallAt.Store(int64(part))
+	a.store.armed.Store(true)
+	pe.write("paused", 1, 3)
+	entered := func(in *proofInstance) {
+		t.Helper()
+		select {
+		case <-in.store.entered:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("instance %s never wrote a checkpoint of partition %d", in.name, part)
+		}
+	}
+	entered(a)
+	held := *a.store.stalled.Load()
+	// a is paused with its unit of work open; its leases expire and b,
+	// the only live member, takes the partition over.
+	bi := pe.start("b")
+	if !ownerCommitsFirst {
+		bi.store.stallAt.Store(int64(part))
+		bi.store.armed.Store(true)
+	}
+	defer func() {
+		bi.store.resume()
+		pe.stop(bi)
+	}()
+	if ownerCommitsFirst {
+		// b takes the partition over (not necessarily all of a's: a unit
+		// of work of a paused between its fenced checkpoint write and its
+		// commit holds its lease row, and the takeover waits for it).
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			st, err := pe.store.Partitions(testCtx(t), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(st[part].Lease.Owner, "b/") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("b did not take partition %d over within 15s: %+v", part, st[part].Lease)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, last = pe.write("during", 8, 3)
+		if err := bi.runner.WaitForStream(testCtx(t), "proof", stream, last); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		entered(bi) // b applied the partition's events, not committed
+	}
+	after, err := pe.store.Partitions(testCtx(t), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := after[part].Lease; !strings.HasPrefix(l.Owner, "b/") || l.Epoch <= held.Epoch {
+		t.Fatalf("partition %d after the pause: held by %q at epoch %d; a held it at epoch %d", part, l.Owner, l.Epoch, held.Epoch)
+	}
+	if moved := after[part].Checkpoint != *a.store.stalledFrom.Load(); moved != ownerCommitsFirst {
+		t.Fatalf("partition %d's checkpoint moved since a's unit of work began: %v, want %v", part, moved, ownerCommitsFirst)
+	}
+	a.store.resumeUnits()
+	want := fmt.Sprintf(`partition=%d epoch=%d`, part, held.Epoch)
+	deadline := time.Now().Add(20 * time.Second)
+	// Until the worker stops on its lost lease, or goes on under it.
+	for !pe.logs.has("instance=a", "partition taken over by another runner", want) &&
+		a.store.staleBegins.Load() == 0 && a.store.staleCommits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's worker of partition %d neither stopped nor went on after resuming", part)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.store.staleCommits.Load(); n != 0 {
+		t.Errorf("%d units of work committed under the lost lease after resuming", n)
+	}
+	if n := a.store.staleBegins.Load(); n != 0 {
+		t.Errorf("%d units of work begun under the lost lease after resuming", n)
+	}
+	if pe.logs.has("instance=a", "event failed; retrying") {
+		t.Errorf("a retried an event under its lost lease")
+	}
+	bi.store.resume()
+	a.store.resume()
+	pe.waitSpread(b, parts, "a", "b")
+	_, last = pe.write("after", 8, 3)
+	for _, in := range []*proofInstance{a, bi} {
+		if err := in.runner.WaitFor(testCtx(t), "proof", last); err != nil {
+			t.Fatalf("WaitFor on %s: %v", in.name, err)
+		}
+	}
+	pe.checkReadModelEqualsLog(q)
+	pe.checkCommits(q, parts)
+}
+
+// TestRenewDoesNotWaitForAnOpenUnitOfWork: a unit of work on a partition
+// that has written its checkpoint and not committed yet (its runner
+// paused there) holds the partition's checkpoint row; the other runners'
+// renewals and acquisitions must not wait for it, or one stalled runner
+// would stop every runner of the build from renewing its leases.
+func TestRenewDoesNotWaitForAnOpenUnitOfWork(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	b := projection.Build{Name: "stalled", Version: 1}
+	if _, err := e.store.Renew(ctx, b, 2, "paused", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	held, err := e.store.Acquire(ctx, b, "paused", time.Minute, 1)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("acquire: %v %v", held, err)
+	}
+	u, err := e.store.BeginPartition(ctx, held[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Rollback(context.Background())
+	if err := u.SetCheckpoint(ctx, posAt(3), 1); err != nil {
+		t.Fatal(err)
+	}
+	// The unit of work stays open: its runner is paused.
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	m, err := e.store.Renew(rctx, b, 2, "other", time.Minute)
+	if err != nil {
+		t.Fatalf("renew beside an open unit of work: %v", err)
+	}
+	if len(m.Live) != 2 {
+		t.Fatalf("live members: %v", m.Live)
+	}
+	got, err := e.store.Acquire(rctx, b, "other", time.Minute, 2)
+	if err != nil || len(got) != 1 || got[0].Partition == held[0].Partition {
+		t.Fatalf("acquire beside an open unit of work: %v %v, want the other partition", got, err)
 	}
 }
