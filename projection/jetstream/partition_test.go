@@ -17,6 +17,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
 	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
@@ -359,15 +360,23 @@ func TestUnpartitionedOnBucketedTopology(t *testing.T) {
 	e.startRelay(relay.WithTopology(topo))
 	r := e.runner(e.source(projjs.WithTopology(topo)), []projection.Projection{counting("counts")})
 	run(t, r)
+	runnertest.Ready(t, r) // the consumer is open: the records below come over it
 	want, last := e.write("acct", 10, 7)
 	waitFor(t, r, "counts", last)
 	e.checkCounts(want)
-	info, err := e.js.Consumer(testCtx(t), topo.Stream, e.source(projjs.WithTopology(topo)).ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	cons, err := e.js.Consumer(testCtx(t), topo.Stream, e.source(projjs.WithTopology(topo)).ConsumerName(projection.Build{Name: "counts", Version: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := info.CachedInfo().Config.FilterSubject; f != topo.SubjectPrefix+".*.*.*" {
+	info, err := cons.Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := info.Config.FilterSubject; f != topo.SubjectPrefix+".*.*.*" {
 		t.Errorf("filter %q, want every bucket", f)
+	}
+	if info.Delivered.Stream != 70 {
+		t.Errorf("the consumer delivered up to message %d, want 70", info.Delivered.Stream)
 	}
 }
 
