@@ -510,3 +510,55 @@ func TestPausedOwnerOverJetStreamNeverAppliesTwice(t *testing.T) {
 	want["after-0"], want["after-1"] = 2, 2
 	e.checkCounts(want)
 }
+
+// TestPartitionCountChangeOverJetStream: changing the partition count is a
+// new build (a version bump); the new build rebuilds from PostgreSQL,
+// switches, runs on its own partitions' consumers, and the old build's
+// partition consumers are deleted.
+func TestPartitionCountChangeOverJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	topo := e.bucketed(8)
+	e.startRelay(relay.WithTopology(topo))
+	v1 := counting("resized", func(p *projection.Projection) { p.Partitions = 2 })
+	a := e.jsInstance("a", e.nats.URL(), topo, v1, time.Second)
+	want, last := e.write("before", 8, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.runner.WaitFor(ctx, "resized", last); err != nil {
+		t.Fatal(err)
+	}
+	b1 := projection.Build{Name: "resized", Version: 1}
+	waitConsumers := func(b projection.Build, parts []int, exist bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			ok := true
+			for _, part := range parts {
+				_, err := e.js.Consumer(testCtx(t), topo.Stream, a.src.PartitionConsumerName(b, part))
+				ok = ok && (err == nil) == exist
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumers of %s partitions %v: want exist=%v within 20s", b, parts, exist)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitConsumers(b1, []int{0, 1}, true)
+	a.stop()
+
+	v2 := counting("resized", func(p *projection.Projection) { p.Version, p.Partitions = 2, 4 })
+	bi := e.jsInstance("b", e.nats.URL(), topo, v2, time.Second)
+	more, last := e.write("after", 8, 3)
+	for k, v := range more {
+		want[k] = v
+	}
+	if err := bi.runner.WaitFor(ctx, "resized", last); err != nil {
+		t.Fatal(err)
+	}
+	e.checkCounts(want)
+	waitConsumers(projection.Build{Name: "resized", Version: 2}, []int{0, 1, 2, 3}, true)
+	waitConsumers(b1, []int{0, 1}, false)
+}
