@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,16 +127,34 @@ func (e *env) waitSpread(b projection.Build, n int, owners ...string) {
 func TestPartitionedRunnersOverJetStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	testPartitionedRunnersOverJetStream(t, e, e.nats.URL(), 1)
+	testPartitionedRunnersOverJetStream(t, e, e.nats.URL(), 1, time.Second)
 }
 
-func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, replicas int) {
+// TestPartitionedRunnersOverJetStreamCluster is the same on a three-node
+// JetStream cluster with an R3 stream (no node is killed: the relay's
+// behaviour across a leader change is the cluster test's subject). It runs
+// only with CHRONICLE_TEST_NATS_CLUSTER set, as the cluster test does: on
+// a loaded 2-core machine under -race it takes a minute, and the runners'
+// renewals stall for seconds (leases are lost and taken again, which the
+// fence makes harmless).
+func TestPartitionedRunnersOverJetStreamCluster(t *testing.T) {
+	if os.Getenv("CHRONICLE_TEST_NATS_CLUSTER") == "" {
+		t.Skip("set CHRONICLE_TEST_NATS_CLUSTER=1 to run the 3-node JetStream cluster tests")
+	}
+	t.Parallel()
+	cl := testenv.NATSCluster(t)
+	e := newEnvOn(t, cl.URL())
+	// Three servers under -race load a small machine: a renewal of the
+	// leases (every third of the TTL) then takes most of a second.
+	testPartitionedRunnersOverJetStream(t, e, cl.URL(), 3, 3*time.Second)
+}
+
+func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, replicas int, ttl time.Duration) {
 	const n = 8
 	topo := e.bucketed(16)
 	e.startRelay(relay.WithStream(relay.StreamConfig{Topology: topo, Replicas: replicas}))
 	p := counting("spread", func(p *projection.Projection) { p.Partitions = n })
 	b := projection.Build{Name: "spread", Version: 1}
-	ttl := time.Second
 
 	var writing sync.WaitGroup
 	var total atomic.Int64
@@ -212,13 +231,21 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 	var delivered uint64
 	for part := range n {
 		name := a.src.PartitionConsumerName(b, part)
-		c, err := st.Consumer(testCtx(t), name)
-		if err != nil {
-			t.Fatalf("consumer %s of partition %d: %v", name, part, err)
-		}
-		info, err := c.Info(testCtx(t))
-		if err != nil {
-			t.Fatal(err)
+		var info *njs.ConsumerInfo
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			// A partition's consumer is re-created when its worker
+			// starts again: look again a moment later.
+			c, err := st.Consumer(testCtx(t), name)
+			if err == nil {
+				info, err = c.Info(testCtx(t))
+			}
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s of partition %d: %v", name, part, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		delivered += info.Delivered.Consumer
 		want, _ := topo.PartitionBuckets(part, n)
