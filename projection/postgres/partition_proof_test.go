@@ -347,6 +347,26 @@ func (pe *proofEnv) start(name string) *proofInstance {
 	return in
 }
 
+// activity describes the instances' PostgreSQL sessions, for a failure.
+func (pe *proofEnv) activity() string {
+	rows, err := pe.pool.Query(context.Background(), `SELECT a.application_name, a.pid, a.state, coalesce(a.wait_event_type, ''),
+			coalesce(a.wait_event, ''), pg_blocking_pids(a.pid)::text, left(regexp_replace(a.query, '\s+', ' ', 'g'), 160)
+		FROM pg_stat_activity a WHERE a.application_name LIKE $1 || '%' ORDER BY 1, 2`, pe.tag)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for rows.Next() {
+		var app, state, wt, we, blocking, query string
+		var pid int
+		if err := rows.Scan(&app, &pid, &state, &wt, &we, &blocking, &query); err != nil {
+			return err.Error()
+		}
+		fmt.Fprintf(&b, "%s pid %d %s wait %s/%s blocked by %s: %s\n", app, pid, state, wt, we, blocking, query)
+	}
+	return b.String()
+}
+
 // kill ends an instance abruptly: either its context is cancelled and its
 // pool closed at once, or its PostgreSQL backends are terminated (open
 // transactions aborted, as when a process dies) and then its context is
@@ -791,42 +811,58 @@ func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
 		t.Fatal(err)
 	}
 	b := projection.Build{Name: "proof", Version: 1}
-	a := pe.start("a")
+	// Both instances run before the pause (an instance starting while
+	// another is paused in a commit waits for it, see the report of
+	// TestSetupDoesNotWaitForAnOpenUnitOfWork).
+	a, bi := pe.start("a"), pe.start("b")
 	defer func() {
 		a.store.resume()
+		bi.store.resume()
 		pe.stop(a)
+		pe.stop(bi)
 	}()
-	pe.waitSpread(b, parts, "a")
+	pe.waitSpread(b, parts, "a", "b")
 	_, last := pe.write("warm", 8, 3)
 	if err := a.runner.WaitFor(testCtx(t), "proof", last); err != nil {
 		t.Fatal(err)
 	}
-	stream := "paused-0"
+	states, err := pe.store.Partitions(testCtx(t), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := ""
+	for i := 0; stream == ""; i++ {
+		id := fmt.Sprintf("paused-%d", i)
+		if strings.HasPrefix(states[projection.PartitionOf(id, parts)].Lease.Owner, "a/") {
+			stream = id
+		}
+	}
 	part := projection.PartitionOf(stream, parts)
 	a.store.stallAt.Store(int64(part))
 	a.store.armed.Store(true)
-	pe.write("paused", 1, 3)
+	if !ownerCommitsFirst {
+		bi.store.stallAt.Store(int64(part))
+		bi.store.armed.Store(true)
+	}
+	evs := make([]eventstore.Event, 3)
+	for i := range evs {
+		evs[i] = eventstore.Event{Type: "Counted", Data: []byte(`{}`)}
+	}
+	if _, err := pe.events.Append(testCtx(t), stream, eventstore.NoStream, evs...); err != nil {
+		t.Fatal(err)
+	}
 	entered := func(in *proofInstance) {
 		t.Helper()
 		select {
 		case <-in.store.entered:
 		case <-time.After(20 * time.Second):
-			t.Fatalf("instance %s never wrote a checkpoint of partition %d", in.name, part)
+			t.Fatalf("instance %s never wrote a checkpoint of partition %d\n%s", in.name, part, pe.activity())
 		}
 	}
 	entered(a)
 	held := *a.store.stalled.Load()
 	// a is paused with its unit of work open; its leases expire and b,
-	// the only live member, takes the partition over.
-	bi := pe.start("b")
-	if !ownerCommitsFirst {
-		bi.store.stallAt.Store(int64(part))
-		bi.store.armed.Store(true)
-	}
-	defer func() {
-		bi.store.resume()
-		pe.stop(bi)
-	}()
+	// the only live member left, takes the partition over.
 	if ownerCommitsFirst {
 		// b takes the partition over (not necessarily all of a's: a unit
 		// of work of a paused between its fenced checkpoint write and its
@@ -841,12 +877,15 @@ func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("b did not take partition %d over within 15s: %+v", part, st[part].Lease)
+				t.Fatalf("b did not take partition %d over within 15s: %+v\n%s", part, st[part].Lease, pe.activity())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		_, last = pe.write("during", 8, 3)
-		if err := bi.runner.WaitForStream(testCtx(t), "proof", stream, last); err != nil {
+		res, err := pe.events.Append(testCtx(t), stream, eventstore.Any, eventstore.Event{Type: "Counted", Data: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bi.runner.WaitForStream(testCtx(t), "proof", stream, res.Position); err != nil {
 			t.Fatal(err)
 		}
 	} else {
