@@ -77,6 +77,7 @@ func main() {
 		{"projection", benchProjection},
 		{"horizon", benchHorizon},
 		{"partition", benchPartition},
+		{"partition_js", benchPartitionJS},
 		{"otel", benchOtel},
 		{"process", benchProcess},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)
