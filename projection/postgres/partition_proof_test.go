@@ -973,3 +973,27 @@ func TestRenewDoesNotWaitForAnOpenUnitOfWork(t *testing.T) {
 		t.Fatalf("acquire beside an open unit of work: %v %v, want the other partition", got, err)
 	}
 }
+
+// TestPartitionedRebuildEndsWhenItsPartitionsAreDone: an Admin's rebuild
+// of a partitioned projection returns soon after its partitions have
+// applied the log, not at the next renewal of its leases (a third of the
+// lease TTL, 10 s by default: 3.3 s).
+func TestPartitionedRebuildEndsWhenItsPartitionsAreDone(t *testing.T) {
+	e := newEnv(t)
+	p := counting("quick", 1, func(p *projection.Projection) { p.Partitions = 4 })
+	want, _ := e.write("hist", 6, 5)
+	adm, err := projection.NewAdmin(e.events, e.store, []projection.Projection{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := adm.Rebuild(testCtx(t), "quick"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	e.checkCounts("counts", want)
+	t.Logf("rebuild of 30 events in 4 partitions took %s", took.Round(time.Millisecond))
+	if renewal := projection.DefaultLeaseTTL / 3; took >= renewal {
+		t.Fatalf("rebuild took %s, a renewal period (%s) or more", took.Round(time.Millisecond), renewal)
+	}
+}
