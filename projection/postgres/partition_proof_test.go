@@ -885,8 +885,11 @@ func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := bi.runner.WaitForStream(testCtx(t), "proof", stream, res.Position); err != nil {
-			t.Fatal(err)
+		wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := bi.runner.WaitForStream(wctx, "proof", stream, res.Position); err != nil {
+			st, _ := pe.store.Partitions(testCtx(t), b)
+			t.Fatalf("b applying partition %d: %v\npartitions: %+v\n%s", part, err, st, pe.activity())
 		}
 	} else {
 		entered(bi) // b applied the partition's events, not committed
@@ -981,7 +984,23 @@ func TestRenewDoesNotWaitForAnOpenUnitOfWork(t *testing.T) {
 func TestPartitionedRebuildEndsWhenItsPartitionsAreDone(t *testing.T) {
 	e := newEnv(t)
 	p := counting("quick", 1, func(p *projection.Projection) { p.Partitions = 4 })
-	want, _ := e.write("hist", 6, 5)
+	want, last := e.write("hist", 6, 5)
+	// The rebuild catches up to the head readers see; another session's
+	// open transaction (another test's) may hold it back for a while.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		head, err := e.events.Head(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !head.Before(last) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the head readers see is still %s, before the last write %s", head, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	adm, err := projection.NewAdmin(e.events, e.store, []projection.Projection{p})
 	if err != nil {
 		t.Fatal(err)
