@@ -216,6 +216,12 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 	bi.stop()
 	e.waitSpread(b, n, "a")
 	t.Logf("b's partitions taken over in %s (lease TTL %s)", time.Since(stopped).Round(time.Millisecond), ttl)
+	// Keep writing until the partitions' consumers have delivered: on a
+	// loaded machine the workers may still be catching up from
+	// PostgreSQL (as they do after each takeover).
+	for deadline := time.Now().Add(30 * time.Second); delivered.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	time.Sleep(300 * time.Millisecond)
 	close(stopWriting)
 	writing.Wait()
