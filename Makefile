@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test bench bench-scale lint services demo build docs
+.PHONY: test bench bench-scale lint services demo demo-observe build docs
 
 ## test: run every test with the race detector against real PostgreSQL and NATS.
 test:
@@ -32,6 +32,11 @@ build:
 ## demo: run the bank example end to end (local PostgreSQL + in-process NATS, or in memory).
 demo:
 	$(GO) run ./examples/bank/cmd/demo
+
+## demo-observe: the demo, then the bank service serving /metrics (Prometheus), the console and /readyz until Ctrl-C. ADDR=127.0.0.1:8080, OBSERVEFLAGS=-enable-actions -traces.
+ADDR ?= 127.0.0.1:8080
+demo-observe:
+	$(GO) run ./examples/bank/cmd/observe -addr $(ADDR) $(OBSERVEFLAGS)
 
 ## docs: compile, vet and gofmt-check every Go block of README.md and docs/ (also part of make test).
 docs:

@@ -22,6 +22,10 @@ type partitionSet struct {
 	ps PartitionStore
 	b  Build
 	n  int
+	// feeds, when set, delivers each partition on its own (a
+	// PartitionSource that supports n partitions): a worker reads the
+	// set's reader only to catch up, then its own feed (partfeed.go).
+	feeds PartitionSource
 
 	mu      sync.Mutex
 	workers map[int]*partWorker
@@ -40,6 +44,9 @@ type partWorker struct {
 	done   chan struct{}
 	// in receives the reader's batches.
 	in chan feedBatch
+	// detached (under the set's mu) takes the worker off the reader's
+	// list: it reads its own feed.
+	detached bool
 
 	mu sync.Mutex
 	cp eventstore.Position // what the worker has applied, for the reader
@@ -57,6 +64,7 @@ func (pl *pipeline) runPartitioned(ctx context.Context, b Build, publish bool, t
 	s := &partitionSet{pl: pl, ps: e.store.(PartitionStore), b: b, n: p.Partitions, workers: map[int]*partWorker{}, rerun: make(chan struct{})}
 	if publish {
 		pl.prog.update(func(pr *progress) { pr.parts = s })
+		s.feeds = pl.partitionFeeds()
 	}
 	rctx, stopReader := context.WithCancel(ctx)
 	reading := make(chan struct{})
@@ -236,7 +244,8 @@ func (s *partitionSet) balance(ctx context.Context) error {
 // start runs a worker for lease l.
 func (s *partitionSet) start(ctx context.Context, l Lease) *partWorker {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &partWorker{lease: l, prog: newProgress(nil), cancel: cancel, done: make(chan struct{}), in: make(chan feedBatch, 4)}
+	w := &partWorker{lease: l, prog: newProgress(nil), cancel: cancel, done: make(chan struct{}), in: make(chan feedBatch, 4),
+		detached: s.feeds != nil}
 	w.prog.wake = s.pl.prog
 	w.prog.update(func(p *progress) { p.running, p.state, p.build, p.current = true, Starting, s.b, true })
 	go func() {
@@ -379,6 +388,9 @@ func (s *partitionSet) read(ctx context.Context) {
 		first := true
 		var ws []*partWorker
 		for _, w := range s.workers {
+			if w.detached {
+				continue
+			}
 			ws = append(ws, w)
 			if cp := w.from(); first || cp.Before(from) {
 				from, first = cp, false
@@ -487,7 +499,17 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 	a.lease = &w.lease
 	w.setFrom(cp)
 	w.prog.update(func(p *progress) { p.state, p.applied, p.lastErr, p.halted = Running, cp, nil, nil })
-	run := s.rereadFrom()
+	if s.feeds != nil {
+		return s.runPartitionFeed(ctx, w, a)
+	}
+	return s.fromReader(ctx, w, a, s.rereadFrom(), nil)
+}
+
+// fromReader applies the records of the worker's partition from the set's
+// reader's batches of run (or later runs) until ctx ends, a failure, or,
+// with until, until it reports done (asked after each batch, and with idle
+// set when the reader paused).
+func (s *partitionSet) fromReader(ctx context.Context, w *partWorker, a *applier, run uint64, until func(idle bool) (bool, error)) error {
 	const passEvery = 50 * time.Millisecond
 	lastPass := time.Now()
 	idle := time.NewTimer(time.Hour)
@@ -499,6 +521,12 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 		case <-idle.C:
 			if err := a.pass(ctx); err != nil {
 				return err
+			}
+			if until != nil {
+				if done, err := until(true); err != nil || done {
+					return err
+				}
+				idle.Reset(passEvery)
 			}
 		case fb := <-w.in:
 			if fb.run < run {
@@ -516,6 +544,11 @@ func (s *partitionSet) runPartition(ctx context.Context, w *partWorker) error {
 				lastPass = time.Now()
 			}
 			w.setFrom(a.known)
+			if until != nil {
+				if done, err := until(false); err != nil || done {
+					return err
+				}
+			}
 			idle.Reset(passEvery)
 		}
 	}

@@ -29,6 +29,29 @@ type SourceRequest struct {
 	// After is the build's checkpoint: records at or before it may be
 	// delivered, and are acknowledged and skipped.
 	After eventstore.Position
+	// Partitions, when not zero, asks for one partition of a partitioned
+	// build: the records of the streams whose [PartitionOf] among
+	// Partitions is Partition, in order (a source may deliver others; the
+	// runner skips them). After is then the partition's checkpoint. The
+	// runner asks a [PartitionSource] only, and only when its
+	// SupportsPartitions(Partitions) is nil.
+	Partitions int
+	// Partition is the partition asked for, in [0, Partitions).
+	Partition int
+}
+
+// PartitionSource is a [Source] that can deliver each partition of a
+// partitioned build on its own (the JetStream source on a bucketed
+// topology: one filtered consumer per partition), so that a runner
+// receives only the records of the partitions it holds leases on. The
+// runner still catches each partition up from the event store, and
+// rebuilds run from the event store. For a partitioned build on any other
+// source, the runner follows the event store with one reader per build.
+type PartitionSource interface {
+	Source
+	// SupportsPartitions returns nil when Open can deliver the partitions
+	// of a build in n partitions, else why not.
+	SupportsPartitions(n int) error
 }
 
 // Retirer is implemented by a [Source] that keeps something per build

@@ -44,7 +44,7 @@ func (r *Runner) waitPartitions(ctx context.Context, s *supervisor, parts []int,
 			if err := r.haltedPartitions(ctx, pr, applied, parts, pos); err != nil {
 				return err
 			}
-			done, err := r.nothingWanted(ctx, pr, applied.low, pos)
+			done, err := r.partitionsIdle(ctx, pr, applied, parts, pos)
 			if err != nil && (ctx.Err() != nil || !r.e.transient(err)) {
 				return fmt.Errorf("projection %q: wait for %s: %w", name, pos, err)
 			}
@@ -139,4 +139,38 @@ func inParts(pr *proj, streamID string, parts []int) bool {
 		}
 	}
 	return false
+}
+
+// partitionsIdle reports whether pos is visible in the log and none of the
+// partitions waited on (all when parts is nil) has a wanted event after its
+// checkpoint and at or before pos: a partition that has nothing of its own
+// to apply there has applied pos, however far behind its checkpoint is (a
+// partition fed on its own, ADR 0020, moves its checkpoint over the other
+// partitions' events only now and then). It reads at most maxPassScan
+// records and then reports false, to look again.
+func (r *Runner) partitionsIdle(ctx context.Context, pr *proj, at reached, parts []int, pos eventstore.Position) (bool, error) {
+	head, err := r.e.events.Head(ctx)
+	if err != nil {
+		return false, err
+	}
+	if head.Before(pos) {
+		return false, nil
+	}
+	n := 0
+	for rec, err := range r.e.events.ReadAll(ctx, pr.readOpts(at.low, 0, 500)) {
+		if err != nil {
+			return false, err
+		}
+		if pos.Before(rec.Position) {
+			return true, nil
+		}
+		part := PartitionOf(rec.StreamID, pr.p.Partitions)
+		if inParts(pr, rec.StreamID, parts) && (part >= len(at.states) || at.states[part].Checkpoint.Before(rec.Position)) {
+			return false, nil
+		}
+		if n++; n >= maxPassScan {
+			return false, nil
+		}
+	}
+	return true, nil
 }

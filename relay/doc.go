@@ -14,7 +14,11 @@
 // prefix, by default derived from the schema (wire.DefaultTopology), so
 // that stores in different schemas never share a stream by default. Give
 // the same topology to the relay ([WithTopology] or [WithStream]) and to
-// its consumers.
+// its consumers. A topology with buckets (wire.Topology.Buckets, ADR 0020)
+// puts the stream's bucket in each subject,
+// "<prefix>.<bucket>.<category>.<type>", for partitioned projections; a
+// stream's layout is fixed, and the relay refuses to resume on a stream
+// whose last message has the other one.
 //
 // One JetStream stream holds one event store's log. A relay whose stream
 // ends with a message of another store stops with an error naming both

@@ -139,9 +139,9 @@ func WithName(name string) Option { return func(c *config) { c.name = name } }
 // zero keep their defaults.
 func WithStream(s StreamConfig) Option { return func(c *config) { c.stream = s } }
 
-// WithTopology sets the JetStream stream's name and subject prefix, keeping
-// the other fields given by [WithStream]; an empty field keeps what earlier
-// options set, or the schema's default (see [wire.DefaultTopology]). Give
+// WithTopology sets the JetStream stream's name, subject prefix and bucket
+// count (see wire.Topology.Buckets), keeping the other fields given by
+// [WithStream]; an empty field keeps what earlier options set, or the schema's default (see [wire.DefaultTopology]). Give
 // consumers the same topology. Command lines use it for --stream and
 // --subject-prefix flags that must not reset the service's stream
 // configuration.
@@ -152,6 +152,9 @@ func WithTopology(t wire.Topology) Option {
 		}
 		if t.SubjectPrefix != "" {
 			c.stream.SubjectPrefix = t.SubjectPrefix
+		}
+		if t.Buckets != 0 {
+			c.stream.Buckets = t.Buckets
 		}
 	}
 }

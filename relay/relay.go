@@ -349,7 +349,7 @@ func (r *Relay) read(ctx context.Context, fail context.CancelCauseFunc, q *queue
 func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js jetstream.JetStream, q *queue,
 	pend chan<- pending, start eventstore.Position, ch chain, store uuid.UUID) {
 	defer close(pend)
-	enc := wire.NewEncoder(r.cfg.stream.SubjectPrefix, store)
+	enc := r.cfg.stream.Topology.Encoder(store)
 	prev := start
 	var spare []eventstore.Record
 	for {
@@ -652,6 +652,9 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 			} else if ok && store != uuid.Nil && other != store {
 				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: refusing to resume: %w",
 					&wire.ForeignStoreError{Stream: name, Seq: last, Want: store, Got: other, Schema: r.cfg.schema})}
+			}
+			if err := r.cfg.stream.Topology.CheckSubject(m.Subject); err != nil {
+				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: refusing to resume on message %d of JetStream stream %s: %w", last, name, err)}
 			}
 			p, err := eventstore.ParsePosition(m.Header.Get(wire.HeaderPosition))
 			if err != nil {

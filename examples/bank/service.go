@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/snapshot"
@@ -30,6 +33,8 @@ type config struct {
 	policy    snapshot.Policy
 	logger    *slog.Logger
 	retries   int
+	tracer    trace.TracerProvider
+	meter     metric.MeterProvider
 }
 
 // WithSnapshots stores account and transfer snapshots in s when policy says
@@ -45,6 +50,15 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithRetries sets how many times a command runs again after a concurrency
 // conflict (default 20: the demo's clients hit the same accounts hard).
 func WithRetries(n int) Option { return func(c *config) { c.retries = n } }
+
+// WithTracerProvider traces the repositories' loads with tp
+// (aggregate.WithTracerProvider); nil keeps OpenTelemetry's global provider.
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tracer = tp } }
+
+// WithMeterProvider measures the repositories' loads and exports their
+// Stats through mp (aggregate.WithMeterProvider); nil keeps
+// OpenTelemetry's global provider.
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.meter = mp } }
 
 // New returns a bank keeping its aggregates in store. It has no side
 // effects.
@@ -65,6 +79,12 @@ func New(store eventstore.Store, opts ...Option) (*Bank, error) {
 	common := []aggregate.Option{
 		aggregate.WithLogger(c.logger),
 		aggregate.WithRetries(c.retries),
+	}
+	if c.tracer != nil {
+		common = append(common, aggregate.WithTracerProvider(c.tracer))
+	}
+	if c.meter != nil {
+		common = append(common, aggregate.WithMeterProvider(c.meter))
 	}
 	if c.snapshots != nil && c.policy != nil {
 		common = append(common, aggregate.WithSnapshots(c.snapshots, c.policy))

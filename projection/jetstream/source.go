@@ -13,6 +13,20 @@
 // stream (the relay publishes positions in strictly increasing order), so a
 // projection that caught up from the event store does not wade through the
 // stream's history.
+//
+// # Partitions
+//
+// On a bucketed topology (wire.Topology.Buckets, ADR 0020) the source is a
+// [projection.PartitionSource]: each partition of a partitioned build that
+// a runner holds a lease on gets its own durable consumer, named after the
+// build and the partition ([Source.PartitionConsumerName]) and filtered on
+// the partition's buckets, so a runner receives only its partitions'
+// records. The consumer is created again after the partition's committed
+// checkpoint each time a runner opens it (a handover, a restart), so the
+// new owner neither waits for the deliveries the old one never
+// acknowledged nor starts anywhere else; the lease, checked in the
+// checkpoint's transaction, stays the fence. Unpartitioned projections
+// read every bucket ("<prefix>.*.<category>.<type>").
 package jetstream
 
 import (
@@ -21,6 +35,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,17 +81,18 @@ type Source struct {
 }
 
 var (
-	_ projection.Source  = (*Source)(nil)
-	_ projection.Retirer = (*Source)(nil)
+	_ projection.Source          = (*Source)(nil)
+	_ projection.Retirer         = (*Source)(nil)
+	_ projection.PartitionSource = (*Source)(nil)
 )
 
 // Option configures a [Source].
 type Option func(*Source)
 
-// WithTopology sets the JetStream stream and subject prefix the relay
-// publishes to; give the same value to the relay (relay.WithTopology).
-// Empty fields keep the defaults: wire.DefaultTopology of the store's
-// schema.
+// WithTopology sets the JetStream stream, subject prefix and bucket count
+// the relay publishes with; give the same value to the relay
+// (relay.WithTopology). Empty fields keep the defaults: wire.DefaultTopology
+// of the store's schema, without buckets.
 func WithTopology(t wire.Topology) Option {
 	return func(s *Source) {
 		if t.Stream != "" {
@@ -84,6 +100,9 @@ func WithTopology(t wire.Topology) Option {
 		}
 		if t.SubjectPrefix != "" {
 			s.topo.SubjectPrefix = t.SubjectPrefix
+		}
+		if t.Buckets != 0 {
+			s.topo.Buckets = t.Buckets
 		}
 	}
 }
@@ -168,21 +187,66 @@ func (s *Source) ConsumerName(b projection.Build) string {
 	return s.consumerPrefix + "_" + b.Name + "_" + b.Suffix()
 }
 
-// Retire deletes the durable consumer of a build that is no longer run (the
-// runner calls it once a rebuild has switched and the new build's consumer
-// is open), so that with interest retention the stream does not keep
-// messages for it forever. A consumer that does not exist is not an error.
+// PartitionConsumerName returns the durable consumer name of one partition
+// of a partitioned build: the build's consumer name, "_p" and the
+// partition.
+func (s *Source) PartitionConsumerName(b projection.Build, partition int) string {
+	return s.ConsumerName(b) + "_p" + strconv.Itoa(partition)
+}
+
+// SupportsPartitions returns nil when the source's topology has buckets and
+// n divides them (see wire.Topology.Buckets); the runner then reads each
+// partition of a build in n partitions from its own consumer.
+func (s *Source) SupportsPartitions(n int) error {
+	_, err := s.topo.PartitionBuckets(0, n)
+	return err
+}
+
+// Retire deletes the durable consumers of a build that is no longer run
+// (the runner calls it once a rebuild has switched and the new build's
+// consumer is open): the build's, and those of its partitions. With
+// interest retention the stream would otherwise keep messages for them
+// forever. A consumer that does not exist is not an error.
 func (s *Source) Retire(ctx context.Context, b projection.Build) error {
-	name := s.ConsumerName(b)
-	err := s.js.DeleteConsumer(ctx, s.topo.Stream, name)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("jetstream: delete consumer %s of old build %s on stream %s: %w", name, b, s.topo.Stream, err)
+	names := []string{s.ConsumerName(b)}
+	if st, err := s.js.Stream(ctx, s.topo.Stream); err == nil {
+		lister := st.ConsumerNames(ctx)
+		for name := range lister.Name() {
+			if rest, ok := strings.CutPrefix(name, s.ConsumerName(b)+"_p"); ok && isDigits(rest) {
+				names = append(names, name)
+			}
+		}
+		if err := lister.Err(); err != nil {
+			return fmt.Errorf("jetstream: list the consumers of old build %s on stream %s: %w", b, s.topo.Stream, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("jetstream: stream %s: %w", s.topo.Stream, err)
 	}
-	if err == nil {
-		s.log.Info("deleted the consumer of an old projection build", "consumer", name, "build", b.String(), "stream", s.topo.Stream)
+	for _, name := range names {
+		err := s.js.DeleteConsumer(ctx, s.topo.Stream, name)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("jetstream: delete consumer %s of old build %s on stream %s: %w", name, b, s.topo.Stream, err)
+		}
+		if err == nil {
+			s.log.Info("deleted the consumer of an old projection build", "consumer", name, "build", b.String(), "stream", s.topo.Stream)
+		}
 	}
 	return nil
 }
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// maxPartitionFilters bounds the filter subjects of a partition's
+// consumer: beyond it, the consumer filters on the partition's buckets
+// only and the runner skips the records the projection does not want.
+const maxPartitionFilters = 64
 
 // FilterSubjects returns the subjects a projection with these filters
 // reads.
@@ -198,7 +262,7 @@ func (s *Source) FilterSubjects(categories, types []string) []string {
 	seen := map[string]bool{}
 	for _, c := range cs {
 		for _, t := range ts {
-			f := wire.FilterSubject(s.topo.SubjectPrefix, c, t)
+			f := s.topo.Filter(c, t)
 			if !seen[f] {
 				seen[f] = true
 				out = append(out, f)
@@ -206,6 +270,45 @@ func (s *Source) FilterSubjects(categories, types []string) []string {
 		}
 	}
 	return out
+}
+
+// PartitionFilterSubjects returns the subjects partition part of a
+// projection in n partitions with these filters reads: its buckets times
+// the filters, or its buckets alone ("<prefix>.<bucket>.>") when that
+// would be more than 64 subjects. It fails when the topology has no
+// buckets or n does not divide them.
+func (s *Source) PartitionFilterSubjects(part, n int, categories, types []string) ([]string, error) {
+	buckets, err := s.topo.PartitionBuckets(part, n)
+	if err != nil {
+		return nil, err
+	}
+	cs, ts := categories, types
+	if len(cs) == 0 {
+		cs = []string{""}
+	}
+	if len(ts) == 0 {
+		ts = []string{""}
+	}
+	var out []string
+	if len(buckets)*len(cs)*len(ts) > maxPartitionFilters {
+		for _, b := range buckets {
+			out = append(out, s.topo.SubjectPrefix+"."+strconv.Itoa(b)+".>")
+		}
+		return out, nil
+	}
+	seen := map[string]bool{}
+	for _, b := range buckets {
+		for _, c := range cs {
+			for _, t := range ts {
+				f := s.topo.BucketFilter(b, c, t)
+				if !seen[f] {
+					seen[f] = true
+					out = append(out, f)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // Open ensures the build's durable consumer and starts reading it.
@@ -221,7 +324,15 @@ func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projec
 			return nil, err
 		}
 	}
-	cons, err := s.consumer(ctx, req)
+	var cons jetstream.Consumer
+	var err error
+	name := s.ConsumerName(req.Build)
+	if req.Partitions > 0 {
+		name = s.PartitionConsumerName(req.Build, req.Partition)
+		cons, err = s.partitionConsumer(ctx, req)
+	} else {
+		cons, err = s.consumer(ctx, req)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -229,9 +340,9 @@ func (s *Source) Open(ctx context.Context, req projection.SourceRequest) (projec
 		jetstream.PullExpiry(max(5*s.heartbeat, time.Second)), jetstream.PullHeartbeat(s.heartbeat),
 		jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: read consumer %s on stream %s: %w", s.ConsumerName(req.Build), s.topo.Stream, err)
+		return nil, fmt.Errorf("jetstream: read consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
-	f := &feed{ch: make(chan projection.Delivery, 256), it: it, done: make(chan struct{}), name: s.ConsumerName(req.Build),
+	f := &feed{ch: make(chan projection.Delivery, 256), it: it, done: make(chan struct{}), name: name,
 		stream: s.topo.Stream, projection: req.Build.Name, store: s.store, want: want, heartbeat: s.heartbeat}
 	go f.run(ctx, s.log)
 	return f, nil
@@ -257,6 +368,9 @@ func (s *Source) checkStore(ctx context.Context, want uuid.UUID) error {
 	}
 	if err != nil {
 		return fmt.Errorf("jetstream: read message %d of stream %s: %w", last, s.topo.Stream, err)
+	}
+	if err := s.topo.CheckSubject(m.Subject); err != nil {
+		return fmt.Errorf("jetstream: refusing to read message %d of stream %s: %w", last, s.topo.Stream, err)
 	}
 	got, ok, err := wire.StoreOf(m.Header)
 	if err != nil {
@@ -320,6 +434,60 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 	}
 	s.log.Info("created projection consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
 		"start_seq", start, "after", req.After.String())
+	return cons, nil
+}
+
+// partitionConsumer creates the durable consumer of one partition of a
+// build, filtered on its buckets, to start at the first message after the
+// partition's checkpoint req.After. An existing one is deleted first: it
+// may hold deliveries a former owner never acknowledged (redelivered only
+// after the ack wait), or start elsewhere; the runner opens a partition's
+// consumer only while it holds the partition's lease.
+func (s *Source) partitionConsumer(ctx context.Context, req projection.SourceRequest) (jetstream.Consumer, error) {
+	name := s.PartitionConsumerName(req.Build, req.Partition)
+	filters, err := s.PartitionFilterSubjects(req.Partition, req.Partitions, req.Categories, req.Types)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
+	}
+	err = s.js.DeleteConsumer(ctx, s.topo.Stream, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("jetstream: stream %s not found (is the relay running? did NATS lose its data?): %w", s.topo.Stream, err)
+	case err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("jetstream: replace consumer %s on stream %s: %w", name, s.topo.Stream, err)
+	}
+	start, err := s.startSeq(ctx, req.After)
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    fmt.Sprintf("Chronicle projection %s partition %d of %d", req.Build, req.Partition, req.Partitions),
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.ackWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  s.maxAckPending,
+		FilterSubjects: filters,
+	}
+	if len(filters) == 1 {
+		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
+	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		// A server older than 2.10: read every subject; the runner keeps
+		// only the partition's records and passes the others.
+		cfg.FilterSubject, cfg.FilterSubjects = s.topo.SubjectPrefix+".>", nil
+		s.log.Warn("NATS server cannot filter on several subjects; the partition's consumer reads every record",
+			"projection", req.Build.Name, "consumer", name, "filters", filters)
+		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.topo.Stream, err)
+	}
+	s.log.Debug("created partition consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
+		"partition", req.Partition, "start_seq", start, "after", req.After.String())
 	return cons, nil
 }
 

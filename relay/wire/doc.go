@@ -15,7 +15,11 @@
 //
 //   - subject: "<prefix>.<category>.<type>", the prefix from the
 //     [Topology], category and type escaped by [EscapeToken] so that each
-//     is a single subject token; [FilterSubject] builds filters;
+//     is a single subject token; [FilterSubject] builds filters. A
+//     topology with buckets ([Topology.Buckets]) adds the stream's
+//     [Bucket] after the prefix, "<prefix>.<bucket>.<category>.<type>", so
+//     that a consumer can read one partition of a partitioned projection
+//     ([Topology.PartitionBuckets], [Topology.BucketFilter]);
 //   - headers: [HeaderMsgID] (the event ID, for JetStream
 //     de-duplication), [HeaderStream], [HeaderVersion], [HeaderPosition],
 //     [HeaderType], [HeaderSchemaVersion], [HeaderRecordedAt], when not

@@ -146,15 +146,22 @@ func NewElidedMsg(prefix string, store uuid.UUID, rec eventstore.Record) *nats.M
 // subject prefix, as [NewMsg] and [NewElidedMsg] do, sharing what every
 // message has in common. It is safe for concurrent use.
 type Encoder struct {
-	prefix string
-	store  []string // the HeaderStore value, shared by every message; nil for uuid.Nil
+	topo  Topology
+	store []string // the HeaderStore value, shared by every message; nil for uuid.Nil
 }
 
 // NewEncoder returns an encoder for the records of the event store whose
 // identity is store (uuid.Nil: no [HeaderStore]) under prefix (empty means
 // [DefaultSubjectPrefix]).
 func NewEncoder(prefix string, store uuid.UUID) *Encoder {
-	e := &Encoder{prefix: prefix}
+	return Topology{SubjectPrefix: prefix}.Encoder(store)
+}
+
+// Encoder returns an encoder for the records of the event store whose
+// identity is store (uuid.Nil: no [HeaderStore]) on t's subjects (see
+// [Topology.Subject]): with t's bucket token when t has buckets.
+func (t Topology) Encoder(store uuid.UUID) *Encoder {
+	e := &Encoder{topo: t}
 	if store != uuid.Nil {
 		e.store = []string{store.String()}
 	}
@@ -226,7 +233,7 @@ func (e *Encoder) msg(rec eventstore.Record, elided int) *nats.Msg {
 			h[HeaderTraceState] = []string{ts}
 		}
 	}
-	msg := &nats.Msg{Subject: Subject(e.prefix, rec), Header: h}
+	msg := &nats.Msg{Subject: e.topo.Subject(rec), Header: h}
 	if elided >= 0 {
 		h[HeaderElided] = vals[8:9:9]
 	} else {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/chronicle-go/chronicle/eventstore"
 )
 
 // Defaults of the topology of the default schema, "chronicle".
@@ -16,6 +20,16 @@ const (
 	// DefaultSubjectPrefix is the subject prefix of the schema
 	// "chronicle".
 	DefaultSubjectPrefix = "chronicle.events"
+)
+
+// Bucket counts of a [Topology] (ADR 0020).
+const (
+	// MaxBuckets is the largest Topology.Buckets; it matches the largest
+	// partition count of a projection.
+	MaxBuckets = 1024
+	// DefaultBuckets is the bucket count recommended for a new bucketed
+	// topology: projections on it may have 1, 2, 4, ... 64 partitions.
+	DefaultBuckets = 64
 )
 
 // defaultSchema is the event store's default schema (pgmigrate's).
@@ -32,6 +46,17 @@ type Topology struct {
 	// SubjectPrefix is the prefix of every subject; the stream captures
 	// SubjectPrefix + ".>".
 	SubjectPrefix string
+	// Buckets, when not zero, puts a bucket token in every subject:
+	// "<prefix>.<bucket>.<category>.<type>", the bucket being
+	// [Bucket](streamID, Buckets), so that a consumer can read the streams
+	// of some buckets only (one partition of a partitioned projection:
+	// the partition of a stream among n partitions, n dividing Buckets,
+	// is its bucket modulo n). It must be a power of two, at most
+	// [MaxBuckets]; [DefaultBuckets] is a good choice. Zero keeps the
+	// layout without buckets, "<prefix>.<category>.<type>". A stream's
+	// layout is fixed for its life: a bucketed topology needs its own
+	// stream and prefix (see ADR 0020 for the migration).
+	Buckets int
 }
 
 // DefaultTopology returns the topology of the event store in schema (""
@@ -70,14 +95,116 @@ func (t Topology) Validate() error {
 	if t.SubjectPrefix != "" && t.SubjectPrefix != escapeTokens(t.SubjectPrefix) {
 		errs = append(errs, fmt.Errorf("wire: subject prefix %q must be dot-separated tokens without wildcards or spaces", t.SubjectPrefix))
 	}
+	if t.Buckets < 0 || t.Buckets > MaxBuckets || t.Buckets&(t.Buckets-1) != 0 {
+		errs = append(errs, fmt.Errorf("wire: buckets %d must be 0 or a power of two up to %d", t.Buckets, MaxBuckets))
+	}
 	return errors.Join(errs...)
+}
+
+// Bucket returns the bucket, in [0, buckets), of the stream streamID: the
+// 32-bit FNV-1a hash of the stream ID's bytes modulo buckets, the same
+// hash as projection.PartitionOf (and the SQL function
+// chronicle_partition), so that with n dividing buckets the partition of a
+// stream among n is its bucket modulo n. For buckets <= 1 it returns 0.
+func Bucket(streamID string, buckets int) int {
+	if buckets <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(streamID))
+	return int(h.Sum32() % uint32(buckets))
+}
+
+// Subject returns the subject the relay publishes rec on under t: as the
+// package function [Subject], with the stream's bucket token after the
+// prefix when t has buckets.
+func (t Topology) Subject(rec eventstore.Record) string {
+	if t.Buckets == 0 {
+		return Subject(t.SubjectPrefix, rec)
+	}
+	return t.BucketFilter(Bucket(rec.StreamID, t.Buckets), rec.Category(), rec.Type)
+}
+
+// Filter returns a subject filter matching the records of one category and
+// one event type (empty: any) in every bucket: [FilterSubject] without
+// buckets, "<prefix>.*.<category>.<type>" with them.
+func (t Topology) Filter(category, eventType string) string {
+	if t.Buckets == 0 {
+		return FilterSubject(t.SubjectPrefix, category, eventType)
+	}
+	return t.BucketFilter(-1, category, eventType)
+}
+
+// BucketFilter returns a subject filter matching the records of one
+// category and one event type (empty: any) in one bucket of a bucketed
+// topology ("<prefix>.<bucket>.<category>.<type>"); a negative bucket
+// matches every bucket.
+func (t Topology) BucketFilter(bucket int, category, eventType string) string {
+	prefix := t.SubjectPrefix
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	b := "*"
+	if bucket >= 0 {
+		b = strconv.Itoa(bucket)
+	}
+	return FilterSubject(prefix+"."+b, category, eventType)
+}
+
+// PartitionBuckets returns the buckets of t holding partition part of n
+// partitions (those b with b mod n = part), or an error when t has no
+// buckets or n does not divide them.
+func (t Topology) PartitionBuckets(part, n int) ([]int, error) {
+	if t.Buckets == 0 {
+		return nil, fmt.Errorf("wire: %s has no buckets: a partitioned consumer needs a bucketed topology (Topology.Buckets)", t)
+	}
+	if n < 1 || t.Buckets%n != 0 || part < 0 || part >= n {
+		return nil, fmt.Errorf("wire: partition %d of %d: the partition count must divide the %d buckets of %s", part, n, t.Buckets, t)
+	}
+	out := make([]int, 0, t.Buckets/n)
+	for b := part; b < t.Buckets; b += n {
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// CheckSubject reports an error when subject, under t's prefix, does not
+// have t's layout (a bucket token or none), so that a relay or a consumer
+// never mixes the two layouts on one stream. Subjects outside the prefix
+// are not checked.
+func (t Topology) CheckSubject(subject string) error {
+	prefix := t.SubjectPrefix
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return nil
+	}
+	tokens := strings.Count(rest, ".") + 1
+	switch {
+	case t.Buckets == 0 && tokens == 3:
+		return fmt.Errorf("wire: subject %q has a bucket token, and %s has no buckets: the stream was published with Topology.Buckets set", subject, t)
+	case t.Buckets > 0 && tokens == 2:
+		return fmt.Errorf("wire: subject %q has no bucket token, and %s has %d buckets: a bucketed topology needs its own stream and prefix (ADR 0020)", subject, t, t.Buckets)
+	case t.Buckets > 0 && tokens == 3:
+		b, err := strconv.Atoi(rest[:strings.IndexByte(rest, '.')])
+		if err != nil || b < 0 || b >= t.Buckets {
+			return fmt.Errorf("wire: subject %q has no bucket below %d of %s", subject, t.Buckets, t)
+		}
+	}
+	return nil
 }
 
 // Subjects returns the subjects the stream captures: SubjectPrefix + ".>".
 func (t Topology) Subjects() []string { return []string{t.SubjectPrefix + ".>"} }
 
-// String returns "stream STREAM (subjects PREFIX.>)".
+// String returns "stream STREAM (subjects PREFIX.>)", with ", N buckets"
+// inside the parentheses when t has buckets.
 func (t Topology) String() string {
+	if t.Buckets > 0 {
+		return "stream " + t.Stream + " (subjects " + t.SubjectPrefix + ".>, " + strconv.Itoa(t.Buckets) + " buckets)"
+	}
 	return "stream " + t.Stream + " (subjects " + t.SubjectPrefix + ".>)"
 }
 

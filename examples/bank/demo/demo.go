@@ -25,12 +25,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/eventstore/memory"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/examples/bank"
+	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
 	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
@@ -80,6 +83,36 @@ type Config struct {
 	// slog.Default(). cmd/demo logs warnings and errors to stderr, so that
 	// they stay visible without interleaving info lines with the narration.
 	Logger *slog.Logger
+	// TracerProvider and MeterProvider, when set, trace and measure the
+	// event store, the relay, the projection runner, the bank's
+	// repositories and the transfer process (make demo-observe sets them;
+	// nil keeps OpenTelemetry's global providers, no-ops unless set).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// Serve, when set, is called after the last step while the relay and
+	// the projection runner still run, with the running service; the demo
+	// ends when it returns (its error is the demo's). make demo-observe
+	// serves /metrics and the console in it until interrupted.
+	Serve func(ctx context.Context, s Service) error
+}
+
+// Service is the running bank service handed to [Config.Serve].
+type Service struct {
+	// Bank runs commands; Runner runs the projections.
+	Bank   *bank.Bank
+	Runner *projection.Runner
+	// Store is the event store; Postgres is it as *espg.Store, nil in
+	// memory.
+	Store    eventstore.Store
+	Postgres *espg.Store
+	// Pool and Schema are the PostgreSQL and schema (nil and "" in
+	// memory); Processes administers the transfer processes there.
+	Pool      *pgxpool.Pool
+	Schema    string
+	Processes *process.Admin
+	// Relay is the relay's options (schema and name) when one runs, for
+	// relay.ReadLeadership and the health checks; nil without NATS.
+	Relay []relay.Option
 }
 
 // Result is what the demo measured and checked.
@@ -149,6 +182,23 @@ func withDefaults(c Config) Config {
 	return c
 }
 
+// serve hands the running service to Config.Serve.
+func (d *demo) serve(ctx context.Context) error {
+	s := Service{Bank: d.bank, Runner: d.runner, Store: d.events, Pool: d.cfg.Pool}
+	if es, ok := d.events.(*espg.Store); ok {
+		s.Postgres, s.Schema = es, d.cfg.Schema
+		pa, err := process.NewAdmin(d.cfg.Pool, es, d.cfg.Schema)
+		if err != nil {
+			return err
+		}
+		s.Processes = pa
+	}
+	if d.relay != nil {
+		s.Relay = []relay.Option{relay.WithSchema(d.cfg.Schema)}
+	}
+	return d.cfg.Serve(ctx, s)
+}
+
 // topology is where the demo's relay publishes and its source reads.
 func (d *demo) topology() wire.Topology {
 	return wire.Topology{Stream: d.cfg.Stream, SubjectPrefix: d.cfg.SubjectPrefix}
@@ -213,6 +263,9 @@ func (d *demo) run(ctx context.Context) (Result, error) {
 		d.legacy, d.openAccounts, d.burst, d.rules, d.processTransfers, d.waitForProjections,
 		d.balances, d.statement, d.dailyTotals, d.rebuild, d.status,
 	}
+	if d.cfg.Serve != nil {
+		steps = append(steps, d.serve)
+	}
 	for _, s := range steps {
 		if err := s(ctx); err != nil {
 			return d.res, err
@@ -257,8 +310,14 @@ func (d *demo) setup(ctx context.Context) error {
 		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			return fmt.Errorf("demo: drop schema %s: %w", schema, err)
 		}
-		es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(100*time.Millisecond),
-			espg.WithLogger(d.cfg.Logger))
+		esOpts := []espg.Option{espg.WithSchema(schema), espg.WithPollInterval(100 * time.Millisecond), espg.WithLogger(d.cfg.Logger)}
+		if d.cfg.TracerProvider != nil {
+			esOpts = append(esOpts, espg.WithTracerProvider(d.cfg.TracerProvider))
+		}
+		if d.cfg.MeterProvider != nil {
+			esOpts = append(esOpts, espg.WithMeterProvider(d.cfg.MeterProvider))
+		}
+		es, err := espg.New(pool, esOpts...)
 		if err != nil {
 			return err
 		}
@@ -282,9 +341,16 @@ func (d *demo) setup(ctx context.Context) error {
 			if err := d.connectNATS(ctx); err != nil {
 				return err
 			}
-			r, err := relay.New(es, d.nc, pool, relay.WithSchema(schema),
+			relayOpts := []relay.Option{relay.WithSchema(schema),
 				relay.WithTopology(d.topology()), relay.WithLogger(d.cfg.Logger),
-				relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithLockPollInterval(100*time.Millisecond))
+				relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithLockPollInterval(100 * time.Millisecond)}
+			if d.cfg.TracerProvider != nil {
+				relayOpts = append(relayOpts, relay.WithTracerProvider(d.cfg.TracerProvider))
+			}
+			if d.cfg.MeterProvider != nil {
+				relayOpts = append(relayOpts, relay.WithMeterProvider(d.cfg.MeterProvider))
+			}
+			r, err := relay.New(es, d.nc, pool, relayOpts...)
 			if err != nil {
 				return err
 			}
@@ -305,7 +371,7 @@ func (d *demo) setup(ctx context.Context) error {
 		opts = append(opts, bank.WithSnapshots(snaps, snapshot.Every(20)))
 		d.say("    dropped and recreated schema %q; migrated %s (%s)", schema, strings.Join(done, ", "), since(t0))
 	}
-	opts = append(opts, bank.WithLogger(d.cfg.Logger))
+	opts = append(opts, bank.WithLogger(d.cfg.Logger), bank.WithTracerProvider(d.cfg.TracerProvider), bank.WithMeterProvider(d.cfg.MeterProvider))
 	b, err := bank.New(d.events, opts...)
 	if err != nil {
 		return err
@@ -338,6 +404,12 @@ func (d *demo) setup(ctx context.Context) error {
 				bar.update(p)
 			}
 		}),
+	}
+	if d.cfg.TracerProvider != nil {
+		runnerOpts = append(runnerOpts, projection.WithTracerProvider(d.cfg.TracerProvider))
+	}
+	if d.cfg.MeterProvider != nil {
+		runnerOpts = append(runnerOpts, projection.WithMeterProvider(d.cfg.MeterProvider))
 	}
 	if es, ok := d.events.(*espg.Store); ok {
 		runnerOpts = append(runnerOpts, projection.WithLogStatus(projpg.LogStatus(es)))

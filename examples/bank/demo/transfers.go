@@ -43,7 +43,8 @@ func (d *demo) processTransfers(ctx context.Context) error {
 	}
 	r, err := process.NewRunner(d.cfg.Pool, es, ps, []process.Definition{bank.TransferProcess(transferTimeout)},
 		append(cmds, process.WithLogger(d.cfg.Logger), process.WithTimerPoll(50*time.Millisecond),
-			process.WithCommandPoll(100*time.Millisecond))...)
+			process.WithCommandPoll(100*time.Millisecond), process.WithTracerProvider(d.cfg.TracerProvider),
+			process.WithMeterProvider(d.cfg.MeterProvider))...)
 	if err != nil {
 		return err
 	}

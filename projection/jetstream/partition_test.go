@@ -1,0 +1,408 @@
+package jetstream_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/projection"
+	projjs "github.com/chronicle-go/chronicle/projection/jetstream"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
+	"github.com/chronicle-go/chronicle/relay"
+	"github.com/chronicle-go/chronicle/relay/wire"
+)
+
+// bucketed is the env's topology with buckets.
+func (e *env) bucketed(buckets int) wire.Topology {
+	t := e.topo()
+	t.Buckets = buckets
+	return t
+}
+
+// jsInstance is one service instance running a projection over
+// JetStream: its own pool, NATS connection, source and runner.
+type jsInstance struct {
+	name   string
+	runner *projection.Runner
+	src    *projjs.Source
+	stop   func()
+}
+
+func (e *env) jsInstance(name, url string, topo wire.Topology, p projection.Projection, ttl time.Duration) *jsInstance {
+	e.t.Helper()
+	cfg, err := pgxpool.ParseConfig(testenv.DatabaseURL())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg.MaxConns = 12
+	pool, err := pgxpool.NewWithConfig(testCtx(e.t), cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(pool.Close)
+	es, err := espg.New(pool, espg.WithSchema(e.schema), espg.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(e.schema))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	src, err := projjs.NewSource(js, es, projjs.WithTopology(topo), projjs.WithAckWait(2*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r, err := projection.NewRunner(es, ps, []projection.Projection{p}, projection.WithSource(src),
+		projection.WithBackoff(time.Millisecond, 20*time.Millisecond), projection.WithHaltPoll(20*time.Millisecond),
+		projection.WithOwner(name), projection.WithLeaseTTL(ttl), projection.WithHeartbeat(200*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &jsInstance{name: name, runner: r, src: src, stop: run(e.t, r)}
+}
+
+// waitSpread waits until exactly the named owners hold every partition of
+// b, each n/len or n/len+1 of them.
+func (e *env) waitSpread(b projection.Build, n int, owners ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		states, err := e.store.Partitions(testCtx(e.t), b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got, free := map[string]int{}, 0
+		for _, st := range states {
+			if st.Lease.Owner == "" || time.Until(st.Lease.Expires) < -time.Second {
+				free++
+				continue
+			}
+			got[strings.SplitN(st.Lease.Owner, "/", 2)[0]]++
+		}
+		ok := len(states) == n && free == 0 && len(got) == len(owners)
+		for _, o := range owners {
+			k := got[o]
+			ok = ok && k >= n/len(owners) && k <= (n+len(owners)-1)/len(owners)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("partitions not spread over %v within 20s: %v, %d free", owners, got, free)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPartitionedRunnersOverJetStream: two instances (separate pools and
+// NATS connections) run a projection in 8 partitions over a bucketed
+// topology while writers append; each partition is read from its own
+// filtered consumer; one instance is stopped mid-way and the other takes
+// its partitions over. Every event is applied exactly once, in per-stream
+// order, and WaitFor returns although most partitions are idle at the end.
+func TestPartitionedRunnersOverJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	testPartitionedRunnersOverJetStream(t, e, e.nats.URL(), 1)
+}
+
+func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, replicas int) {
+	const n = 8
+	topo := e.bucketed(16)
+	e.startRelay(relay.WithStream(relay.StreamConfig{Topology: topo, Replicas: replicas}))
+	p := counting("spread", func(p *projection.Projection) { p.Partitions = n })
+	b := projection.Build{Name: "spread", Version: 1}
+	ttl := time.Second
+
+	var writing sync.WaitGroup
+	var total atomic.Int64
+	stopWriting := make(chan struct{})
+	for w := range 2 {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stopWriting:
+					return
+				default:
+				}
+				e.write(fmt.Sprintf("w%d-%d", w, i), 6, 5)
+				total.Add(30)
+			}
+		}()
+	}
+
+	a := e.jsInstance("a", url, topo, p, ttl)
+	e.waitSpread(b, n, "a")
+	bi := e.jsInstance("b", url, topo, p, ttl)
+	e.waitSpread(b, n, "a", "b")
+	time.Sleep(500 * time.Millisecond) // both apply while the writers run
+
+	// Stop b: its leases are left to expire and a takes them over.
+	stopped := time.Now()
+	bi.stop()
+	e.waitSpread(b, n, "a")
+	t.Logf("b's partitions taken over in %s (lease TTL %s)", time.Since(stopped).Round(time.Millisecond), ttl)
+	time.Sleep(300 * time.Millisecond)
+	close(stopWriting)
+	writing.Wait()
+
+	// One stream of one partition at the end: the others are idle.
+	res, err := e.events.Append(testCtx(t), "last-0", eventstore.NoStream, eventstore.Event{Type: "Counted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.runner.WaitFor(ctx, "spread", res.Position); err != nil {
+		t.Fatalf("WaitFor: %v", err)
+	}
+
+	rows, err := e.pool.Query(testCtx(t), `SELECT stream_id, n, last_version, bad FROM `+pgmigrate.Quote(e.schema)+`.counts`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for rows.Next() {
+		var s string
+		var c, last, bad int64
+		if err := rows.Scan(&s, &c, &last, &bad); err != nil {
+			t.Fatal(err)
+		}
+		sum += c
+		if bad != 0 || last != c {
+			t.Errorf("stream %s: %d applied, last version %d, %d out of order", s, c, last, bad)
+		}
+	}
+	rows.Close()
+	if sum != total.Load() {
+		t.Errorf("applied %d events, appended %d", sum, total.Load())
+	}
+
+	// The live records came over the partitions' own consumers.
+	st, err := e.js.Stream(testCtx(t), topo.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivered uint64
+	for part := range n {
+		name := a.src.PartitionConsumerName(b, part)
+		c, err := st.Consumer(testCtx(t), name)
+		if err != nil {
+			t.Fatalf("consumer %s of partition %d: %v", name, part, err)
+		}
+		info, err := c.Info(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		delivered += info.Delivered.Consumer
+		want, _ := topo.PartitionBuckets(part, n)
+		if len(info.Config.FilterSubjects) == 0 && info.Config.FilterSubject == "" {
+			t.Errorf("consumer %s has no filter", name)
+		}
+		for _, f := range append(info.Config.FilterSubjects, info.Config.FilterSubject) {
+			if f == "" {
+				continue
+			}
+			bucket, _ := strconv.Atoi(strings.Split(strings.TrimPrefix(f, topo.SubjectPrefix+"."), ".")[0])
+			if bucket%n != part || len(want) == 0 {
+				t.Errorf("consumer %s of partition %d filters on %s", name, part, f)
+			}
+		}
+	}
+	if delivered == 0 {
+		t.Error("the partitions' consumers delivered nothing")
+	}
+	t.Logf("%d events, %d deliveries over the partitions' consumers", total.Load(), delivered)
+}
+
+// TestRelayPublishesBucketSubjects: on a bucketed topology, each message's
+// subject carries the bucket of its stream, the same as
+// projection.PartitionOf with the bucket count.
+func TestRelayPublishesBucketSubjects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	topo := e.bucketed(8)
+	e.startRelay(relay.WithTopology(topo))
+	_, _ = e.write("acct", 20, 2)
+	st, err := e.js.Stream(ctx, topo.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages, want 40", info.State.Msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for seq := uint64(1); seq <= 40; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := m.Header.Get(wire.HeaderStream)
+		want := fmt.Sprintf("%s.%d.acct.Counted", topo.SubjectPrefix, projection.PartitionOf(id, 8))
+		if m.Subject != want {
+			t.Errorf("message %d of stream %s: subject %s, want %s", seq, id, m.Subject, want)
+		}
+	}
+}
+
+// TestPartitionConsumerReceivesOnlyItsPartition: the feed of one partition
+// of four delivers every record of that partition's streams, in order,
+// and nothing of the other partitions.
+func TestPartitionConsumerReceivesOnlyItsPartition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	topo := e.bucketed(16)
+	e.startRelay(relay.WithTopology(topo))
+	src := e.source(projjs.WithTopology(topo))
+	_, last := e.write("acct", 24, 3)
+	for part := range 4 {
+		want := 0
+		for s := range 24 {
+			if projection.PartitionOf(fmt.Sprintf("acct-%d", s), 4) == part {
+				want += 3
+			}
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		feed, err := src.Open(fctx, projection.SourceRequest{Build: projection.Build{Name: "part", Version: 1},
+			Categories: []string{"acct"}, Partitions: 4, Partition: part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		var prev eventstore.Position
+		versions := map[string]int64{}
+		for got < want {
+			select {
+			case d, ok := <-feed.Deliveries():
+				if !ok {
+					t.Fatalf("partition %d: feed ended: %v", part, feed.Err())
+				}
+				rec := d.Record
+				if p := projection.PartitionOf(rec.StreamID, 4); p != part {
+					t.Fatalf("partition %d's consumer delivered stream %s of partition %d", part, rec.StreamID, p)
+				}
+				if !prev.Before(rec.Position) || rec.StreamVersion != versions[rec.StreamID]+1 {
+					t.Fatalf("partition %d: %s version %d at %s out of order (after %s)", part, rec.StreamID, rec.StreamVersion, rec.Position, prev)
+				}
+				prev, versions[rec.StreamID] = rec.Position, rec.StreamVersion
+				_ = d.Acker.Ack()
+				got++
+			case <-time.After(10 * time.Second):
+				t.Fatalf("partition %d: %d of %d records delivered", part, got, want)
+			}
+		}
+		// Nothing more: the rest of the log is other partitions'.
+		select {
+		case d := <-feed.Deliveries():
+			t.Fatalf("partition %d: extra delivery of %s at %s (last %s)", part, d.Record.StreamID, d.Record.Position, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+		cancel()
+		_ = feed.Close()
+	}
+	// Retiring the build deletes its partitions' consumers.
+	if err := src.Retire(ctx, projection.Build{Name: "part", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.js.Stream(ctx, topo.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		t.Errorf("consumer %s left after Retire", name)
+	}
+}
+
+// TestUnpartitionedOnBucketedTopology: a projection without partitions
+// reads every bucket of a bucketed topology.
+func TestUnpartitionedOnBucketedTopology(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	topo := e.bucketed(4)
+	e.startRelay(relay.WithTopology(topo))
+	r := e.runner(e.source(projjs.WithTopology(topo)), []projection.Projection{counting("counts")})
+	run(t, r)
+	runnertest.Ready(t, r) // the consumer is open: the records below come over it
+	want, last := e.write("acct", 10, 7)
+	waitFor(t, r, "counts", last)
+	e.checkCounts(want)
+	cons, err := e.js.Consumer(testCtx(t), topo.Stream, e.source(projjs.WithTopology(topo)).ConsumerName(projection.Build{Name: "counts", Version: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := info.Config.FilterSubject; f != topo.SubjectPrefix+".*.*.*" {
+		t.Errorf("filter %q, want every bucket", f)
+	}
+	if info.Delivered.Stream != 70 {
+		t.Errorf("the consumer delivered up to message %d, want 70", info.Delivered.Stream)
+	}
+}
+
+// TestSourceRefusesAnotherLayout: a bucketed source on a stream published
+// without buckets (and the reverse) refuses to open rather than filter
+// nothing.
+func TestSourceRefusesAnotherLayout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	e.startRelay()
+	_, last := e.write("acct", 1, 1)
+	// Wait until the stream holds it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		st, err := e.js.Stream(ctx, e.topo().Stream)
+		if err == nil && st.CachedInfo().State.Msgs == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not publish %s", last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	src := e.source(projjs.WithTopology(e.bucketed(4)))
+	_, err := src.Open(ctx, projection.SourceRequest{Build: projection.Build{Name: "x", Version: 1}})
+	if err == nil || !strings.Contains(err.Error(), "bucket") {
+		t.Fatalf("Open on a stream without buckets: %v, want a layout error", err)
+	}
+}
