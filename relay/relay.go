@@ -654,7 +654,7 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 					&wire.ForeignStoreError{Stream: name, Seq: last, Want: store, Got: other, Schema: r.cfg.schema})}
 			}
 			if err := r.cfg.stream.Topology.CheckSubject(m.Subject); err != nil {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: refusing to resume on message %d of JetStream stream %s: %w", last, name, err)}
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: refusing to resume on message %d of JetStream stream %s: %w", last, name, err)}
 			}
 			p, err := eventstore.ParsePosition(m.Header.Get(wire.HeaderPosition))
 			if err != nil {
