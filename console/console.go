@@ -4,7 +4,10 @@
 // projection's state, build, checkpoint, lag and dead letters, and the
 // dead letters themselves, refreshed every two seconds. It is read-only
 // unless [WithActions] enables retrying and discarding dead letters from
-// the page (a discard asks for a confirmation); every action is logged.
+// the page (a discard asks for a confirmation), rebuilding a projection and
+// dropping an old build (both after a confirmation); every action is
+// logged. Each projection shows its rate (events per second applied,
+// from successive samples) and the builds the projection store keeps.
 // [WithStreams] adds a stream browser: streams listed and searched, a
 // stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
 // events of a correlation ID as a causation tree. [WithProcesses] adds the
@@ -47,8 +50,9 @@ var errNoStreams = errors.New("console: the stream browser is not enabled (WithS
 type Option func(*Handler)
 
 // WithActions enables (true) the page's actions: retrying a dead letter,
-// discarding one after a confirmation, and starting a projection's rebuild
-// after a confirmation.
+// discarding one after a confirmation, starting a projection's rebuild
+// after a confirmation, and dropping an old build (neither current nor
+// under way) after a confirmation.
 // The default is read-only: the page shows no button and the server
 // refuses actions with 403.
 func WithActions(on bool) Option { return func(h *Handler) { h.actions = on } }
@@ -87,6 +91,7 @@ type Handler struct {
 	rebuilds  sync.WaitGroup
 	mu        sync.Mutex
 	rebuilt   map[string]*RebuildOverview // by projection
+	samples   map[string]rateSample       // by projection: the rate column
 	mux       *http.ServeMux
 }
 
@@ -95,7 +100,7 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	if admin == nil {
 		return nil, errors.New("console: nil projection admin")
 	}
-	h := &Handler{admin: admin, rebuilt: map[string]*RebuildOverview{}}
+	h := &Handler{admin: admin, rebuilt: map[string]*RebuildOverview{}, samples: map[string]rateSample{}}
 	h.bg, h.stop = context.WithCancel(context.Background())
 	for _, o := range opts {
 		if o != nil {
@@ -118,6 +123,7 @@ func New(admin *projection.Admin, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/processes", h.listProcesses)
 	h.mux.HandleFunc("GET /api/process", h.showProcess)
 	h.mux.HandleFunc("POST /api/projections/rebuild", h.rebuild)
+	h.mux.HandleFunc("POST /api/projections/drop", h.dropBuild)
 	h.mux.HandleFunc("POST /api/deadletters/retry", h.action("retry", h.admin.RetryDeadLetter))
 	h.mux.HandleFunc("POST /api/deadletters/discard", h.action("discard", h.admin.DiscardDeadLetter))
 	return h, nil
@@ -135,6 +141,9 @@ type Overview struct {
 	Relay       *RelayOverview       `json:"relay"`
 	Projections []ProjectionOverview `json:"projections"`
 	DeadLetters []DeadLetterOverview `json:"dead_letters"`
+	// Builds lists every projection's builds the projection store keeps
+	// (empty with a store that keeps none, such as the memory store).
+	Builds []BuildOverview `json:"builds"`
 	// Processes is nil unless the console shows processes.
 	Processes []ProcessTypeOverview `json:"processes"`
 	// ProcessesError says why the process types could not be read.
@@ -168,6 +177,11 @@ type ProjectionOverview struct {
 	LagSeconds  float64 `json:"lag_seconds"`
 	DeadLetters int     `json:"dead_letters"`
 	Owner       string  `json:"owner,omitempty"`
+	// Rate is the events per second the build under way (Target)
+	// applied between the two last samples of the overview (taken at
+	// least a second apart); nil until there are two, and with a store
+	// that keeps no applied counts.
+	Rate *float64 `json:"rate"`
 	// Rebuild is the last rebuild started from this console, if any.
 	Rebuild *RebuildOverview `json:"rebuild,omitempty"`
 }
@@ -185,7 +199,7 @@ type DeadLetterOverview struct {
 
 // Overview gathers what the page shows.
 func (h *Handler) Overview(ctx context.Context) (Overview, error) {
-	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Streams: h.streams != nil, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}}
+	o := Overview{GeneratedAt: time.Now().UTC(), Actions: h.actions, Streams: h.streams != nil, Projections: []ProjectionOverview{}, DeadLetters: []DeadLetterOverview{}, Builds: []BuildOverview{}}
 	sts, err := h.admin.Status(ctx)
 	if err != nil {
 		return o, err
@@ -195,11 +209,22 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 			o.Log.Head = st.Head.String()
 			o.Log.HeldBack, o.Log.OldestOpenSeconds = st.HeldBack, st.OldestOpen.Seconds()
 		}
-		o.Projections = append(o.Projections, ProjectionOverview{
+		po := ProjectionOverview{
 			Name: st.Name, State: string(st.State), Current: st.Current.String(), Target: st.Target.String(),
 			Checkpoint: st.Checkpoint.String(), LagEvents: st.Lag, LagCapped: st.LagCapped, LagSeconds: st.LagTime.Seconds(),
 			DeadLetters: st.DeadLetters, Owner: st.Heartbeat.Owner, Rebuild: h.rebuildState(st.Name),
-		})
+		}
+		bs, applied, ok, err := h.builds(ctx, st.Name, st.Target)
+		if err != nil {
+			return o, err
+		}
+		o.Builds = append(o.Builds, bs...)
+		if ok {
+			if r, ok := h.rate(st.Name, st.Target, applied, o.GeneratedAt); ok {
+				po.Rate = &r
+			}
+		}
+		o.Projections = append(o.Projections, po)
 		if st.DeadLetters == 0 {
 			continue
 		}

@@ -105,11 +105,6 @@ func TestConsoleInChromium(t *testing.T) {
 	b.waitEval(`document.getElementById("relay").textContent`, "none leads")
 	b.waitEval(`document.getElementById("mode").textContent`, "actions enabled")
 	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "1")
-	shot := filepath.Join(t.TempDir(), "console.png")
-	if p := os.Getenv("CHRONICLE_CONSOLE_SCREENSHOT"); p != "" {
-		shot = p
-	}
-	b.screenshot(shot)
 
 	// Retry the dead letter from the page.
 	b.eval(`document.querySelector('#deadletters button.retry').click(); "clicked"`)
@@ -162,6 +157,48 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	b.waitEval(`document.querySelector('#projections tr[data-name="totals"] .build').textContent`, after[1].Current.String())
 
+	// The builds the store keeps: the old one of totals, with a Drop
+	// button, the current ones without; the rate column once the page
+	// has two samples a second apart.
+	oldTotals := before[1].Current
+	oldRow := `document.querySelector('#builds tr[data-build="` + oldTotals.String() + `"] `
+	b.waitEval(oldRow+`.status').textContent`, "old")
+	b.waitEval(`document.querySelector('#builds tr[data-build="`+after[1].Current.String()+`"] .status').textContent`, "current")
+	b.waitEval(`document.querySelectorAll('#builds button.drop').length.toString()`, "1")
+	for _, name := range []string{"picky", "totals"} {
+		b.waitEval(`/^\d+\.\d$/.test(document.querySelector('#projections tr[data-name="`+name+`"] .rate').textContent) ? "rate" : ""`, "rate")
+	}
+
+	// A dead letter waiting, for the screenshot docs/operations.md shows
+	// (CHRONICLE_CONSOLE_SCREENSHOT=$PWD/../docs/images/console.png).
+	failing.Store(true)
+	bad3, err := es.Append(ctx, "acct-4", eventstore.Any, eventstore.Event{Type: "Bad", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitFor(ctx, "picky", bad3.Position); !errors.Is(err, projection.ErrDeadLettered) {
+		t.Fatalf("WaitFor = %v, want the dead letter", err)
+	}
+	failing.Store(false)
+	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "1")
+	shot := filepath.Join(t.TempDir(), "console.png")
+	if p := os.Getenv("CHRONICLE_CONSOLE_SCREENSHOT"); p != "" {
+		shot = p
+	}
+	b.screenshot(shot)
+
+	// Drop the old build from the page, after the confirmation.
+	b.eval(`window.confirm = () => false; document.querySelector('#builds button.drop').click(); "refused"`)
+	if bs, err := r.Admin().Builds(ctx, "totals"); err != nil || len(bs) != 2 {
+		t.Fatalf("builds after a refused confirmation: %+v, %v", bs, err)
+	}
+	b.eval(`window.confirm = () => true; document.querySelector('#builds button.drop').click(); "confirmed"`)
+	b.waitEval(`document.querySelectorAll('#builds tr[data-build="`+oldTotals.String()+`"]').length.toString()`, "0")
+	if bs, err := r.Admin().Builds(ctx, "totals"); err != nil || len(bs) != 1 || !bs[0].Current {
+		t.Fatalf("builds after the drop from the page: %+v, %v", bs, err)
+	}
+	b.waitEval(`document.getElementById("error").textContent`, "")
+
 	// Read-only by default: no action, and the server refuses one.
 	ro, err := console.New(r.Admin())
 	if err != nil {
@@ -175,5 +212,10 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if o, err := ro.Overview(ctx); err != nil || o.Actions {
 		t.Fatalf("read-only overview: %+v, %v", o, err)
+	}
+	rec = httptest.NewRecorder()
+	ro.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/projections/drop", strings.NewReader(`{"projection":"totals","version":1}`)))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("read-only console answered %d to a drop", rec.Code)
 	}
 }

@@ -31,6 +31,34 @@ async function rebuild(projection, button) {
   document.getElementById("error").textContent = r.ok ? "" : msg;
   refresh();
 }
+async function dropBuild(b, button) {
+  if (!window.confirm("Drop the build " + b.build + " of " + b.projection + ": its tables and checkpoint? This cannot be undone.")) return;
+  button.disabled = true;
+  const r = await fetch("api/projections/drop", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({projection: b.projection, version: b.version, generation: b.generation})});
+  const msg = await r.text();
+  document.getElementById("error").textContent = r.ok ? "" : msg;
+  refresh();
+}
+function drawBuilds(builds, actions) {
+  const tbody = document.querySelector("#builds tbody");
+  tbody.replaceChildren();
+  for (const b of builds) {
+    const tr = document.createElement("tr");
+    tr.dataset.build = b.build;
+    cell(tr, b.projection); cell(tr, b.build, "build"); cell(tr, b.status, "status status-" + b.status);
+    cell(tr, b.checkpoint); cell(tr, String(b.applied), "applied"); cell(tr, new Date(b.updated_at).toLocaleTimeString());
+    const td = cell(tr, "");
+    if (actions && b.status === "old") {
+      const btn = document.createElement("button");
+      btn.className = "drop";
+      text(btn, "Drop");
+      btn.onclick = () => dropBuild(b, btn);
+      td.appendChild(btn);
+    }
+    tbody.appendChild(tr);
+  }
+}
 async function refresh() {
   try {
     const o = await getJSON("api/overview");
@@ -50,6 +78,7 @@ async function refresh() {
       cell(tr, p.checkpoint, "checkpoint");
       cell(tr, (p.lag_capped ? ">" : "") + p.lag_events, "lag");
       cell(tr, age(p.lag_seconds), "lagtime");
+      cell(tr, p.rate === null || p.rate === undefined ? "-" : p.rate.toFixed(1), "rate");
       cell(tr, String(p.dead_letters), "deadletters");
       cell(tr, p.owner || "-", "owner");
       const rb = p.rebuild;
@@ -66,6 +95,7 @@ async function refresh() {
       }
       tbody.appendChild(tr);
     }
+    drawBuilds(o.builds, o.actions);
     const dl = document.querySelector("#deadletters tbody");
     dl.replaceChildren();
     for (const d of o.dead_letters) {

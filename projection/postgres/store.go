@@ -322,6 +322,37 @@ func (s *Store) DropBuild(ctx context.Context, b projection.Build, tables []stri
 	})
 }
 
+// Builds lists the builds of a projection whose checkpoint the store
+// keeps (the current one, the one under way, and old ones not dropped),
+// oldest first, with their checkpoint and applied events (summed over the
+// partitions of a partitioned build). It makes *Store a
+// [projection.BuildKeeper].
+func (s *Store) Builds(ctx context.Context, name string) ([]projection.BuildInfo, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version, generation, max(tx_id), max(seq), sum(applied)::bigint, max(updated_at) FROM (
+			SELECT version, generation, tx_id, seq, applied, updated_at FROM `+s.q+`.projection_checkpoints WHERE name = $1
+			UNION ALL
+			SELECT version, generation, 0, 0, applied, updated_at FROM `+s.q+`.projection_partition_checkpoints WHERE name = $1
+		) b GROUP BY version, generation ORDER BY version, generation`, name)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list builds of %q: %w", name, err)
+	}
+	defer rows.Close()
+	var out []projection.BuildInfo
+	for rows.Next() {
+		bi := projection.BuildInfo{Build: projection.Build{Name: name}}
+		var txid, seq int64
+		if err := rows.Scan(&bi.Build.Version, &bi.Build.Generation, &txid, &seq, &bi.Applied, &bi.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("postgres: list builds of %q: %w", name, err)
+		}
+		bi.Checkpoint = eventstore.Position{TxID: uint64(txid), Seq: uint64(seq)}
+		out = append(out, bi)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: list builds of %q: %w", name, err)
+	}
+	return out, nil
+}
+
 func (s *Store) table(b projection.Build, base string) string {
 	return s.q + "." + pgmigrate.Quote(base+"_"+b.Suffix())
 }

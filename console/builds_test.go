@@ -1,0 +1,112 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chronicle-go/chronicle/console"
+	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/runnertest"
+	"github.com/chronicle-go/chronicle/internal/testenv"
+	"github.com/chronicle-go/chronicle/projection"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
+)
+
+// The overview's rate is the events applied between two samples a second
+// or more apart, divided by the time between them; the builds are listed,
+// and the drop action refuses the current build (409) and drops an old
+// one.
+func TestConsoleRateAndBuilds(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	pool, schema := testenv.Postgres(t)
+	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate} {
+		if err := m(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nop := projection.Projection{Name: "nop", Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}
+	r, err := projection.NewRunner(es, ps, []projection.Projection{nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnertest.Run(t, r)
+	appendN := func(n int) eventstore.Position {
+		var last eventstore.AppendResult
+		for i := range n {
+			if last, err = es.Append(ctx, "s-"+string(rune('a'+i%26)), eventstore.Any, eventstore.Event{Type: "E", Data: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runnertest.WaitFor(t, r, "nop", last.Position)
+		return last.Position
+	}
+	appendN(5)
+	h, err := console.New(r.Admin(), console.WithActions(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	o, err := h.Overview(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Projections[0].Rate != nil {
+		t.Fatalf("rate %v from one sample", *o.Projections[0].Rate)
+	}
+	first := time.Now()
+	appendN(20)
+	var rate *float64
+	for deadline := time.Now().Add(10 * time.Second); rate == nil && time.Now().Before(deadline); {
+		if o, err = h.Overview(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rate = o.Projections[0].Rate
+		time.Sleep(50 * time.Millisecond)
+	}
+	// 20 events over at least a second, and over no more than the time
+	// since the first sample.
+	if rate == nil || *rate > 20 || *rate < 20/time.Since(first).Seconds() {
+		t.Fatalf("rate = %v, want 20 events over at least 1s and at most %s", rate, time.Since(first))
+	}
+
+	if err := r.Rebuild(ctx, "nop"); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = h.Overview(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Builds) != 2 || o.Builds[0].Status != "old" || o.Builds[0].Applied != 25 || o.Builds[1].Status != "current" || o.Builds[1].Generation != 1 {
+		t.Fatalf("builds = %+v", o.Builds)
+	}
+	drop := func(body string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/projections/drop", strings.NewReader(body)))
+		return rec.Code
+	}
+	if code := drop(`{"projection":"nop","version":1,"generation":1}`); code != http.StatusConflict {
+		t.Fatalf("drop of the current build: %d, want 409", code)
+	}
+	if code := drop(`{"projection":"what","version":1}`); code != http.StatusNotFound {
+		t.Fatalf("drop of an unknown projection: %d, want 404", code)
+	}
+	if code := drop(`{"projection":"nop","version":1,"generation":0}`); code != http.StatusNoContent {
+		t.Fatalf("drop of the old build: %d, want 204", code)
+	}
+	if o, err = h.Overview(ctx); err != nil || len(o.Builds) != 1 {
+		t.Fatalf("builds after the drop = %+v, %v", o.Builds, err)
+	}
+}
