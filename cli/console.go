@@ -27,13 +27,15 @@ func (s *session) consoleCommand() *cobra.Command {
 		Long: `Serve the operations console (own binary only: it needs the projections'
 code): a web page showing the head of the event log, the events an open
 transaction holds back and its pid, the relay's leader, each projection's
-state, build, checkpoint, lag and dead letters, the dead letters, and a
+state, build, checkpoint, lag, rate and dead letters, the builds kept,
+the dead letters, and a
 stream browser (streams, a stream's events, a correlation ID's causation
 tree) and the process types with their counts by state (and each
 process's history), refreshed every two seconds. It is read-only unless
 --enable-actions is given, which adds Retry and Discard buttons to each
-dead letter and a Rebuild button to each projection (a discard and a
-rebuild ask for a confirmation); every action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
+dead letter, a Rebuild button to each projection and a Drop button to each
+old build (a discard, a rebuild and a drop ask for a confirmation); every
+action is logged on stderr. It stops cleanly on Ctrl-C or SIGTERM.`,
 		Example: `  chronicle console --addr 127.0.0.1:8080
   chronicle console --addr 127.0.0.1:8080 --enable-actions`,
 		Args: noArgs,
@@ -85,6 +87,6 @@ rebuild ask for a confirmation); every action is logged on stderr. It stops clea
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to serve the console on")
-	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying and discarding dead letters and rebuilding projections from the page (logged)")
+	c.Flags().BoolVar(&actions, "enable-actions", false, "allow retrying and discarding dead letters, rebuilding projections and dropping old builds from the page (logged)")
 	return c
 }

@@ -613,7 +613,14 @@ func (pl *pipeline) runPartitionedBuild(ctx context.Context, b Build, reg Regist
 		})
 	}
 	if current {
-		return pl.runPartitioned(ctx, b, true, nil)
+		// Once its partitions run (their consumers open, over a
+		// PartitionSource), release what the source keeps for the build
+		// switched from (ADR 0020).
+		old := retiredBuild(reg, b)
+		return pl.runPartitioned(ctx, b, true, func(ctx context.Context) (bool, error) {
+			pl.retire(ctx, old)
+			return false, nil
+		})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

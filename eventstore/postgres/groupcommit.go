@@ -100,8 +100,8 @@ type groupResult struct {
 
 // groupConn is the flusher's connection and the statements prepared on it.
 type groupConn struct {
-	conn                *pgx.Conn
-	lock, batch, notify *pgconn.StatementDescription
+	conn        *pgx.Conn
+	lock, batch *pgconn.StatementDescription
 }
 
 // groupCommitter is a Store's flusher and its queue.
@@ -285,8 +285,8 @@ func (g *groupCommitter) overflow(ctx context.Context, r *groupRequest) (res gro
 	}
 	g.overflowing++
 	g.mu.Unlock()
-	row, led, err := g.s.appendPipelined(ctx, r.st.name, r.st.sql, r.st.one, r.args)
-	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
+	row, _, err := g.s.appendPipelined(ctx, r.st.name, r.st.sql, r.st.one, false, r.args)
+	if err == nil && row.n > 0 && g.s.cfg.notify {
 		g.s.trail()
 	}
 	g.mu.Lock()
@@ -311,8 +311,8 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 	g.wg.Add(1)
 	g.mu.Unlock()
 	defer g.wg.Done()
-	row, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
-	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
+	row, _, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, false, r.args)
+	if err == nil && row.n > 0 && g.s.cfg.notify {
 		g.s.trail()
 	}
 	res = groupResult{r: row, insertErr: err}
@@ -431,10 +431,7 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {
 			return err
 		}
-		if gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql); err != nil {
-			return err
-		}
-		gc.notify, err = c.Prepare(ctx, "chronicle_notify", g.s.q.notify)
+		gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql)
 		return err
 	}()
 	if err != nil {
@@ -466,13 +463,13 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		// A batch of one runs the single append's statements, which cost
 		// less than the batch statement, on the flusher's connection.
 		r := batch[0]
-		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, r.args)
+		res, _, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, false, r.args)
 		if lockBusy(err) {
 			r.done <- groupResult{alone: true} // nothing was written
 			return conn
 		}
 		r.done <- groupResult{r: res, insertErr: err}
-		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
+		if err == nil && res.n > 0 && g.s.cfg.notify {
 			g.s.trail()
 		}
 		if conn.conn.IsClosed() {
@@ -480,7 +477,7 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		}
 		return conn
 	}
-	results, led, err := g.s.runBatch(ctx, conn, batch)
+	results, err := g.s.runBatch(ctx, conn, batch)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
@@ -489,7 +486,7 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 			r.done <- results[i]
 			written = written || results[i].r.n > 0
 		}
-		if written && g.s.cfg.notify && !led {
+		if written && g.s.cfg.notify {
 			g.s.trail()
 		}
 	case errors.As(err, new(errNotSent)):
@@ -513,9 +510,10 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 }
 
 // runBatch sends the batch in one round trip: in one implicit transaction
-// the streams' locks and the batch statement; then, when this Store has not
-// notified within NotifyWindow, pg_notify in a second one (led).
-func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, led bool, err error) {
+// the streams' locks and the batch statement. Its notification is a
+// trailing one (Store.trail), sent by the caller once the batch committed:
+// no append of the batch waits for it.
+func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, err error) {
 	var (
 		streams = make([]string, len(batch))
 		exps    = make([]int64, len(batch))
@@ -544,25 +542,19 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	conn := gc.conn
 	c := conn.PgConn()
 	sds := conn.TypeMap()
-	lockSD, batchSD, notifySD := gc.lock, gc.batch, gc.notify
-	lockParams, lockFormats, err := encodeParams(sds, lockSD, []any{streams})
+	lockParams, lockFormats, err := encodeParams(sds, gc.lock, []any{streams})
 	if err != nil {
-		return nil, false, errNotSent{err}
+		return nil, errNotSent{err}
 	}
-	params, formats, err := encodeParams(sds, batchSD, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
+	params, formats, err := encodeParams(sds, gc.batch, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
 	if err != nil {
-		return nil, false, errNotSent{err}
+		return nil, errNotSent{err}
 	}
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
-	p.SendQueryStatement(lockSD, lockParams, lockFormats, binary)
-	p.SendQueryStatement(batchSD, params, formats, binary)
+	p.SendQueryStatement(gc.lock, lockParams, lockFormats, binary)
+	p.SendQueryStatement(gc.batch, params, formats, binary)
 	p.SendPipelineSync()
-	if s.cfg.notify && s.notifier.lead() {
-		led = true
-		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
-		p.SendPipelineSync()
-	}
 	err = p.Flush()
 	if err == nil {
 		err = pipelineSkip(p) // the locks
@@ -576,11 +568,10 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	if err == nil {
 		err = pipelineCommit(p)
 	}
-	cerr := p.Close()
-	if err == nil && cerr != nil {
-		s.log.Warn("postgres: group commit committed but notifying followers failed; trying again shortly",
-			slog.Int("appends", len(batch)), slog.Any("err", cerr))
-		led = false // so that a trailing notification covers it
+	if cerr := p.Close(); err == nil && cerr != nil {
+		// Committed (its sync was read), but the connection is in doubt:
+		// do not reuse it.
+		_ = conn.Close(context.Background())
 	}
 	if err != nil && !c.IsClosed() {
 		var pe *pgconn.PgError
@@ -588,7 +579,7 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 			_ = conn.Close(context.Background()) // unknown state: do not reuse it
 		}
 	}
-	return results, led, err
+	return results, err
 }
 
 // decodeBatch reads the batch statement's rows, one per append in order.

@@ -246,6 +246,7 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		_, err := s.Append(ctxA, "held-2", eventstore.Exact(1), sent...)
 		errA <- err
 	}()
+	waitForQueued(t, s, 1) // A must not come after X is done: it would then be sent alone, with its own context
 	cancelX()
 	if err := <-errX; !errors.Is(err, context.Canceled) {
 		t.Fatalf("X returned %v, want context.Canceled", err)
@@ -310,6 +311,18 @@ func waitForLockWait(t *testing.T, pool interface {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("no append waited for the lock of stream %s", stream)
+}
+
+// waitForQueued waits until n appends wait in s's group commit queue.
+func waitForQueued(t *testing.T, s *espg.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for espg.GroupQueued(s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends queued after 10s, want %d", espg.GroupQueued(s), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Close is safe to call twice, and appends still work after it (alone).

@@ -35,19 +35,22 @@ import (
 // (Coalescing with appenders waiting for a notification already on its
 // way measured slower than notifying every append; throttling without
 // waiting measured faster.)
-func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
+//
+// mayLead false leaves the notification to a trailing one in every case:
+// with group commit on (ADR 0013), no append waits for a notification.
+func (s *Store) appendPipelined(ctx context.Context, name, sql string, one, mayLead bool, args []any) (r appendRow, led bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer conn.Release()
-	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, args)
+	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, mayLead, args)
 }
 
 // appendOnConn is appendPipelined on c: a pool connection, or the group
-// commit's flusher's for a batch of one append. It closes c when c is left
-// in an unknown state.
-func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one bool, args []any) (r appendRow, led bool, err error) {
+// commit's flusher's for a lone append. It closes c when c is left in an
+// unknown state.
+func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one, mayLead bool, args []any) (r appendRow, led bool, err error) {
 	appendSD, err := c.Prepare(ctx, name, sql)
 	if err != nil {
 		return
@@ -57,7 +60,7 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 		return
 	}
 	var notifySD *pgconn.StatementDescription
-	if s.cfg.notify && s.notifier.lead() {
+	if mayLead && s.cfg.notify && s.notifier.lead() {
 		led = true
 		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
 			return

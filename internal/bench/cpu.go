@@ -5,14 +5,17 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// stCPU is CPU time spent by this process (client) and by the machine's
-// PostgreSQL processes (server). The server figure counts every backend on
-// the server, so on a shared machine it includes others' work; alternating
-// rounds spread that over both sides of a figure.
+// stCPU is CPU time spent by this process (client) and by the PostgreSQL
+// backends serving the bench's pool (server): every connection the pool
+// opens records its backend's pid (Env.backends), so other sessions'
+// queries on a shared machine are not counted. What the server spends
+// outside those backends (the WAL writer, the checkpointer) is left out on
+// both sides of a figure.
 type stCPU struct {
 	client, server time.Duration
 	// pids is each PostgreSQL process's CPU in a sample, so that a
@@ -25,20 +28,42 @@ type stCPU struct {
 // stClockTick is the unit of /proc/<pid>/stat's times (USER_HZ).
 const stClockTick = 10 * time.Millisecond
 
-// stCPUNow samples the CPU spent so far.
-func stCPUNow() stCPU {
+// backends is the set of PostgreSQL backend pids serving the bench's pool.
+type backends struct {
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+func (b *backends) add(pid int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pids == nil {
+		b.pids = map[int]bool{}
+	}
+	b.pids[pid] = true
+}
+
+func (b *backends) has(pid int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pids[pid]
+}
+
+// cpuNow samples the CPU spent so far by the bench and its backends.
+func (e *Env) cpuNow() stCPU {
 	c := stCPU{pids: map[int]time.Duration{}}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	bk := &e.backends
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return c
 	}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || !bk.has(pid) {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")

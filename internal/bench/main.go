@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -36,7 +37,9 @@ type Env struct {
 	NATSURL     string
 	Pool        *pgxpool.Pool
 	Scale       float64 // 1 for the figures in the issues; smaller for a quick run
+	Match       string  // when set, only the store's append figures whose name contains it
 	schemas     []string
+	backends    backends // pids of the pool's backends (see cpuNow)
 }
 
 // Schema returns a fresh schema name; it is dropped when the run ends.
@@ -65,7 +68,19 @@ func main() {
 	natsURL := flag.String("nats", os.Getenv("NATS_URL"), "NATS URL; empty starts an in-process NATS server with JetStream")
 	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection, horizon, otel); empty runs all")
 	scale := flag.Float64("scale", 1, "scale event counts (0.1 for a quick run)")
+	match := flag.String("match", "", "run only the append figures of the store section whose name contains this (and none of its reads), and only the many-aggregate Update figures of the aggregate section")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -77,6 +92,7 @@ func main() {
 		{"projection", benchProjection},
 		{"horizon", benchHorizon},
 		{"partition", benchPartition},
+		{"partition_js", benchPartitionJS},
 		{"otel", benchOtel},
 		{"process", benchProcess},
 		{scSection, benchScale}, // only with -only scale (make bench-scale)
@@ -86,6 +102,11 @@ func main() {
 		fatal(err)
 	}
 	cfg.MaxConns = 32
+	env := &Env{}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		env.backends.add(int(c.PgConn().PID()))
+		return nil
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		fatal(err)
@@ -106,7 +127,7 @@ func main() {
 		*natsURL = url
 		fmt.Fprintf(os.Stderr, "bench: in-process NATS server at %s\n", url)
 	}
-	env := &Env{DatabaseURL: *dbURL, NATSURL: *natsURL, Pool: pool, Scale: *scale}
+	env.DatabaseURL, env.NATSURL, env.Pool, env.Scale, env.Match = *dbURL, *natsURL, pool, *scale, *match
 	defer func() {
 		for _, s := range env.schemas {
 			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")

@@ -117,6 +117,9 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		{"Append 100 events/call", "one INSERT ... unnest of 100 rows, pool", env.N(40000, 3000), 100, 1, b.store, 0.75, false},
 	}
 	for _, f := range figs {
+		if !strings.Contains(f.name, env.Match) {
+			continue
+		}
 		// Alternate short runs of the baseline(s) and Chronicle and sum
 		// them, so that load from elsewhere on the machine falls on all;
 		// a first round of each warms up and is not counted.
@@ -124,12 +127,12 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		var cpu, cpuRaw stCPU
 		per := max(f.n/stRounds/f.perCall, 1) * f.perCall
 		for round := -1; round < stRounds; round++ {
-			c0 := stCPUNow()
+			c0 := b.env.cpuNow()
 			d, err := b.rawInsert(ctx, per, f.perCall, f.workers)
 			if err != nil {
 				return nil, fmt.Errorf("%s raw: %w", f.name, err)
 			}
-			c1 := stCPUNow()
+			c1 := b.env.cpuNow()
 			if round >= 0 {
 				totalRaw += d
 				cpuRaw = cpuRaw.add(c1.sub(c0))
@@ -143,12 +146,12 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 					totalChecked += d
 				}
 			}
-			c0 = stCPUNow()
+			c0 = b.env.cpuNow()
 			d, err = b.appendRun(ctx, f.store, per, f.perCall, f.workers)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f.name, err)
 			}
-			c1 = stCPUNow()
+			c1 = b.env.cpuNow()
 			if round >= 0 {
 				total += d
 				cpu = cpu.add(c1.sub(c0))
@@ -172,6 +175,10 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 			r.Goal, r.Pass = "(info)", ""
 			rows = append(rows, r)
 		}
+	}
+
+	if env.Match != "" {
+		return rows, nil
 	}
 
 	// ReadAll over 100k events, decoded.

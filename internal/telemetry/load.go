@@ -88,7 +88,9 @@ func (op LoadOp) End(version int64, err *error) {
 	}
 	op.l.dur.Record(context.Background(), time.Since(op.start).Seconds(), op.l.outcome[outcome]...)
 	if op.info != nil && *err == nil {
-		op.l.replayed.Record(context.Background(), version-op.info.from, op.l.outcome[OutcomeOK]...)
+		// Without attributes, as documented: only successful loads
+		// replay (an outcome label would always say ok).
+		op.l.replayed.Record(context.Background(), version-op.info.from)
 	}
 	if op.span.IsRecording() {
 		if *err != nil {

@@ -8,6 +8,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -65,24 +66,50 @@ func (c carrier) Keys() []string {
 // Inject returns events with the W3C trace context of ctx's span in their
 // metadata (replacing any they carry), copying the events and their
 // metadata; when ctx has no valid span context it returns events as they
-// are, without allocating.
+// are, without allocating. The traceparent (and tracestate) values are
+// formatted once, whatever the number of events.
 func Inject(ctx context.Context, events []eventstore.Event) []eventstore.Event {
-	if !trace.SpanContextFromContext(ctx).IsValid() || len(events) == 0 {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || len(events) == 0 {
 		return events
+	}
+	parent, state := traceParent(sc), sc.TraceState().String()
+	n := 1
+	if state != "" {
+		n = 2
 	}
 	out := make([]eventstore.Event, len(events))
 	for i, e := range events {
-		md := make(eventstore.Metadata, len(e.Metadata)+2)
+		md := make(eventstore.Metadata, len(e.Metadata)+n)
 		for k, v := range e.Metadata {
 			if k != eventstore.TraceParentKey && k != eventstore.TraceStateKey {
 				md[k] = v
 			}
 		}
-		propagation.TraceContext{}.Inject(ctx, carrier(md))
+		md[eventstore.TraceParentKey] = parent
+		if state != "" {
+			md[eventstore.TraceStateKey] = state
+		}
 		e.Metadata = md
 		out[i] = e
 	}
 	return out
+}
+
+// traceParent formats sc as a W3C traceparent, version 00, as
+// propagation.TraceContext does (keeping the sampled and random flags
+// only): one string, without the propagator's carrier.
+func traceParent(sc trace.SpanContext) string {
+	var b [55]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	flags := [1]byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))}
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], flags[:])
+	return string(b[:])
 }
 
 // SpanContext returns the span context carried in md (of the append that

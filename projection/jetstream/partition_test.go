@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,16 +127,34 @@ func (e *env) waitSpread(b projection.Build, n int, owners ...string) {
 func TestPartitionedRunnersOverJetStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	testPartitionedRunnersOverJetStream(t, e, e.nats.URL(), 1)
+	testPartitionedRunnersOverJetStream(t, e, e.nats.URL(), 1, time.Second)
 }
 
-func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, replicas int) {
+// TestPartitionedRunnersOverJetStreamCluster is the same on a three-node
+// JetStream cluster with an R3 stream (no node is killed: the relay's
+// behaviour across a leader change is the cluster test's subject). It runs
+// only with CHRONICLE_TEST_NATS_CLUSTER set, as the cluster test does: on
+// a loaded 2-core machine under -race it takes a minute, and the runners'
+// renewals stall for seconds (leases are lost and taken again, which the
+// fence makes harmless).
+func TestPartitionedRunnersOverJetStreamCluster(t *testing.T) {
+	if os.Getenv("CHRONICLE_TEST_NATS_CLUSTER") == "" {
+		t.Skip("set CHRONICLE_TEST_NATS_CLUSTER=1 to run the 3-node JetStream cluster tests")
+	}
+	t.Parallel()
+	cl := testenv.NATSCluster(t)
+	e := newEnvOn(t, cl.URL())
+	// Three servers under -race load a small machine: a renewal of the
+	// leases (every third of the TTL) then takes most of a second.
+	testPartitionedRunnersOverJetStream(t, e, cl.URL(), 3, 3*time.Second)
+}
+
+func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, replicas int, ttl time.Duration) {
 	const n = 8
 	topo := e.bucketed(16)
 	e.startRelay(relay.WithStream(relay.StreamConfig{Topology: topo, Replicas: replicas}))
 	p := counting("spread", func(p *projection.Projection) { p.Partitions = n })
 	b := projection.Build{Name: "spread", Version: 1}
-	ttl := time.Second
 
 	var writing sync.WaitGroup
 	var total atomic.Int64
@@ -212,13 +231,21 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 	var delivered uint64
 	for part := range n {
 		name := a.src.PartitionConsumerName(b, part)
-		c, err := st.Consumer(testCtx(t), name)
-		if err != nil {
-			t.Fatalf("consumer %s of partition %d: %v", name, part, err)
-		}
-		info, err := c.Info(testCtx(t))
-		if err != nil {
-			t.Fatal(err)
+		var info *njs.ConsumerInfo
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			// A partition's consumer is re-created when its worker
+			// starts again: look again a moment later.
+			c, err := st.Consumer(testCtx(t), name)
+			if err == nil {
+				info, err = c.Info(testCtx(t))
+			}
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s of partition %d: %v", name, part, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		delivered += info.Delivered.Consumer
 		want, _ := topo.PartitionBuckets(part, n)
@@ -405,4 +432,133 @@ func TestSourceRefusesAnotherLayout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bucket") {
 		t.Fatalf("Open on a stream without buckets: %v, want a layout error", err)
 	}
+}
+
+// TestPausedOwnerOverJetStreamNeverAppliesTwice: an instance stalls in a
+// handler, with its partition's consumer open and deliveries in hand,
+// while its leases expire; another instance takes the partitions over and
+// re-creates their consumers after the committed checkpoints. The stalled
+// unit of work, resumed, cannot commit (the lease's epoch fences it), and
+// every event is applied exactly once, in order.
+func TestPausedOwnerOverJetStreamNeverAppliesTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 4
+	topo := e.bucketed(8)
+	e.startRelay(relay.WithTopology(topo))
+	gate := make(chan struct{})
+	entered := make(chan struct{})
+	var stall atomic.Bool
+	stall.Store(true)
+	p := counting("paused", func(p *projection.Projection) {
+		p.Partitions = n
+		inner := p.Handler
+		p.Handler = projection.HandlerFunc(func(ctx context.Context, tx projection.Tx, ev projection.Event) error {
+			// The first call on stream stall-0 (in instance a) stalls,
+			// ignoring its context, as a paused process would.
+			if ev.Record.StreamID == "stall-0" && stall.CompareAndSwap(true, false) {
+				close(entered)
+				<-gate
+			}
+			return inner.Handle(ctx, tx, ev)
+		})
+	})
+	b := projection.Build{Name: "paused", Version: 1}
+	a := e.jsInstance("a", e.nats.URL(), topo, p, 600*time.Millisecond)
+	e.waitSpread(b, n, "a")
+	runnertest.Ready(t, a.runner)
+	// The stalled event comes over a's partition consumer: wait until it
+	// exists.
+	part := projection.PartitionOf("stall-0", n)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := e.js.Consumer(testCtx(t), topo.Stream, a.src.PartitionConsumerName(b, part)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer of partition %d was not created", part)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want, _ := e.write("stall", 1, 3)
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler never saw stall-0")
+	}
+	q := pgmigrate.Quote(e.schema)
+	if _, err := e.pool.Exec(testCtx(t), `UPDATE `+q+`.projection_leases SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	bi := e.jsInstance("b", e.nats.URL(), topo, p, 600*time.Millisecond)
+	more, last := e.write("other", 6, 4)
+	for k, v := range more {
+		want[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bi.runner.WaitFor(ctx, "paused", last); err != nil {
+		t.Fatal(err)
+	}
+	close(gate) // a resumes
+	_, last = e.write("after", 2, 2)
+	if err := bi.runner.WaitFor(ctx, "paused", last); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.runner.WaitFor(ctx, "paused", last); err != nil {
+		t.Fatal(err)
+	}
+	want["after-0"], want["after-1"] = 2, 2
+	e.checkCounts(want)
+}
+
+// TestPartitionCountChangeOverJetStream: changing the partition count is a
+// new build (a version bump); the new build rebuilds from PostgreSQL,
+// switches, runs on its own partitions' consumers, and the old build's
+// partition consumers are deleted.
+func TestPartitionCountChangeOverJetStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	topo := e.bucketed(8)
+	e.startRelay(relay.WithTopology(topo))
+	v1 := counting("resized", func(p *projection.Projection) { p.Partitions = 2 })
+	a := e.jsInstance("a", e.nats.URL(), topo, v1, time.Second)
+	want, last := e.write("before", 8, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.runner.WaitFor(ctx, "resized", last); err != nil {
+		t.Fatal(err)
+	}
+	b1 := projection.Build{Name: "resized", Version: 1}
+	waitConsumers := func(b projection.Build, parts []int, exist bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			ok := true
+			for _, part := range parts {
+				_, err := e.js.Consumer(testCtx(t), topo.Stream, a.src.PartitionConsumerName(b, part))
+				ok = ok && (err == nil) == exist
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumers of %s partitions %v: want exist=%v within 20s", b, parts, exist)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitConsumers(b1, []int{0, 1}, true)
+	a.stop()
+
+	v2 := counting("resized", func(p *projection.Projection) { p.Version, p.Partitions = 2, 4 })
+	bi := e.jsInstance("b", e.nats.URL(), topo, v2, time.Second)
+	more, last := e.write("after", 8, 3)
+	for k, v := range more {
+		want[k] = v
+	}
+	if err := bi.runner.WaitFor(ctx, "resized", last); err != nil {
+		t.Fatal(err)
+	}
+	e.checkCounts(want)
+	waitConsumers(projection.Build{Name: "resized", Version: 2}, []int{0, 1, 2, 3}, true)
+	waitConsumers(b1, []int{0, 1}, false)
 }

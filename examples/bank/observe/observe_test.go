@@ -90,19 +90,26 @@ func get(t *testing.T, ctx context.Context, url string, want int) string {
 }
 
 // documented returns the Prometheus series of the metrics
-// docs/operations.md documents, named as the exporter names them.
-func documented(t *testing.T) map[string]bool {
+// docs/operations.md documents, named as the exporter names them, with the
+// label names of their documented attributes.
+func documented(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	b, err := os.ReadFile("../../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	series := map[string]bool{}
-	row := regexp.MustCompile("^\\| `(chronicle\\.[a-z0-9_.]+)` \\| (gauge|counter|histogram), `([^`]+)` \\|")
+	series := map[string]map[string]bool{}
+	row := regexp.MustCompile("^\\| `(chronicle\\.[a-z0-9_.]+)` \\| (gauge|counter|histogram), `([^`]+)` \\|([^|]*)\\|")
+	attr := regexp.MustCompile("`([a-z_.]+)`")
 	for _, line := range strings.Split(string(b), "\n") {
 		m := row.FindStringSubmatch(line)
 		if m == nil {
 			continue
+		}
+		// Every series carries the exporter's scope labels; buckets le.
+		labels := map[string]bool{"otel_scope_name": true, "otel_scope_version": true, "otel_scope_schema_url": true}
+		for _, a := range attr.FindAllStringSubmatch(m[4], -1) {
+			labels[strings.ReplaceAll(a[1], ".", "_")] = true
 		}
 		name := strings.ReplaceAll(m[1], ".", "_")
 		if m[3] == "s" {
@@ -110,16 +117,28 @@ func documented(t *testing.T) map[string]bool {
 		}
 		switch m[2] {
 		case "gauge":
-			series[name] = true
+			series[name] = labels
 		case "counter":
-			series[name+"_total"] = true
+			series[name+"_total"] = labels
 		case "histogram":
-			for _, s := range []string{"_bucket", "_count", "_sum"} {
-				series[name+s] = true
+			series[name+"_count"], series[name+"_sum"] = labels, labels
+			bucket := map[string]bool{"le": true}
+			for l := range labels {
+				bucket[l] = true
 			}
+			series[name+"_bucket"] = bucket
 		}
 	}
 	return series
+}
+
+// labelNames returns the names of the labels of a sample ({a="x",b="y"}).
+func labelNames(labels string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`).FindAllStringSubmatch(labels, -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
 
 // TestObservableServiceExportsMetrics runs the observable bank service
@@ -162,8 +181,18 @@ func TestObservableServiceExportsMetrics(t *testing.T) {
 			after := scrape(t, ctx, s.MetricsURL)
 			docs := documented(t)
 			for _, smp := range after {
-				if strings.HasPrefix(smp.name, "chronicle_") && !docs[smp.name] {
+				if !strings.HasPrefix(smp.name, "chronicle_") {
+					continue
+				}
+				labels, ok := docs[smp.name]
+				if !ok {
 					t.Errorf("/metrics exports %s, which docs/operations.md does not document", smp.name)
+					continue
+				}
+				for _, l := range labelNames(smp.labels) {
+					if !labels[l] {
+						t.Errorf("/metrics exports %s with label %s, which docs/operations.md does not document", smp.name, l)
+					}
 				}
 			}
 			appended, _ := sum(after, "chronicle_eventstore_events_appended_total", `db_system_name="postgresql"`)

@@ -1,0 +1,13 @@
+package postgres
+
+// GroupQueued returns how many appends wait in s's group commit queue or
+// are held by its flusher for the next batch: tests wait on it instead of
+// racing a goroutine's start.
+func GroupQueued(s *Store) int {
+	if s.group == nil {
+		return 0
+	}
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return len(s.group.queue) + s.group.held
+}
