@@ -14,14 +14,16 @@ import (
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
-// transferTimeout is the demo's short timeout of a transfer's credit.
-const transferTimeout = 500 * time.Millisecond
+// DefaultTransferTimeout is the demo's short timeout of a transfer's
+// credit (Config.TransferTimeout).
+const DefaultTransferTimeout = 500 * time.Millisecond
 
 // processTransfers runs three transfers through the transfer process: one
 // completes, one is compensated because its target is closed, one is
 // compensated because its credit is not done within the timeout.
 func (d *demo) processTransfers(ctx context.Context) error {
 	d.step("Transfers as a process: debit, credit, compensation, timeout")
+	transferTimeout := d.cfg.TransferTimeout
 	es, ok := d.events.(*espg.Store)
 	if !ok || d.cfg.Pool == nil {
 		d.say("    skipped: the transfer process keeps its timers and commands in PostgreSQL")
