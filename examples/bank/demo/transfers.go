@@ -36,7 +36,7 @@ func (d *demo) processTransfers(ctx context.Context) error {
 	const slow = "slowbank"
 	cmds, err := bank.TransferCommands(es, bank.WithCreditDelay(func(account string) time.Duration {
 		if account == slow {
-			return 3 * transferTimeout
+			return 5 * transferTimeout // a wide margin: the timer must fire first, also on a loaded machine
 		}
 		return 0
 	}))
@@ -109,6 +109,16 @@ func (d *demo) processTransfers(ctx context.Context) error {
 		}
 		if inst.Status != tr.want {
 			return fmt.Errorf("demo: transfer process %s ended %s (%s), want %s", tr.id, inst.Status, inst.Reason, tr.want)
+		}
+		// The process's last event is after every event its last
+		// transaction appended (local commands run in it): wait for the
+		// read models to pass it.
+		hist, err := admin.History(ctx, bank.TransferProcessName, tr.id)
+		if err != nil {
+			return err
+		}
+		if len(hist) > 0 {
+			d.saw(eventstore.AppendResult{Position: hist[len(hist)-1].Position})
 		}
 		t, err := d.bank.LoadTransfer(ctx, tr.id)
 		if err != nil {
