@@ -11,3 +11,7 @@ func GroupQueued(s *Store) int {
 	defer s.group.mu.Unlock()
 	return len(s.group.queue) + s.group.held
 }
+
+// GroupOverflow is how many appends at most run on pool connections while
+// a group commit batch is in flight.
+const GroupOverflow = groupOverflow
