@@ -31,7 +31,8 @@ state, build, checkpoint, lag, rate and dead letters, the builds kept,
 the dead letters, and a
 stream browser (streams, a stream's events, a correlation ID's causation
 tree) and the process types with their counts by state (and each
-process's history), refreshed every two seconds. It is read-only unless
+process's history and timers, pending, overdue, fired or cancelled),
+refreshed every two seconds. It is read-only unless
 --enable-actions is given, which adds Retry and Discard buttons to each
 dead letter, a Rebuild button to each projection and a Drop button to each
 old build (a discard, a rebuild and a drop ask for a confirmation); every

@@ -11,7 +11,8 @@
 // [WithStreams] adds a stream browser: streams listed and searched, a
 // stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
 // events of a correlation ID as a causation tree. [WithProcesses] adds the
-// process types with their counts by state, and each process's history.
+// process types with their counts by state, and each process's history
+// and timers (pending, overdue, fired, cancelled).
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -141,6 +142,8 @@ type txKey struct{}
 type txValue struct {
 	tx  pgx.Tx
 	cmd uuid.UUID
+	// wrote, when set, is set by the first append.
+	wrote *atomic.Bool
 }
 
 // deliverTx runs the handler and records success in one transaction.
@@ -231,6 +234,9 @@ func (s TxStore) Append(ctx context.Context, streamID string, expected eventstor
 	v, ok := ctx.Value(txKey{}).(txValue)
 	if !ok {
 		return s.Store.Append(ctx, streamID, expected, events...)
+	}
+	if v.wrote != nil {
+		v.wrote.Store(true)
 	}
 	evs := make([]eventstore.Event, len(events))
 	for i, e := range events {

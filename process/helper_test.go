@@ -137,8 +137,29 @@ type env struct {
 	es     *espg.Store
 	ps     *projpg.Store
 
+	// local registers the counters' commands as local commands, run in
+	// the trigger's transaction (ADR 0016), instead of commands the
+	// dispatcher delivers.
+	local bool
+
 	mu        sync.Mutex
 	undoFails map[string]int // counter -> rejections so far
+}
+
+// modes runs f once with commands delivered by the dispatcher and once
+// with local commands.
+func modes(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, local := range []bool{false, true} {
+		name := "dispatched"
+		if local {
+			name = "local"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.local = local
+			f(t, e)
+		})
+	}
 }
 
 func newEnv(t *testing.T) *env {
@@ -238,7 +259,11 @@ func (e *env) handlers(es *espg.Store) []process.Option {
 		_, err := repo.Update(ctx, c.Counter, func(a *Counter) error { aggregate.Raise(a, Decremented{}); return nil })
 		return err
 	}
-	return []process.Option{process.WithCommand("inc", inc), process.WithCommand("incb", inc), process.WithCommand("dec", dec)}
+	with := process.WithCommand
+	if e.local {
+		with = process.WithLocalCommand
+	}
+	return []process.Option{with("inc", inc), with("incb", inc), with("dec", dec)}
 }
 
 func (e *env) runner(pool *pgxpool.Pool, typ *process.Type[*jobState], opts ...process.Option) *process.Runner {

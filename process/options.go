@@ -29,6 +29,12 @@ type Envelope struct {
 	Compensation bool
 	// Attempt counts deliveries, from 1.
 	Attempt int
+	// Local is true when a local command ([WithLocalCommand]) runs inside
+	// the transaction of the trigger that decided it. A handler that
+	// would keep that transaction open (a slow call) can return an error
+	// instead: the command then goes to the dispatcher, which delivers it
+	// in a transaction of its own (Local false).
+	Local bool
 	// Metadata carries the correlation ID of the process's trigger and the
 	// command's ID as causation ID; the context a handler gets carries
 	// them too, so events it appends through a repository are stamped.
@@ -61,6 +67,7 @@ type options struct {
 	cmdAttempts  int
 	lease        time.Duration
 	handlers     map[string]CommandHandler
+	local        map[string]bool
 	projOpts     []projection.Option
 	noDispatcher bool
 	noTimers     bool
@@ -75,11 +82,12 @@ func defaultOptions() options {
 		backoff:      backoff.Policy{First: 50 * time.Millisecond, Longest: 5 * time.Second},
 		timerPoll:    time.Second,
 		commandPoll:  time.Second,
-		timerBatch:   500,
+		timerBatch:   1000,
 		commandBatch: 64,
 		cmdAttempts:  10,
 		lease:        30 * time.Second,
 		handlers:     map[string]CommandHandler{},
+		local:        map[string]bool{},
 	}
 }
 
@@ -119,9 +127,31 @@ func WithTimerPoll(d time.Duration) Option { return func(o *options) { o.timerPo
 // it once committed.
 func WithCommandPoll(d time.Duration) Option { return func(o *options) { o.commandPoll = d } }
 
-// WithCommand registers the handler that delivers the commands named name.
+// WithCommand registers the handler that delivers the commands named name:
+// the dispatcher delivers each at least once, in a transaction of its own,
+// after the trigger that decided it committed.
 func WithCommand(name string, h CommandHandler) Option {
-	return func(o *options) { o.handlers[name] = h }
+	return func(o *options) { o.handlers[name] = h; delete(o.local, name) }
+}
+
+// WithLocalCommand registers the handler of the commands named name as a
+// local command: one that only writes to aggregates of the runner's event
+// store, through a repository built on [TxStore]. It runs inside the
+// transaction of the trigger that decided it, and its outcome is handled
+// at once, in the same transaction, as the process's next trigger (ADR
+// 0016): the aggregate's events, the process's events and the checkpoint
+// commit together, and a process whose steps are local commands takes one
+// transaction per event of the log instead of two per step. A local
+// command must have no effect outside that transaction (no message, no
+// call to another service: use [WithCommand] for those), since the
+// transaction may roll back and the trigger be handled again.
+//
+// A local command that fails with an error wrapping [ErrRejected] is
+// reported to the process at once; one that fails otherwise goes to the
+// outbox, and the dispatcher retries it as a command registered with
+// [WithCommand].
+func WithLocalCommand(name string, h CommandHandler) Option {
+	return func(o *options) { o.handlers[name] = h; o.local[name] = true }
 }
 
 // WithCommandAttempts sets how many times a command is delivered before it

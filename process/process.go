@@ -374,9 +374,11 @@ type commandSent struct {
 }
 
 type commandDone struct {
-	ID     uuid.UUID `json:"id"`
-	Name   string    `json:"name"`
-	Failed bool      `json:"failed,omitempty"`
+	ID       uuid.UUID `json:"id"`
+	Name     string    `json:"name"`
+	Failed   bool      `json:"failed,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Rejected bool      `json:"rejected,omitempty"`
 }
 
 type commandOutcome struct {
@@ -559,6 +561,9 @@ type core struct {
 	err      error
 	md       eventstore.Metadata
 	recorded []any // the user events recorded by the trigger, as values
+	// inlineCause, when set, is the local command whose outcome is the
+	// next trigger: its causation ID (the outcome is not stored).
+	inlineCause uuid.UUID
 }
 
 func newCore(k *kind, id string) *core {
@@ -603,6 +608,9 @@ func (c *core) begin(trigger eventstore.Record, now time.Time) {
 	c.trigger, c.step, c.now = trigger.ID, 0, now
 	c.pending, c.commands, c.timers, c.clearAll, c.err, c.recorded = nil, nil, nil, false, nil, nil
 	c.md = eventstore.Metadata{eventstore.CausationIDKey: trigger.ID.String()}
+	if c.inlineCause != uuid.Nil {
+		c.md[eventstore.CausationIDKey], c.inlineCause = c.inlineCause.String(), uuid.Nil
+	}
 	if cid := trigger.Metadata.CorrelationID(); cid != "" {
 		c.md[eventstore.CorrelationIDKey] = cid
 	} else {
@@ -751,14 +759,18 @@ func (c *core) handle(ctx context.Context, rec eventstore.Record, ev projection.
 				return fmt.Errorf("process %s/%s: decode %s: %w", c.k.name, c.id, rec.Type, err)
 			}
 			if !e.Compensation {
-				if _, ok := c.meta.Outstanding[e.ID]; ok {
-					c.emit(typeCommandDone, commandDone{ID: e.ID, Name: e.Name, Failed: rec.Type == typeCommandFailed})
+				if _, ok := c.meta.Outstanding[e.ID]; !ok {
+					// Handled already (a local command's outcome is
+					// handled in the trigger that sent it).
+					return nil
 				}
+				c.emit(typeCommandDone, commandDone{ID: e.ID, Name: e.Name, Failed: rec.Type == typeCommandFailed, Error: e.Error, Rejected: e.Rejected})
 			} else {
 				callUser = false
 				switch {
 				case e.ID != c.meta.InFlight:
 					// An outcome of a compensation no longer awaited.
+					return nil
 				case rec.Type == typeCommandFailed:
 					c.emit(typeCompensationFailed, reasonData{Reason: fmt.Sprintf("compensation %s (%s) failed: %s", e.Name, e.ID, e.Error)})
 				default:

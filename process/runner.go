@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -277,34 +278,64 @@ type router struct {
 	k *kind
 
 	// units holds, per open unit of work (the partitions of a partitioned
-	// type run several at once), the processes it loaded or wrote; the
-	// oldest are forgotten beyond maxUnits.
+	// type run several at once), what the router keeps of it; the oldest
+	// are forgotten beyond maxUnits.
 	mu    sync.Mutex
-	units map[*projpg.Tx]map[string]*core
+	units map[*projpg.Tx]*unitState
 	order []*projpg.Tx
+}
+
+// unitState is what the router keeps of one unit of work.
+type unitState struct {
+	// cache holds the processes the unit loaded or wrote.
+	cache map[string]*core
+	// tx is the unit's transaction, once a trigger wrote; its pending
+	// statements go out with the next one.
+	tx *spTx
+	// savepoints counts the triggers that ran local commands under a
+	// savepoint.
+	savepoints int
+	// written holds, per process, the events the unit appended to its
+	// stream: a process loaded again (after a trigger's writes were
+	// undone) sees them although they are not committed.
+	written map[string][]eventstore.Record
 }
 
 const maxUnits = 64
 
 func newRouter(r *Runner, k *kind) *router {
-	return &router{r: r, k: k, units: map[*projpg.Tx]map[string]*core{}}
+	return &router{r: r, k: k, units: map[*projpg.Tx]*unitState{}}
 }
 
-// cache returns the processes of the unit of work tx.
-func (rt *router) cache(tx *projpg.Tx) map[string]*core {
+// unit returns what the router keeps of the unit of work tx.
+func (rt *router) unit(tx *projpg.Tx) *unitState {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, ok := rt.units[tx]
+	u, ok := rt.units[tx]
 	if !ok {
-		c = map[string]*core{}
-		rt.units[tx] = c
+		u = &unitState{cache: map[string]*core{}, written: map[string][]eventstore.Record{}}
+		rt.units[tx] = u
 		rt.order = append(rt.order, tx)
 		if len(rt.order) > maxUnits {
 			delete(rt.units, rt.order[0])
 			rt.order = rt.order[1:]
 		}
 	}
-	return c
+	return u
+}
+
+// pgx returns the unit's transaction. Statements queued on tx by earlier
+// triggers (outbox rows, timers, the status row) stay queued: they go out
+// with the checkpoint, and nothing a trigger does reads them.
+func (u *unitState) pgx(ctx context.Context, tx *projpg.Tx) (*spTx, error) {
+	if u.tx == nil {
+		ptx, err := tx.Pgx(ctx)
+		if err != nil {
+			return nil, err
+		}
+		u.tx = &spTx{Tx: ptx}
+	}
+	return u.tx, nil
 }
 
 const conflictRetries = 3
@@ -324,20 +355,21 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 		return nil
 	}
 	step.Process(id)
-	cache := rt.cache(tx)
+	u := rt.unit(tx)
 	begun := time.Now()
-	for attempt := 0; ; attempt++ {
-		c, err := rt.load(ctx, cache, id)
+	memo := map[uuid.UUID]inlineResult{}
+	for attempt := 0; ; {
+		c, err := rt.load(ctx, u, id)
 		if err != nil {
 			return err
 		}
 		if c.version == 0 && (rec.Category() == rt.k.category || !slices.Contains(rt.k.starts, rec.Type)) {
 			rt.r.log.Debug("process: event for no process ignored", "type", rt.k.name, "process", id, "event", rec.ID, "event_type", rec.Type)
-			delete(cache, id)
+			delete(u.cache, id)
 			return nil
 		}
 		before, isNew := c.meta.Status, c.version == 0
-		err = rt.apply(ctx, tx, c, rec, ev)
+		err = rt.apply(ctx, tx, u, c, rec, ev, memo)
 		if err == nil {
 			outcome, status = telemetry.OutcomeOK, string(c.meta.Status)
 			if isNew {
@@ -352,16 +384,24 @@ func (rt *router) handle(ctx context.Context, tx *projpg.Tx, ev projection.Event
 			}
 			return nil
 		}
-		delete(cache, id)
-		if !errors.Is(err, eventstore.ErrConcurrencyConflict) || attempt >= conflictRetries || ctx.Err() != nil {
+		delete(u.cache, id)
+		if u.tx != nil {
+			if rerr := u.tx.rollback(ctx); rerr != nil {
+				return errors.Join(err, fmt.Errorf("process %s/%s: roll back the trigger %s: %w", rt.k.name, id, rec.ID, rerr))
+			}
+		}
+		if errors.Is(err, errRedo) && len(memo) <= maxInline {
+			continue
+		}
+		if attempt++; !errors.Is(err, eventstore.ErrConcurrencyConflict) || attempt > conflictRetries || ctx.Err() != nil {
 			return err
 		}
 	}
 }
 
 // load returns process id as this unit of work sees it.
-func (rt *router) load(ctx context.Context, cache map[string]*core, id string) (*core, error) {
-	if c, ok := cache[id]; ok {
+func (rt *router) load(ctx context.Context, u *unitState, id string) (*core, error) {
+	if c, ok := u.cache[id]; ok {
 		return c, nil
 	}
 	c := newCore(rt.k, id)
@@ -376,55 +416,175 @@ func (rt *router) load(ctx context.Context, cache map[string]*core, id string) (
 			return nil, err
 		}
 	}
-	cache[id] = c
+	for _, rec := range u.written[id] {
+		if rec.StreamVersion > c.version {
+			if err := c.load(rec); err != nil {
+				return nil, err
+			}
+		}
+	}
+	u.cache[id] = c
 	return c, nil
 }
 
-// apply handles one trigger and writes its effects in tx.
-func (rt *router) apply(ctx context.Context, tx *projpg.Tx, c *core, rec eventstore.Record, ev projection.Event) error {
-	if err := c.handle(ctx, rec, ev, rt.r.opts.clock()); err != nil {
+// effects are what one trigger does, with the outcomes of its local
+// commands handled in turn.
+type effects struct {
+	events  []eventstore.Event
+	outbox  []commandSent  // commands for the dispatcher
+	inline  []inlineDoneAt // local commands run in the trigger
+	timers  []timerOp      // in order; a zero Name clears every timer
+	notifyT bool
+}
+
+type inlineDoneAt struct {
+	cmd commandSent
+	res inlineResult
+}
+
+// take moves the decisions of the round c just handled into f, and
+// returns the commands it sent.
+func (f *effects) take(c *core) []commandSent {
+	f.events = append(f.events, c.pending...)
+	for _, t := range c.timers {
+		f.timers = append(f.timers, t)
+		if !t.Due.IsZero() {
+			f.notifyT = true
+		}
+	}
+	if c.clearAll {
+		f.timers = append(f.timers, timerOp{})
+	}
+	cmds := make([]commandSent, len(c.commands))
+	for i, cmd := range c.commands {
+		cmds[i] = cmd.commandSent
+	}
+	return cmds
+}
+
+// apply handles one trigger and writes its effects in tx: the process's
+// events, its timers, its commands and its status. Local commands it
+// decides run here, in tx, and their outcomes are handled at once.
+func (rt *router) apply(ctx context.Context, tx *projpg.Tx, u *unitState, c *core, rec eventstore.Record, ev projection.Event, memo map[uuid.UUID]inlineResult) error {
+	now := rt.r.opts.clock()
+	if err := c.handle(ctx, rec, ev, now); err != nil {
 		return err
 	}
-	if len(c.pending) == 0 {
+	var f effects
+	queue := f.take(c)
+	ran := 0
+	for len(queue) > 0 {
+		cmd := queue[0]
+		queue = queue[1:]
+		res, ok := memo[cmd.ID]
+		if !ok && !rt.inlinable(u, cmd, ran) {
+			f.outbox = append(f.outbox, cmd)
+			continue
+		}
+		if !ok {
+			ptx, err := u.pgx(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if !ptx.open {
+				ptx.savepoint()
+				u.savepoints++
+			}
+			var dirty bool
+			res, dirty = rt.r.runInline(ctx, ptx, rt.k.name, c.id, c.md, cmd)
+			if res.kind != inlineDone && dirty {
+				memo[cmd.ID] = res
+				return errRedo
+			}
+		}
+		ran++
+		if res.kind == inlineOutbox {
+			f.outbox = append(f.outbox, cmd)
+			continue
+		}
+		f.inline = append(f.inline, inlineDoneAt{cmd, res})
+		orec, err := c.outcomeRecord(cmd, res)
+		if err != nil {
+			return err
+		}
+		c.inlineCause = cmd.ID
+		if err := c.handle(ctx, orec, projection.Event{Record: orec}, now); err != nil {
+			return err
+		}
+		queue = append(queue, f.take(c)...)
+	}
+	if len(f.events) == 0 {
+		if u.tx != nil {
+			u.tx.release()
+		}
 		return nil
 	}
-	ptx, err := tx.Pgx(ctx)
+	ptx, err := u.pgx(ctx, tx)
 	if err != nil {
 		return err
 	}
-	res, err := rt.r.es.AppendTx(ctx, ptx, c.stream, eventstore.Exact(c.version), c.pending...)
+	res, err := rt.r.es.AppendTx(ctx, ptx, c.stream, eventstore.Exact(c.version), f.events...)
 	if err != nil {
 		return fmt.Errorf("process %s/%s: record the events of trigger %s: %w", rt.k.name, c.id, rec.ID, err)
 	}
+	ptx.release()
+	for i, e := range f.events {
+		sv := max(e.SchemaVersion, 1)
+		u.written[c.id] = append(u.written[c.id], eventstore.Record{ID: e.ID, StreamID: c.stream, StreamVersion: c.version + 1 + int64(i),
+			Type: e.Type, SchemaVersion: sv, Data: e.Data, Metadata: e.Metadata, RecordedAt: now})
+	}
 	c.version = res.Version
+	rt.queue(tx, c, &f)
+	return nil
+}
+
+// inlinable reports whether cmd runs inline: a local command, within the
+// trigger's and the unit's bounds.
+func (rt *router) inlinable(u *unitState, cmd commandSent, ran int) bool {
+	if !rt.r.opts.local[cmd.Name] || ran >= maxInline {
+		return false
+	}
+	return (u.tx != nil && u.tx.open) || u.savepoints < maxSavepoints
+}
+
+// queue queues the trigger's writes besides the process's events.
+func (rt *router) queue(tx *projpg.Tx, c *core, f *effects) {
 	q := rt.r.q
-	for _, cmd := range c.commands {
+	for _, cmd := range f.outbox {
 		tx.Queue(`INSERT INTO `+q+`.process_commands (id, type, process_id, stream_id, name, data, metadata, compensation)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
 			cmd.ID, rt.k.name, c.id, c.stream, cmd.Name, []byte(cmd.Data), map[string]string(c.md), cmd.Compensation)
 	}
-	for _, t := range c.timers {
-		if t.Due.IsZero() {
-			tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2 AND name = $3`, rt.k.name, c.id, t.Name)
-			continue
+	for _, d := range f.inline {
+		st, lastErr := "done", ""
+		if d.res.kind == inlineRejected {
+			st, lastErr = "failed", d.res.err.Error()
 		}
-		tx.Queue(`INSERT INTO `+q+`.process_timers (type, process_id, name, timer_id, stream_id, due_at) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (type, process_id, name) DO UPDATE SET timer_id = EXCLUDED.timer_id, due_at = EXCLUDED.due_at`,
-			rt.k.name, c.id, t.Name, t.ID, c.stream, t.Due)
+		tx.Queue(`INSERT INTO `+q+`.process_commands (id, type, process_id, stream_id, name, data, metadata, compensation, status, attempts, last_error, done_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, now()) ON CONFLICT (id) DO NOTHING`,
+			d.cmd.ID, rt.k.name, c.id, c.stream, d.cmd.Name, []byte(d.cmd.Data), map[string]string(c.md), d.cmd.Compensation, st, lastErr)
 	}
-	if c.clearAll {
-		tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2`, rt.k.name, c.id)
+	for _, t := range f.timers {
+		switch {
+		case t.Name == "":
+			tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2`, rt.k.name, c.id)
+		case t.Due.IsZero():
+			tx.Queue(`DELETE FROM `+q+`.process_timers WHERE type = $1 AND process_id = $2 AND name = $3`, rt.k.name, c.id, t.Name)
+		default:
+			tx.Queue(`INSERT INTO `+q+`.process_timers (type, process_id, name, timer_id, stream_id, due_at) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (type, process_id, name) DO UPDATE SET timer_id = EXCLUDED.timer_id, due_at = EXCLUDED.due_at, claimed_until = NULL`,
+				rt.k.name, c.id, t.Name, t.ID, c.stream, t.Due)
+		}
 	}
 	tx.Queue(`INSERT INTO `+q+`.process_instances AS i (type, process_id, stream_id, status, reason, version, ended_at)
 		VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $4 IN ('completed', 'failed', 'compensated') THEN now() END)
 		ON CONFLICT (type, process_id) DO UPDATE SET status = $4, reason = $5, version = $6, updated_at = now(),
 			ended_at = CASE WHEN $4 IN ('completed', 'failed', 'compensated') THEN coalesce(i.ended_at, now()) END`,
 		rt.k.name, c.id, c.stream, string(c.meta.Status), c.meta.Reason, c.version)
-	if len(c.commands) > 0 {
+	if len(f.outbox) > 0 {
 		tx.Queue(`SELECT pg_notify($1, 'c')`, rt.r.notify)
 	}
-	if len(c.timers) > 0 {
+	if f.notifyT {
 		tx.Queue(`SELECT pg_notify($1, 't')`, rt.r.notify)
 	}
-	return nil
 }

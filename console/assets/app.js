@@ -116,6 +116,7 @@ async function refresh() {
       dl.appendChild(tr);
     }
     drawProcessTypes(o.processes);
+    if (shownProcess) showProcess(shownProcess.type, shownProcess.id);
     text(document.getElementById("processerror"), o.processes_error || "");
     const browser = document.getElementById("browser");
     if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
@@ -170,10 +171,15 @@ async function listProcesses(type, status) {
     document.body.dataset.processlist = type + "/" + status;
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
+// The process shown is redrawn with each refresh: its timers go overdue
+// or fire, its history grows.
+let shownProcess = null;
 async function showProcess(type, id) {
+  shownProcess = {type: type, id: id};
   try {
     const p = await getJSON("api/process?" + new URLSearchParams({type: type, id: id}));
     text(document.getElementById("processtitle"), p.type + " " + p.id + " — " + p.status + (p.reason ? " (" + p.reason + ")" : ""));
+    drawTimers(p.timers || []);
     const tbody = document.querySelector("#processhistory tbody");
     tbody.replaceChildren();
     for (const e of p.history) {
@@ -184,6 +190,29 @@ async function showProcess(type, id) {
     }
     document.body.dataset.process = type + "/" + id;
   } catch (e) { document.getElementById("error").textContent = String(e); }
+}
+// A process's timers: pending (overdue in the warning style once due and
+// not fired), fired, cancelled or replaced.
+function drawTimers(timers) {
+  const table = document.getElementById("processtimers"), tbody = table.querySelector("tbody");
+  table.hidden = timers.length === 0;
+  tbody.replaceChildren();
+  for (const tm of timers) {
+    const tr = document.createElement("tr");
+    tr.dataset.timer = tm.name;
+    tr.className = "timer-" + tm.state + (tm.overdue ? " overdue" : "");
+    cell(tr, tm.name, "name");
+    const due = cell(tr, new Date(tm.due).toLocaleString(), "due");
+    if (tm.overdue) {
+      const warn = document.createElement("span");
+      warn.className = "warning overdue"; text(warn, " overdue by " + age(Math.max(Date.now() - Date.parse(tm.due), 0) / 1000));
+      due.appendChild(warn);
+    }
+    cell(tr, tm.state, "state");
+    cell(tr, new Date(tm.scheduled_at).toLocaleString());
+    cell(tr, tm.ended_at ? new Date(tm.ended_at).toLocaleString() : "-", "ended");
+    tbody.appendChild(tr);
+  }
 }
 // The stream browser: every value from the server is set with textContent.
 function eventData(e) {

@@ -137,9 +137,10 @@ func WithCreditDelay(f func(account string) time.Duration) TransferCommandsOptio
 }
 
 // TransferCommands returns the runner options that deliver the transfer
-// process's commands to the accounts and transfers of es, inside the
-// dispatcher's transaction (through a [process.TxStore]), so each command
-// is applied once.
+// process's commands to the accounts and transfers of es, as local
+// commands (process.WithLocalCommand) that append through a
+// [process.TxStore] inside the transaction of the trigger that decided
+// them, so each command is applied once.
 func TransferCommands(es *espg.Store, opts ...TransferCommandsOption) ([]process.Option, error) {
 	var c transferCommands
 	for _, o := range opts {
@@ -175,18 +176,6 @@ func TransferCommands(es *espg.Store, opts ...TransferCommandsOption) ([]process
 	withdraw := func(ctx context.Context, m MoveCommand) (eventstore.AppendResult, error) {
 		return b.accounts.Update(ctx, m.Account, func(a *Account) error { return a.Withdraw(m.Cents, m.Currency, m.Transfer) })
 	}
-	credit := func(ctx context.Context, m MoveCommand) (eventstore.AppendResult, error) {
-		if c.creditDelay != nil {
-			if d := c.creditDelay(m.Account); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					return eventstore.AppendResult{}, ctx.Err()
-				}
-			}
-		}
-		return deposit(ctx, m)
-	}
 	complete := func(ctx context.Context, m MoveCommand) (eventstore.AppendResult, error) {
 		return b.transfers.Update(ctx, m.Transfer, func(t *Transfer) error { return t.Complete() })
 	}
@@ -198,13 +187,37 @@ func TransferCommands(es *espg.Store, opts ...TransferCommandsOption) ([]process
 			return t.Fail(m.Reason, m.Reason == "compensated: refunded")
 		})
 	}
+	// Every command only updates aggregates of es: each is a local
+	// command, run in the transaction of the trigger that decided it
+	// (ADR 0016).
 	return []process.Option{
-		process.WithCommand(CmdDebit, accountCmd(withdraw)),
-		process.WithCommand(CmdCredit, accountCmd(credit)),
-		process.WithCommand(CmdRefund, accountCmd(deposit)),
-		process.WithCommand(CmdUncredit, accountCmd(withdraw)),
-		process.WithCommand(CmdCompleteTransfer, accountCmd(complete)),
-		process.WithCommand(CmdFailTransfer, accountCmd(fail)),
+		process.WithLocalCommand(CmdDebit, accountCmd(withdraw)),
+		process.WithLocalCommand(CmdCredit, func(ctx context.Context, cmd process.Envelope) error {
+			var m MoveCommand
+			if err := cmd.Decode(&m); err != nil {
+				return process.Reject(err)
+			}
+			if c.creditDelay != nil {
+				if d := c.creditDelay(m.Account); d > 0 {
+					if cmd.Local {
+						// Not in the trigger's transaction: the
+						// dispatcher delivers it, in its own.
+						return fmt.Errorf("bank: credit of %s: slow bank, delivered later", m.Account)
+					}
+					select {
+					case <-time.After(d):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			_, err := deposit(ctx, m)
+			return refuse(err)
+		}),
+		process.WithLocalCommand(CmdRefund, accountCmd(deposit)),
+		process.WithLocalCommand(CmdUncredit, accountCmd(withdraw)),
+		process.WithLocalCommand(CmdCompleteTransfer, accountCmd(complete)),
+		process.WithLocalCommand(CmdFailTransfer, accountCmd(fail)),
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,24 +77,26 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 		return err
 	}
 	const steps = 3
-	steps3 := &process.Type[*pcState]{
-		Name: "steps3", Starts: []string{"Go"}, Types: []string{"Go"}, Categories: []string{"go"}, Partitions: 4,
-		Correlate: process.ByStream, New: func(string) *pcState { return &pcState{} },
-		Handle: func(ctx context.Context, p *process.Process[*pcState], t process.Trigger) error {
-			switch {
-			case t.Is("Go"):
-				p.Send("bump", p.ID()+"-1")
-			case t.Kind == process.CommandSucceeded:
-				var n int
-				fmt.Sscanf(t.Command.Name, "bump%d", &n)
-				if n+1 >= steps {
-					p.Complete()
-					return nil
+	stepsType := func(name string, partitions int) *process.Type[*pcState] {
+		return &process.Type[*pcState]{
+			Name: name, Starts: []string{"Go"}, Types: []string{"Go"}, Categories: []string{"go" + name}, Partitions: partitions,
+			Correlate: process.ByStream, New: func(string) *pcState { return &pcState{} },
+			Handle: func(ctx context.Context, p *process.Process[*pcState], t process.Trigger) error {
+				switch {
+				case t.Is("Go"):
+					p.Send("bump", p.ID()+"-1")
+				case t.Kind == process.CommandSucceeded:
+					var n int
+					fmt.Sscanf(t.Command.Name, "bump%d", &n)
+					if n+1 >= steps {
+						p.Complete()
+						return nil
+					}
+					p.Send(fmt.Sprintf("bump%d", n+1), fmt.Sprintf("%s-%d", p.ID(), n+2))
 				}
-				p.Send(fmt.Sprintf("bump%d", n+1), fmt.Sprintf("%s-%d", p.ID(), n+2))
-			}
-			return nil
-		},
+				return nil
+			},
+		}
 	}
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
@@ -120,28 +123,38 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 	}
 	opts := []process.Option{process.WithLogger(quiet), process.WithClock(clock), process.WithTimerPoll(10 * time.Millisecond),
 		process.WithCommandPoll(50 * time.Millisecond), process.WithDispatchWorkers(8)}
-	for i := range steps {
-		name := "bump"
-		if i > 0 {
-			name = fmt.Sprintf("bump%d", i)
+	// run runs a runner of types until the returned stop.
+	run := func(types []process.Definition, local bool) (stop func(), err error) {
+		o := slices.Clone(opts)
+		with := process.WithCommand
+		if local {
+			with = process.WithLocalCommand
 		}
-		opts = append(opts, process.WithCommand(name, handler))
-	}
-	r, err := process.NewRunner(env.Pool, es, ps, []process.Definition{steps3, ticks}, opts...)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	select {
-	case <-r.Ready():
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("process runner not ready after 30s")
+		for i := range steps {
+			name := "bump"
+			if i > 0 {
+				name = fmt.Sprintf("bump%d", i)
+			}
+			o = append(o, with(name, handler))
+		}
+		r, err := process.NewRunner(env.Pool, es, ps, types, o...)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Migrate(ctx); err != nil {
+			return nil, err
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		stop = func() { cancel(); <-done }
+		select {
+		case <-r.Ready():
+			return stop, nil
+		case <-time.After(30 * time.Second):
+			stop()
+			return nil, errors.New("process runner not ready after 30s")
+		}
 	}
 	q := pgx.Identifier{schema}.Sanitize()
 	count := func(sql string, args ...any) (int, error) {
@@ -185,25 +198,41 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 		return <-errs
 	}
 
-	// Process steps: P processes of 3 steps, started at once; the
-	// dispatcher delivers 8 commands at a time.
+	// Process steps: P processes of 3 steps, started at once: with
+	// commands the dispatcher delivers (8 at a time), then with local
+	// commands run in the trigger's transaction (ADR 0016).
 	nProc := env.N(400, 40)
-	t0 := time.Now()
-	if err := appendStarts("go", "Go", nProc); err != nil {
-		return nil, err
+	variants := []struct {
+		name       string
+		local      bool
+		partitions int
+	}{{"dsteps", false, 4}, {"lsteps", true, 4}, {"lsteps8", true, 8}}
+	procTimes := make([]time.Duration, len(variants))
+	for i, v := range variants {
+		stop, err := run([]process.Definition{stepsType(v.name, v.partitions)}, v.local)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if err := appendStarts("go"+v.name, "Go", nProc); err != nil {
+			stop()
+			return nil, err
+		}
+		err = waitCount("processes completed", nProc, 5*time.Minute,
+			`SELECT count(*) FROM %s.process_instances WHERE type = $1 AND status = 'completed'`, v.name)
+		procTimes[i] = time.Since(t0)
+		stop()
+		if err != nil {
+			return nil, err
+		}
 	}
-	if err := waitCount("processes completed", nProc, 5*time.Minute,
-		`SELECT count(*) FROM %s.process_instances WHERE type = 'steps3' AND status = 'completed'`); err != nil {
-		return nil, err
-	}
-	procTime := time.Since(t0)
 	// Baseline: the same 3 updates per process with Repository.Update, 8
 	// goroutines.
 	direct, err := aggregate.NewRepository(es, reg, func(string) *pcCounter { return &pcCounter{} }, aggregate.WithCategory("pd"))
 	if err != nil {
 		return nil, err
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for w := range 8 {
@@ -230,11 +259,23 @@ func benchProcess(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 	directTime := time.Since(t0)
-	rows := []Row{ratioRow(fmt.Sprintf("Process steps/s (%d processes x 3 steps, 4 partitions, 8 commands delivered at once) vs Repository.Update x 3 from 8 goroutines", nProc),
-		rate(nProc*steps, procTime), rate(nProc*steps, directTime), "steps/s", 0.5, true)}
+	var rows []Row
+	for i, v := range variants {
+		how := fmt.Sprintf("commands delivered by the dispatcher (8 at once), %d partitions", v.partitions)
+		if v.local {
+			how = fmt.Sprintf("local commands in the trigger's transaction, %d partitions", v.partitions)
+		}
+		rows = append(rows, ratioRow(fmt.Sprintf("Process steps/s (%d processes x 3 steps, %s) vs Repository.Update x 3 from 8 goroutines", nProc, how),
+			rate(nProc*steps, procTimes[i]), rate(nProc*steps, directTime), "steps/s", 0.5, true))
+	}
 
 	// Timers: T processes each with a timer due in a minute; then the
 	// clock jumps past them and every timer is due at once.
+	stop, err := run([]process.Definition{ticks}, true)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
 	nTimers := env.N(10000, 1000)
 	if err := appendStarts("tick", "Tick", nTimers); err != nil {
 		return nil, err

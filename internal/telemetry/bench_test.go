@@ -44,3 +44,15 @@ func BenchmarkAppendSDK(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	benchAppend(b, telemetry.Providers{Tracer: tp, Meter: mp}, true, exp.Reset)
 }
+
+// The SDK's cost split: metrics only (spans not recorded), and spans only.
+func BenchmarkAppendSDKMetricsOnly(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	benchAppend(b, telemetry.Providers{Meter: mp}, false, nil)
+}
+
+func BenchmarkAppendSDKTracingOnly(b *testing.B) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	benchAppend(b, telemetry.Providers{Tracer: tp}, true, exp.Reset)
+}

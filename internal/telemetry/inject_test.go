@@ -4,7 +4,10 @@ import (
 	"context"
 	"testing"
 
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chronicle-go/chronicle/eventstore"
@@ -62,5 +65,35 @@ func TestInjectMatchesThePropagator(t *testing.T) {
 				t.Errorf("SpanContext of the metadata = %+v, want %+v", got, sc)
 			}
 		})
+	}
+}
+
+// The append span's chronicle.position is the position as
+// Position.String writes it.
+func TestAppendSpanPosition(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	s := telemetry.NewStore(telemetry.Providers{Tracer: tp, Meter: noopmetric.NewMeterProvider()}, "postgresql", true)
+	for _, pos := range []eventstore.Position{{TxID: 1, Seq: 0}, {TxID: 18446744073709551615, Seq: 18446744073709551615}, {TxID: 987654, Seq: 12}} {
+		exp.Reset()
+		_, _, op := s.StartAppend(context.Background(), "acct-1", eventstore.Any, []eventstore.Event{{Type: "A"}})
+		var err error
+		op.End(&eventstore.AppendResult{Version: 1, Position: pos}, &err)
+		spans := exp.GetSpans()
+		if len(spans) != 1 {
+			t.Fatalf("%d spans", len(spans))
+		}
+		found := false
+		for _, a := range spans[0].Attributes {
+			if a.Key == telemetry.KeyPosition {
+				found = true
+				if a.Value.AsString() != pos.String() {
+					t.Errorf("chronicle.position = %q, want %q", a.Value.AsString(), pos.String())
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no chronicle.position on the span of an append at %s", pos)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -97,7 +98,7 @@ func (op AppendOp) End(res *eventstore.AppendResult, err *error) {
 			op.span.SetStatus(codes.Error, (*err).Error())
 		} else {
 			op.span.SetAttributes(op.s.system, KeyStream.String(op.stream), KeyEventCount.Int(op.n), expectedAttr(op.expected),
-				KeyConflict.Bool(false), KeyVersion.Int64(res.Version), KeyPosition.String(res.Position.String()))
+				KeyConflict.Bool(false), KeyVersion.Int64(res.Version), KeyPosition.String(positionString(res.Position)))
 		}
 	}
 	op.span.End()
@@ -150,6 +151,15 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, read fun
 			}
 		}
 	}
+}
+
+// positionString is p.String() in one allocation: "txid/seq".
+func positionString(p eventstore.Position) string {
+	var b [41]byte
+	out := strconv.AppendUint(b[:0], p.TxID, 10)
+	out = append(out, '/')
+	out = strconv.AppendUint(out, p.Seq, 10)
+	return string(out)
 }
 
 // expectedAttr is the expected version as an attribute: the exact version,

@@ -83,6 +83,11 @@ type Config struct {
 	// slog.Default(). cmd/demo logs warnings and errors to stderr, so that
 	// they stay visible without interleaving info lines with the narration.
 	Logger *slog.Logger
+	// TransferTimeout is the transfer process's timeout of a credit
+	// (default DefaultTransferTimeout); the slow bank's credits take three
+	// times as long. Tests on a loaded machine give more, so the credit
+	// that must complete in time does.
+	TransferTimeout time.Duration
 	// TracerProvider and MeterProvider, when set, trace and measure the
 	// event store, the relay, the projection runner, the bank's
 	// repositories and the transfer process (make demo-observe sets them;
@@ -165,6 +170,9 @@ func withDefaults(c Config) Config {
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
+	}
+	if c.TransferTimeout <= 0 {
+		c.TransferTimeout = DefaultTransferTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

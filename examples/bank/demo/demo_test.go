@@ -81,6 +81,9 @@ func check(t *testing.T, cfg demo.Config, res demo.Result, out string) {
 
 func small(c demo.Config) demo.Config {
 	c.Clients, c.Commands, c.Accounts, c.Seed = 4, 25, 6, 7
+	// Under the load of the whole suite, a credit can take longer than
+	// the demo's 500ms: the transfer meant to complete would time out.
+	c.TransferTimeout = 2 * time.Second
 	return c
 }
 

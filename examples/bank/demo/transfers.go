@@ -14,14 +14,16 @@ import (
 	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
-// transferTimeout is the demo's short timeout of a transfer's credit.
-const transferTimeout = 500 * time.Millisecond
+// DefaultTransferTimeout is the demo's short timeout of a transfer's
+// credit (Config.TransferTimeout).
+const DefaultTransferTimeout = 500 * time.Millisecond
 
 // processTransfers runs three transfers through the transfer process: one
 // completes, one is compensated because its target is closed, one is
 // compensated because its credit is not done within the timeout.
 func (d *demo) processTransfers(ctx context.Context) error {
 	d.step("Transfers as a process: debit, credit, compensation, timeout")
+	transferTimeout := d.cfg.TransferTimeout
 	es, ok := d.events.(*espg.Store)
 	if !ok || d.cfg.Pool == nil {
 		d.say("    skipped: the transfer process keeps its timers and commands in PostgreSQL")
@@ -34,7 +36,7 @@ func (d *demo) processTransfers(ctx context.Context) error {
 	const slow = "slowbank"
 	cmds, err := bank.TransferCommands(es, bank.WithCreditDelay(func(account string) time.Duration {
 		if account == slow {
-			return 3 * transferTimeout
+			return 5 * transferTimeout // a wide margin: the timer must fire first, also on a loaded machine
 		}
 		return 0
 	}))
@@ -107,6 +109,16 @@ func (d *demo) processTransfers(ctx context.Context) error {
 		}
 		if inst.Status != tr.want {
 			return fmt.Errorf("demo: transfer process %s ended %s (%s), want %s", tr.id, inst.Status, inst.Reason, tr.want)
+		}
+		// The process's last event is after every event its last
+		// transaction appended (local commands run in it): wait for the
+		// read models to pass it.
+		hist, err := admin.History(ctx, bank.TransferProcessName, tr.id)
+		if err != nil {
+			return err
+		}
+		if len(hist) > 0 {
+			d.saw(eventstore.AppendResult{Position: hist[len(hist)-1].Position})
 		}
 		t, err := d.bank.LoadTransfer(ctx, tr.id)
 		if err != nil {

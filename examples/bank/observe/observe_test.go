@@ -156,7 +156,8 @@ func TestObservableServiceExportsMetrics(t *testing.T) {
 	served := false
 	cfg := observe.Config{
 		Demo: demo.Config{Pool: pool, Schema: schema, NATSURL: n.URL(), Stream: testenv.Name("BANK_OBS"),
-			SubjectPrefix: strings.ToLower(testenv.Name("bank_obs")) + ".events", Clients: 2, Commands: 10, Accounts: 4, Seed: 3},
+			SubjectPrefix: strings.ToLower(testenv.Name("bank_obs")) + ".events", Clients: 2, Commands: 10, Accounts: 4, Seed: 3,
+			TransferTimeout: 2 * time.Second}, // a loaded machine: the credit meant to complete does
 		Addr:   "127.0.0.1:0",
 		Out:    &out,
 		Traces: &traces,
