@@ -113,6 +113,9 @@ type groupCommitter struct {
 	s       *Store
 	lockSQL string
 	sql     string
+	// lockTimeout is groupLockTimeout (tests lengthen it to hold the
+	// flusher on a lock for as long as they need).
+	lockTimeout time.Duration
 
 	mu      sync.Mutex
 	queue   []*groupRequest
@@ -138,7 +141,7 @@ type groupCommitter struct {
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
 	lock, batch := groupStatements(q)
-	return &groupCommitter{s: s, lockSQL: lock, sql: batch, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &groupCommitter{s: s, lockSQL: lock, sql: batch, lockTimeout: groupLockTimeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // enqueue queues r, starting the flusher if none runs; false means the
@@ -429,7 +432,7 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		// groupLockTimeout fails the statement (55P03, nothing written)
 		// and the appends concerned run alone on pool connections,
 		// where only they wait.
-		if _, err = c.Exec(ctx, `SET lock_timeout = `+quoteLiteral(fmt.Sprintf("%dms", groupLockTimeout.Milliseconds()))); err != nil {
+		if _, err = c.Exec(ctx, `SET lock_timeout = `+quoteLiteral(fmt.Sprintf("%dms", g.lockTimeout.Milliseconds()))); err != nil {
 			return err
 		}
 		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {

@@ -204,6 +204,10 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
 	t.Cleanup(s.Close)
+	// The flusher waits for a busy stream lock until the test ends it,
+	// not for 100 ms: X must hold it while A queues, and A's batch wait
+	// until A's context ends, however slow the machine.
+	espg.SetGroupLockTimeout(s, time.Minute)
 	c := ctx(t)
 	held := []string{"held-1", "held-2"}
 	for i := range espg.GroupOverflow {
