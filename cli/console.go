@@ -26,7 +26,8 @@ func (s *session) consoleCommand() *cobra.Command {
 		Short: "Serve the operations console, a web page, until interrupted",
 		Long: `Serve the operations console (own binary only: it needs the projections'
 code): a web page showing the head of the event log, the events an open
-transaction holds back and its pid, the relay's leader, each projection's
+transaction holds back and its pid, the relay's leader (a warning when
+none leads) and lag, each projection's
 state, build, checkpoint, lag, rate and dead letters, the builds kept,
 the dead letters, and a
 stream browser (streams, a stream's events, a correlation ID's causation

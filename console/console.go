@@ -66,7 +66,12 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 func WithLog(store LogStatuser) Option { return func(h *Handler) { h.logStatus = store } }
 
 // WithRelay shows which relay built with opts (schema and name) leads, read
-// from PostgreSQL ([relay.ReadLeadership]).
+// from PostgreSQL ([relay.ReadLeadership]), or that none leads (readiness
+// fails then: nothing publishes the log). When the console reads the log
+// ([WithLog] with a store that reads it, such as *espg.Store, or
+// [WithStreams]), it shows the relay's lag too: the events after its
+// stored checkpoint ([relay.ReadCheckpoint]), up to [MaxRelayLag], plus
+// those held back, and the age of the oldest.
 func WithRelay(pool *pgxpool.Pool, opts ...relay.Option) Option {
 	return func(h *Handler) { h.relayPool, h.relayOpts = pool, opts }
 }
@@ -159,13 +164,6 @@ type LogOverview struct {
 	OldestOpenSeconds float64 `json:"oldest_open_seconds"`
 }
 
-// RelayOverview says whether a relay leads, and its connection's pid.
-type RelayOverview struct {
-	Name   string `json:"name"`
-	Leader bool   `json:"leader"`
-	PID    int    `json:"pid,omitempty"`
-}
-
 // ProjectionOverview is one projection's status.
 type ProjectionOverview struct {
 	Name        string  `json:"name"`
@@ -256,11 +254,9 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	if h.relayPool != nil {
-		l, err := relay.ReadLeadership(ctx, h.relayPool, h.relayOpts...)
-		if err != nil {
+		if o.Relay, err = h.relayOverview(ctx, o.Log); err != nil {
 			return o, err
 		}
-		o.Relay = &RelayOverview{Name: l.Name, Leader: l.Held, PID: l.PID}
 	}
 	return o, nil
 }

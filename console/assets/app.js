@@ -59,6 +59,26 @@ function drawBuilds(builds, actions) {
     tbody.appendChild(tr);
   }
 }
+// The relay: its leader (none leading is a warning: readiness fails, and
+// nothing publishes the log) and its lag behind the log.
+function drawRelay(r) {
+  const lead = document.getElementById("relay"), lag = document.getElementById("relaylag");
+  lead.className = ""; lag.className = ""; lead.title = "";
+  if (r === null) { text(lead, "not watched"); text(lag, "-"); return; }
+  if (r.leader) {
+    text(lead, "pid " + r.pid + (r.application ? " (" + r.application + (r.client ? ", " + r.client : "") + ")" : ""));
+  } else {
+    lead.className = "warning";
+    text(lead, "no relay is leading");
+    lead.title = "Nothing publishes the log to NATS, and readiness fails until a relay takes the leadership.";
+  }
+  if (r.lag_error) { lag.className = "error"; text(lag, r.lag_error); return; }
+  if (!r.lag) { text(lag, "-"); return; }
+  const l = r.lag;
+  text(lag, (l.capped ? ">" : "") + l.events + " events" + (l.events > 0 ? ", oldest " + age(l.seconds) : "") +
+    (l.checkpoint ? " (checkpoint " + l.checkpoint + ")" : " (nothing published yet)"));
+  if (!r.leader && l.events > 0) lag.className = "warning";
+}
 async function refresh() {
   try {
     const o = await getJSON("api/overview");
@@ -66,7 +86,7 @@ async function refresh() {
     text(document.getElementById("mode"), o.actions ? "actions enabled" : "read-only");
     text(document.getElementById("head"), o.log.head);
     text(document.getElementById("held"), o.log.held_back > 0 ? o.log.held_back + " events, by pid " + o.log.oldest_pid + " open " + age(o.log.oldest_open_seconds) : "0");
-    text(document.getElementById("relay"), o.relay === null ? "not watched" : (o.relay.leader ? "pid " + o.relay.pid : "none leads"));
+    drawRelay(o.relay);
     const tbody = document.querySelector("#projections tbody");
     tbody.replaceChildren();
     for (const p of o.projections) {
