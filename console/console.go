@@ -185,15 +185,19 @@ type ProjectionOverview struct {
 	Rebuild *RebuildOverview `json:"rebuild,omitempty"`
 }
 
-// DeadLetterOverview is one dead letter.
+// DeadLetterOverview is one dead letter. With the stream browser
+// ([WithStreams]) the page opens its stream at the event to inspect it.
 type DeadLetterOverview struct {
-	Projection string `json:"projection"`
-	EventID    string `json:"event_id"`
-	Stream     string `json:"stream"`
-	Version    int64  `json:"version"`
-	Type       string `json:"type"`
-	Attempts   int    `json:"attempts"`
-	Error      string `json:"error"`
+	Projection string    `json:"projection"`
+	Build      string    `json:"build"`
+	EventID    string    `json:"event_id"`
+	Stream     string    `json:"stream"`
+	Version    int64     `json:"version"`
+	Position   string    `json:"position"`
+	Type       string    `json:"type"`
+	Attempts   int       `json:"attempts"`
+	Error      string    `json:"error"`
+	FailedAt   time.Time `json:"failed_at"`
 }
 
 // Overview gathers what the page shows.
@@ -232,8 +236,9 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 			return o, err
 		}
 		for _, dl := range dls {
-			o.DeadLetters = append(o.DeadLetters, DeadLetterOverview{Projection: dl.Projection, EventID: dl.EventID.String(),
-				Stream: dl.StreamID, Version: dl.StreamVersion, Type: dl.Type, Attempts: dl.Attempts, Error: dl.Error})
+			o.DeadLetters = append(o.DeadLetters, DeadLetterOverview{Projection: dl.Projection, Build: dl.Build.String(), EventID: dl.EventID.String(),
+				Stream: dl.StreamID, Version: dl.StreamVersion, Position: dl.Position.String(), Type: dl.Type, Attempts: dl.Attempts,
+				Error: dl.Error, FailedAt: dl.FailedAt})
 		}
 	}
 	if h.logStatus != nil {

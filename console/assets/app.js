@@ -121,8 +121,19 @@ async function refresh() {
     for (const d of o.dead_letters) {
       const tr = document.createElement("tr");
       tr.dataset.event = d.event_id;
-      cell(tr, d.projection); cell(tr, d.event_id); cell(tr, d.stream + " v" + d.version); cell(tr, d.type);
-      cell(tr, String(d.attempts)); cell(tr, d.error);
+      cell(tr, d.projection); cell(tr, d.event_id);
+      const st = cell(tr, "", "stream");
+      if (o.streams) {
+        // Inspect: open the stream in the browser, at the event.
+        const a = document.createElement("a");
+        a.href = "#"; a.className = "inspect"; a.title = "Show the event in its stream";
+        text(a, d.stream + " v" + d.version);
+        a.onclick = (ev) => { ev.preventDefault(); showStream(d.stream, d.event_id, Math.max(1, d.version - 20)); };
+        st.appendChild(a);
+      } else {
+        text(st, d.stream + " v" + d.version);
+      }
+      cell(tr, d.type); cell(tr, String(d.attempts)); cell(tr, new Date(d.failed_at).toLocaleString(), "failedat"); cell(tr, d.error);
       const td = cell(tr, "");
       if (o.actions) {
         for (const [action, label] of [["retry", "Retry"], ["discard", "Discard"]]) {
@@ -237,6 +248,7 @@ function drawTimers(timers) {
 // The stream browser: every value from the server is set with textContent.
 function eventData(e) {
   const raw = JSON.stringify(e.data);
+  if (document.getElementById("raw").checked) return raw;
   if (e.decode_error) return raw + "  (decode: " + e.decode_error + ")";
   if (e.decoded) return JSON.stringify(e.decoded.length === 1 ? e.decoded[0] : e.decoded);
   return raw;
@@ -257,9 +269,14 @@ async function listStreams() {
     document.body.dataset.streams = String(Number(document.body.dataset.streams || 0) + 1);
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
-async function showStream(id) {
+// showStream shows a stream's events (from version from, when given);
+// inspected, when given, is the ID of the event to mark and scroll to (a
+// dead letter's).
+async function showStream(id, inspected, from) {
   try {
-    const evs = await getJSON("api/stream?" + new URLSearchParams({id: id}));
+    const q = {id: id};
+    if (from) q.from = String(from);
+    const evs = await getJSON("api/stream?" + new URLSearchParams(q));
     text(document.getElementById("streamtitle"), id);
     const tbody = document.querySelector("#events tbody");
     tbody.replaceChildren();
@@ -277,9 +294,14 @@ async function showStream(id) {
         td.appendChild(a);
       }
       cell(tr, eventData(e), "data");
+      if (e.event_id === inspected) tr.className = "inspected";
       tbody.appendChild(tr);
     }
     document.body.dataset.stream = id;
+    document.body.dataset.inspected = inspected || "";
+    document.body.dataset.from = from ? String(from) : "";
+    const marked = tbody.querySelector("tr.inspected");
+    if (marked) marked.scrollIntoView({block: "center"});
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
 function treeNode(e) {
@@ -305,6 +327,13 @@ async function follow(id) {
     document.body.dataset.followed = id;
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
+// Raw or upcast: redraw what is shown.
+document.getElementById("raw").onchange = () => {
+  const b = document.body.dataset;
+  if (b.stream) showStream(b.stream, b.inspected, Number(b.from) || 0);
+  if (b.followed) follow(b.followed);
+  if (shownProcess) showProcess(shownProcess.type, shownProcess.id);
+};
 document.getElementById("streamsearch").onsubmit = (ev) => { ev.preventDefault(); listStreams(); };
 document.getElementById("corrform").onsubmit = (ev) => { ev.preventDefault(); follow(document.getElementById("corrid").value); };
 refresh();
