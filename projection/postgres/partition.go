@@ -14,6 +14,10 @@ import (
 
 var _ projection.PartitionStore = (*Store)(nil)
 
+// idleFloor is the least idle_in_transaction_session_timeout a partition's
+// unit of work sets for itself (its lease's time left, when longer).
+const idleFloor = time.Second
+
 // ttlMillis is a lease TTL as the milliseconds the SQL statements take.
 func ttlMillis(ttl time.Duration) int64 { return max(ttl.Milliseconds(), 1) }
 
@@ -175,8 +179,22 @@ func (s *Store) BeginPartition(ctx context.Context, l projection.Lease) (project
 		return nil, fmt.Errorf("postgres: begin transaction for %s partition %d: %w", b, l.Partition, err)
 	}
 	var txid, seq int64
-	err = tx.QueryRow(ctx, `SELECT tx_id, seq FROM `+s.q+`.projection_partition_checkpoints
-		WHERE name = $1 AND version = $2 AND generation = $3 AND partition = $4`, b.Name, b.Version, b.Generation, l.Partition).Scan(&txid, &seq)
+	// The same statement bounds how long the transaction may sit idle: a
+	// runner paused (or cut off with its connection left open) after its
+	// fenced checkpoint write would otherwise hold the partition's lease
+	// and checkpoint rows, and a transaction ID, until the connection
+	// ends (hours for a half-open one). The bound is what is left of the
+	// lease on the database's clock (about a TTL, at least idleFloor);
+	// PostgreSQL then ends the session, its locks go, and the partition is
+	// taken over once the lease expires. SET LOCAL (set_config's true):
+	// the pooled connection is back to its own setting after the
+	// transaction.
+	var timeout string
+	err = tx.QueryRow(ctx, `SELECT c.tx_id, c.seq, set_config('idle_in_transaction_session_timeout',
+			greatest(coalesce(ceil(extract(epoch FROM l.expires_at - now()) * 1000), 0), $5)::bigint::text, true)
+		FROM `+s.q+`.projection_partition_checkpoints c LEFT JOIN `+s.q+`.projection_leases l USING (name, version, generation, partition)
+		WHERE c.name = $1 AND c.version = $2 AND c.generation = $3 AND c.partition = $4`,
+		b.Name, b.Version, b.Generation, l.Partition, idleFloor.Milliseconds()).Scan(&txid, &seq, &timeout)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = fmt.Errorf("no checkpoint row: the partition was never leased")
 	}
@@ -262,10 +280,10 @@ var errCheckpointMoved = errors.New("checkpoint moved")
 // Commit runs the queued statements and commits; a unit of work that has
 // not written the checkpoint first checks that the lease is still held.
 func (t *partUnit) Commit(ctx context.Context) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	if !t.written {
-		if err := t.flush(ctx); err != nil {
-			return err
-		}
 		b, l := t.b, t.l
 		rows, err := t.tx.Query(ctx, fmt.Sprintf(fenceSQL, t.s.q), b.Name, b.Version, b.Generation, l.Partition, l.Owner, l.Epoch)
 		if err != nil {
@@ -280,7 +298,13 @@ func (t *partUnit) Commit(ctx context.Context) error {
 			return t.lost(ctx)
 		}
 	}
-	return t.unit.Commit(ctx)
+	t.done = true
+	if err := t.tx.Commit(ctx); err != nil {
+		// A session ended by the server (its idle timeout, after a pause
+		// past the lease) fails here: nothing of the unit was committed.
+		return fmt.Errorf("postgres: commit %s partition %d (epoch %d): %w", t.b, t.l.Partition, t.l.Epoch, err)
+	}
+	return nil
 }
 
 // Activate refuses: a partition's unit of work does not switch builds.

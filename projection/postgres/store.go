@@ -272,7 +272,8 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, name string, eventID uuid.
 
 // Transient reports whether err is a passing failure of PostgreSQL or of
 // the connection to it (connection errors, timeouts, serialization
-// failures and deadlocks, a server shutting down or out of resources),
+// failures and deadlocks, a server shutting down or out of resources, a
+// session ended by its idle-in-transaction timeout),
 // rather than one caused by the statements of a handler.
 func (s *Store) Transient(err error) bool {
 	if errors.Is(err, errCheckpointMoved) {
@@ -284,7 +285,9 @@ func (s *Store) Transient(err error) bool {
 		case "08", "53", "57", "58":
 			return true
 		}
-		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+		// 25P03: the session was ended by its idle-in-transaction
+		// timeout (a partition's unit of work sets it; ADR 0019).
+		return pgErr.Code == "40001" || pgErr.Code == "40P01" || pgErr.Code == "25P03"
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
