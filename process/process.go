@@ -288,10 +288,11 @@ func (p *Process[S]) Now() time.Time { return p.c.now }
 // applies it to the state.
 func (p *Process[S]) Record(event any) { p.c.record(event) }
 
-// Send decides to send a command: the dispatcher hands it to the command
-// handler registered under name ([WithCommand]) at least once, with a
-// deterministic ID, returned here. Its outcome comes back as a
-// CommandSucceeded or CommandFailed trigger.
+// Send decides to send a command, with a deterministic ID, returned here:
+// a local command ([WithLocalCommand]) runs once the handler returns, in
+// the trigger's transaction; another ([WithCommand]) is handed to its
+// handler by the dispatcher at least once, after the trigger committed.
+// Its outcome comes back as a CommandSucceeded or CommandFailed trigger.
 func (p *Process[S]) Send(name string, data any) uuid.UUID { return p.c.send(name, data, nil) }
 
 // Command is a command's name and payload.
