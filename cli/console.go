@@ -26,12 +26,14 @@ func (s *session) consoleCommand() *cobra.Command {
 		Short: "Serve the operations console, a web page, until interrupted",
 		Long: `Serve the operations console (own binary only: it needs the projections'
 code): a web page showing the head of the event log, the events an open
-transaction holds back and its pid, the relay's leader, each projection's
+transaction holds back and its pid, the relay's leader (a warning when
+none leads) and lag, each projection's
 state, build, checkpoint, lag, rate and dead letters, the builds kept,
 the dead letters, and a
 stream browser (streams, a stream's events, a correlation ID's causation
 tree) and the process types with their counts by state (and each
-process's history), refreshed every two seconds. It is read-only unless
+process's history and timers, pending, overdue, fired or cancelled),
+refreshed every two seconds. It is read-only unless
 --enable-actions is given, which adds Retry and Discard buttons to each
 dead letter, a Rebuild button to each projection and a Drop button to each
 old build (a discard, a rebuild and a drop ask for a confirmation); every

@@ -11,7 +11,8 @@
 // [WithStreams] adds a stream browser: streams listed and searched, a
 // stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
 // events of a correlation ID as a causation tree. [WithProcesses] adds the
-// process types with their counts by state, and each process's history.
+// process types with their counts by state, and each process's history
+// and timers (pending, overdue, fired, cancelled).
 //
 // Mount the [Handler] in a service (with its projections registered in the
 // Admin) or run `chronicle console` from a service's own binary:
@@ -65,7 +66,12 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 func WithLog(store LogStatuser) Option { return func(h *Handler) { h.logStatus = store } }
 
 // WithRelay shows which relay built with opts (schema and name) leads, read
-// from PostgreSQL ([relay.ReadLeadership]).
+// from PostgreSQL ([relay.ReadLeadership]), or that none leads (readiness
+// fails then: nothing publishes the log). When the console reads the log
+// ([WithLog] with a store that reads it, such as *espg.Store, or
+// [WithStreams]), it shows the relay's lag too: the events after its
+// stored checkpoint ([relay.ReadCheckpoint]), up to [MaxRelayLag], plus
+// those held back, and the age of the oldest.
 func WithRelay(pool *pgxpool.Pool, opts ...relay.Option) Option {
 	return func(h *Handler) { h.relayPool, h.relayOpts = pool, opts }
 }
@@ -158,13 +164,6 @@ type LogOverview struct {
 	OldestOpenSeconds float64 `json:"oldest_open_seconds"`
 }
 
-// RelayOverview says whether a relay leads, and its connection's pid.
-type RelayOverview struct {
-	Name   string `json:"name"`
-	Leader bool   `json:"leader"`
-	PID    int    `json:"pid,omitempty"`
-}
-
 // ProjectionOverview is one projection's status.
 type ProjectionOverview struct {
 	Name        string  `json:"name"`
@@ -186,15 +185,19 @@ type ProjectionOverview struct {
 	Rebuild *RebuildOverview `json:"rebuild,omitempty"`
 }
 
-// DeadLetterOverview is one dead letter.
+// DeadLetterOverview is one dead letter. With the stream browser
+// ([WithStreams]) the page opens its stream at the event to inspect it.
 type DeadLetterOverview struct {
-	Projection string `json:"projection"`
-	EventID    string `json:"event_id"`
-	Stream     string `json:"stream"`
-	Version    int64  `json:"version"`
-	Type       string `json:"type"`
-	Attempts   int    `json:"attempts"`
-	Error      string `json:"error"`
+	Projection string    `json:"projection"`
+	Build      string    `json:"build"`
+	EventID    string    `json:"event_id"`
+	Stream     string    `json:"stream"`
+	Version    int64     `json:"version"`
+	Position   string    `json:"position"`
+	Type       string    `json:"type"`
+	Attempts   int       `json:"attempts"`
+	Error      string    `json:"error"`
+	FailedAt   time.Time `json:"failed_at"`
 }
 
 // Overview gathers what the page shows.
@@ -233,8 +236,9 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 			return o, err
 		}
 		for _, dl := range dls {
-			o.DeadLetters = append(o.DeadLetters, DeadLetterOverview{Projection: dl.Projection, EventID: dl.EventID.String(),
-				Stream: dl.StreamID, Version: dl.StreamVersion, Type: dl.Type, Attempts: dl.Attempts, Error: dl.Error})
+			o.DeadLetters = append(o.DeadLetters, DeadLetterOverview{Projection: dl.Projection, Build: dl.Build.String(), EventID: dl.EventID.String(),
+				Stream: dl.StreamID, Version: dl.StreamVersion, Position: dl.Position.String(), Type: dl.Type, Attempts: dl.Attempts,
+				Error: dl.Error, FailedAt: dl.FailedAt})
 		}
 	}
 	if h.logStatus != nil {
@@ -255,11 +259,9 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	if h.relayPool != nil {
-		l, err := relay.ReadLeadership(ctx, h.relayPool, h.relayOpts...)
-		if err != nil {
+		if o.Relay, err = h.relayOverview(ctx, o.Log); err != nil {
 			return o, err
 		}
-		o.Relay = &RelayOverview{Name: l.Name, Leader: l.Held, PID: l.PID}
 	}
 	return o, nil
 }

@@ -79,7 +79,7 @@ func TestConsoleInChromium(t *testing.T) {
 	runnertest.WaitFor(t, r, "totals", last.Position)
 	failing.Store(false)
 
-	h, err := console.New(r.Admin(), console.WithActions(true), console.WithLog(es), console.WithRelay(pool, relay.WithSchema(schema)))
+	h, err := console.New(r.Admin(), console.WithActions(true), console.WithLog(es), console.WithStreams(es), console.WithRelay(pool, relay.WithSchema(schema)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +102,27 @@ func TestConsoleInChromium(t *testing.T) {
 		b.waitEval(row+`deadletters').textContent`, strconv.Itoa(st.DeadLetters))
 	}
 	b.waitEval(`document.getElementById("head").textContent`, sts[0].Head.String())
-	b.waitEval(`document.getElementById("relay").textContent`, "none leads")
+	// No relay runs: the page says so as a warning, with the relay's lag
+	// (the two events, nothing published).
+	b.waitEval(`document.getElementById("relay").textContent`, "no relay is leading")
+	b.waitEval(`document.getElementById("relay").className`, "warning")
+	b.waitEval(`/^2 events, oldest [0-9.]+(ms|s|m) \(nothing published yet\)$/.test(document.getElementById("relaylag").textContent) ? "lag" : document.getElementById("relaylag").textContent`, "lag")
 	b.waitEval(`document.getElementById("mode").textContent`, "actions enabled")
 	b.waitEval(`document.querySelectorAll('#deadletters tbody tr').length.toString()`, "1")
+
+	// Inspect the dead letter: its event, marked, in its stream.
+	o, err := h.Overview(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.DeadLetters) != 1 || o.DeadLetters[0].Build != "picky@v1" || o.DeadLetters[0].Position != bad.Position.String() ||
+		o.DeadLetters[0].FailedAt.IsZero() || o.DeadLetters[0].Stream != "acct-1" {
+		t.Fatalf("dead letters: %+v", o.DeadLetters)
+	}
+	b.eval(`document.querySelector('#deadletters a.inspect').click(); "inspected"`)
+	b.waitEval(`document.body.dataset.inspected || ""`, o.DeadLetters[0].EventID)
+	b.waitEval(`document.body.dataset.stream || ""`, "acct-1")
+	b.waitEval(`document.querySelector("#events tr.inspected") ? document.querySelector("#events tr.inspected").dataset.event : ""`, o.DeadLetters[0].EventID)
 
 	// Retry the dead letter from the page.
 	b.eval(`document.querySelector('#deadletters button.retry').click(); "clicked"`)
@@ -185,6 +203,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if p := os.Getenv("CHRONICLE_CONSOLE_SCREENSHOT"); p != "" {
 		shot = p
 	}
+	b.eval(`window.scrollTo(0, 0); "top"`)
 	b.screenshot(shot)
 
 	// Drop the old build from the page, after the confirmation.

@@ -12,7 +12,8 @@ import (
 
 // WithProcesses shows the process types of admin with their counts by
 // state, timers and outbox in the overview, lists a type's processes by
-// state, and shows one process with its history.
+// state, and shows one process with its history and its timers (pending,
+// overdue, fired, cancelled).
 func WithProcesses(admin *process.Admin) Option { return func(h *Handler) { h.processes = admin } }
 
 var errNoProcesses = errors.New("console: processes are not shown (WithProcesses)")
@@ -45,6 +46,10 @@ type ProcessView struct {
 	UpdatedAt time.Time    `json:"updated_at"`
 	EndedAt   *time.Time   `json:"ended_at,omitempty"`
 	History   []*EventView `json:"history,omitempty"`
+	// Timers are the process's timers, read from its history, in the
+	// order they were scheduled (when shown alone): the pending ones and
+	// those that fired, were cancelled or were scheduled again.
+	Timers []TimerView `json:"timers,omitempty"`
 }
 
 func processTypes(ctx context.Context, a *process.Admin) ([]ProcessTypeOverview, error) {
@@ -91,7 +96,7 @@ func (h *Handler) Processes(ctx context.Context, typ, status string) ([]ProcessV
 }
 
 // Process returns one process with its history (triggers, commands and
-// their outcomes, timers, state changes, its own events).
+// their outcomes, timers, state changes, its own events) and its timers.
 func (h *Handler) Process(ctx context.Context, typ, id string) (ProcessView, error) {
 	if h.processes == nil {
 		return ProcessView{}, errNoProcesses
@@ -109,6 +114,7 @@ func (h *Handler) Process(ctx context.Context, typ, id string) (ProcessView, err
 	for _, rec := range recs {
 		v.History = append(v.History, h.view(rec))
 	}
+	v.Timers = processTimers(recs, time.Now())
 	return v, nil
 }
 

@@ -105,18 +105,7 @@ func getJSON(t *testing.T, h http.Handler, path string, out any) int {
 // raw and decoded, and follows a correlation ID as a causation tree.
 func TestStreamBrowser(t *testing.T) {
 	t.Parallel()
-	dec := projection.DecoderFunc(func(rec eventstore.Record) ([]any, error) {
-		if rec.Type == "Credited" {
-			return nil, errors.New("no codec for Credited")
-		}
-		var m map[string]any
-		if err := json.Unmarshal(rec.Data, &m); err != nil {
-			return nil, err
-		}
-		m["upcast"] = true
-		return []any{m}, nil
-	})
-	admin, h, recs := streamsFixture(t, console.WithDecoder(dec))
+	admin, h, recs := streamsFixture(t, console.WithDecoder(upcaster()))
 
 	var page console.StreamsPage
 	if code := getJSON(t, h, "/api/streams", &page); code != http.StatusOK || len(page.Streams) != 5 || page.Next != "" {
@@ -195,11 +184,27 @@ func TestStreamBrowser(t *testing.T) {
 	}
 }
 
+// upcaster decodes an event as a map with "upcast": true added; Credited
+// fails to decode.
+func upcaster() projection.Decoder {
+	return projection.DecoderFunc(func(rec eventstore.Record) ([]any, error) {
+		if rec.Type == "Credited" {
+			return nil, errors.New("no codec for Credited")
+		}
+		var m map[string]any
+		if err := json.Unmarshal(rec.Data, &m); err != nil {
+			return nil, err
+		}
+		m["upcast"] = true
+		return []any{m}, nil
+	})
+}
+
 // In Chromium: search the streams, open one, follow its correlation ID to
 // the causation tree; IDs, types and data are shown as text, never markup.
 func TestStreamBrowserInChromium(t *testing.T) {
 	t.Parallel()
-	_, h, _ := streamsFixture(t)
+	_, h, _ := streamsFixture(t, console.WithDecoder(upcaster()))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	b := newBrowser(t)
@@ -214,6 +219,13 @@ func TestStreamBrowserInChromium(t *testing.T) {
 	b.waitEval(`document.body.dataset.stream || ""`, "transfer-1")
 	b.waitEval(`Array.from(document.querySelectorAll("#events tbody td.type")).map(td => td.textContent).join(",")`, "TransferRequested,TransferCompleted")
 	b.waitEval(`document.querySelector("#events tbody td.data").textContent.includes('<img src=x onerror=alert(1)>').toString()`, "true")
+	// Upcast by default, raw once asked.
+	b.waitEval(`document.querySelector("#events tbody td.data").textContent.includes('"upcast":true').toString()`, "true")
+	b.eval(`document.getElementById("raw").click(); "raw"`)
+	b.waitEval(`document.querySelector("#events tbody td.data").textContent.includes('"upcast":true').toString()`, "false")
+	b.waitEval(`document.querySelector("#events tbody td.data").textContent.includes('<img src=x onerror=alert(1)>').toString()`, "true")
+	b.eval(`document.getElementById("raw").click(); "upcast"`)
+	b.waitEval(`document.querySelector("#events tbody td.data").textContent.includes('"upcast":true').toString()`, "true")
 	b.eval(`document.querySelector("#events a.corr").click(); "followed"`)
 	b.waitEval(`document.body.dataset.followed || ""`, "cmd-1")
 	b.waitEval(`document.querySelectorAll("#tree li").length.toString()`, "5")

@@ -252,8 +252,38 @@ func (a *applier) deadLetter(ctx context.Context, d Delivery, cause error, attem
 // tryTx applies deliveries in one unit of work, skipping those at or before
 // the checkpoint, and commits with the new checkpoint, written last. It
 // stops early, after the first delivery that finds the unit of work open
-// for maxUnitTime, and returns how many deliveries it committed.
+// for maxUnitTime, and returns how many deliveries it committed. The
+// failure of a partition's unit of work wraps ErrLeaseLost when the lease
+// moved meanwhile (see fenced).
 func (a *applier) tryTx(ctx context.Context, ds []Delivery) (int, error) {
+	n, err := a.tryUnit(ctx, ds)
+	return n, a.fenced(ctx, err)
+}
+
+// fenced returns err, the failure of a unit of work, wrapping ErrLeaseLost
+// as well when the applier works on a partition whose lease another
+// runner now holds. A unit of work that lost its lease can fail before its
+// fence is checked: its handler's writes may clash with the new owner's
+// (a unique key of the read model, the same events applied), and that
+// failure must stop the worker as the fence would, not be retried or
+// dead-lettered under a lease the runner no longer holds.
+func (a *applier) fenced(ctx context.Context, err error) error {
+	if a.lease == nil || err == nil || ctx.Err() != nil || errors.Is(err, ErrLeaseLost) {
+		return err
+	}
+	states, serr := a.e.store.(PartitionStore).Partitions(ctx, a.b)
+	if serr != nil || a.lease.Partition >= len(states) {
+		return err // the failure stands; the next unit's fence decides
+	}
+	if l := states[a.lease.Partition].Lease; l.Owner != a.lease.Owner || l.Epoch != a.lease.Epoch {
+		return fmt.Errorf("projection %q: %s partition %d: %w: held by %q at epoch %d, not by %q at epoch %d; the unit of work failed first: %w",
+			a.pr.p.Name, a.b, a.lease.Partition, ErrLeaseLost, l.Owner, l.Epoch, a.lease.Owner, a.lease.Epoch, err)
+	}
+	return err
+}
+
+// tryUnit is tryTx without the lease check of its failure.
+func (a *applier) tryUnit(ctx context.Context, ds []Delivery) (int, error) {
 	name := a.pr.p.Name
 	u, err := a.begin(ctx)
 	if err != nil {

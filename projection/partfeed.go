@@ -78,7 +78,7 @@ func (s *partitionSet) runPartitionFeed(ctx context.Context, w *partWorker, a *a
 			return err
 		}
 	}
-	if err := a.pass(ctx); err != nil {
+	if err := s.fence(ctx, a); err != nil {
 		return err
 	}
 	feed, err := s.feeds.Open(ctx, SourceRequest{Build: s.b, Types: pr.readTypes, Categories: pr.p.Categories,
@@ -217,4 +217,29 @@ func (s *partitionSet) scan(ctx context.Context, a *applier, from, upTo eventsto
 		}
 	}
 	return nil, last, true, nil
+}
+
+// fence writes the partition's checkpoint (how far it has come) in a unit
+// of work fenced by its lease, before its feed opens: a runner that lost
+// the lease (paused past the TTL, and not told yet) fails here with
+// ErrLeaseLost instead of re-creating the consumer the new owner reads.
+func (s *partitionSet) fence(ctx context.Context, a *applier) error {
+	name := s.b.Name
+	u, err := a.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("projection %q: begin unit of work on %s partition %d: %w", name, s.b, a.lease.Partition, err)
+	}
+	defer u.Rollback(context.WithoutCancel(ctx))
+	to := u.Checkpoint()
+	if to.Before(a.at()) {
+		to = a.at()
+	}
+	if err := u.SetCheckpoint(ctx, to, 0); err != nil {
+		return fmt.Errorf("projection %q: store checkpoint %s of %s partition %d: %w", name, to, s.b, a.lease.Partition, err)
+	}
+	if err := u.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %q: commit checkpoint %s of %s partition %d: %w", name, to, s.b, a.lease.Partition, err)
+	}
+	a.known, a.passed = to, to
+	return nil
 }

@@ -87,7 +87,11 @@ type Projection struct {
 	// runners in several processes, each partition owned by one runner at a
 	// time under a fenced lease (see [PartitionStore]). Zero or 1 is one
 	// partition, the projection as a whole. Changing it is a new build:
-	// bump Version. At most [MaxPartitions].
+	// bump Version. At most [MaxPartitions]. The runner follows the event
+	// store once per build for its partitions, or, with a
+	// [PartitionSource] that supports the count (projection/jetstream on a
+	// topology with buckets), reads each partition it owns from its own
+	// feed once the partition has caught up.
 	Partitions int
 }
 

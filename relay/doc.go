@@ -38,9 +38,15 @@
 // with no gap filled later, so a consumer may treat any record at or below
 // its checkpoint as already applied. The relay pipelines publishes with a
 // window of in-flight acks (see [WithWindow]), and makes the server check
-// the order: the first message of a run carries the stream's last sequence
-// as Nats-Expected-Last-Sequence, and every later one carries the previous
-// message's event ID as Nats-Expected-Last-Msg-Id. A message is therefore
+// the order. On a stream with one replica the first message of a run
+// carries the stream's last sequence as Nats-Expected-Last-Sequence, and
+// every later one carries the previous message's event ID as
+// Nats-Expected-Last-Msg-Id. On a replicated stream every message carries
+// Nats-Expected-Last-Sequence, the sequence its predecessor must have:
+// nats-server checks the message ID on each replica as it applies a
+// message, and a replica that finds a mismatch stops, while it checks the
+// sequence once, on the stream leader, before it proposes the message
+// (docs/adr/0021-relay-on-replicated-streams.md). A message is therefore
 // stored only right after its predecessor in the log; once one publish
 // fails (timeout, NATS down), the server refuses every later one, and even
 // a stale message delivered late by a reconnecting client cannot land out of

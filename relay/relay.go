@@ -278,9 +278,10 @@ func (p *progress) stored(n int64) {
 
 // session ensures the stream, finds where it ends, and publishes from there
 // until ctx ends or something fails. Every message names what the stream
-// must end with before it (the previous message's ID, or for the first one
-// the stream's last sequence), so after a failed publish the server refuses
-// every later one and the stream never holds a gap filled out of order.
+// must end with before it (see chain: the previous message's ID, or the
+// stream sequence the previous message must have), so after a failed
+// publish the server refuses every later one and the stream never holds a
+// gap filled out of order.
 //
 // Five goroutines share the work, each with one job: the reader follows the
 // log, the publisher publishes, the confirmer waits for acknowledgements in
@@ -293,13 +294,13 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, ls lease) e
 		return err
 	}
 	cps := pgCheckpoints{q: ls.Querier(), table: r.table, name: r.cfg.name, stream: r.cfg.stream.Stream, store: store}
-	start, lastSeq, err := r.resync(ctx, js, cps, store)
+	start, ch, err := r.resync(ctx, js, cps, store)
 	if err != nil {
 		return err
 	}
 	r.checkMaxPayload(ctx)
 	r.log.InfoContext(ctx, "relay: publishing", slog.String("after", start.String()),
-		slog.Uint64("stream_last_seq", lastSeq))
+		slog.Uint64("stream_last_seq", ch.seq), slog.Bool("replicated", ch.bySeq))
 	r.readyOnce.Do(func() { close(r.ready) })
 
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -310,7 +311,7 @@ func (r *Relay) session(ctx context.Context, js jetstream.JetStream, ls lease) e
 	confirmed := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { r.read(sctx, cancel, q, start) })
-	wg.Go(func() { r.publish(sctx, cancel, js, q, pend, start, lastSeq, store) })
+	wg.Go(func() { r.publish(sctx, cancel, js, q, pend, start, ch, store) })
 	wg.Go(func() { r.watch(sctx, cancel, ls) })
 	wg.Go(func() { r.flush(ctx, cancel, cps, &prog, confirmed) })
 	r.confirm(cancel, pend, &prog)
@@ -346,11 +347,10 @@ func (r *Relay) read(ctx context.Context, fail context.CancelCauseFunc, q *queue
 // the confirmer. A record whose message exceeds the server's max_payload
 // is published without its Data (see wire.NewElidedMsg).
 func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js jetstream.JetStream, q *queue,
-	pend chan<- pending, start eventstore.Position, lastSeq uint64, store uuid.UUID) {
+	pend chan<- pending, start eventstore.Position, ch chain, store uuid.UUID) {
 	defer close(pend)
 	enc := r.cfg.stream.Topology.Encoder(store)
 	prev := start
-	var prevID string
 	var spare []eventstore.Record
 	for {
 		batch := q.take(ctx, spare)
@@ -368,11 +368,11 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 				return
 			}
 			msg := enc.Msg(rec)
-			r.expect(msg, prevID, lastSeq)
+			ch.expect(msg)
 			fut, err := js.PublishMsgAsync(msg)
 			if errors.Is(err, nats.ErrMaxPayload) {
 				msg = enc.Elided(rec)
-				r.expect(msg, prevID, lastSeq)
+				ch.expect(msg)
 				fut, err = js.PublishMsgAsync(msg)
 				if err == nil {
 					r.elided.Add(1)
@@ -388,7 +388,8 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 				fail(err)
 				return
 			}
-			prev, prevID = rec.Position, msg.Header[wire.HeaderMsgID][0]
+			prev = rec.Position
+			ch.published(msg.Header[wire.HeaderMsgID][0])
 			select {
 			case pend <- pending{fut: fut, rec: rec}:
 			case <-ctx.Done():
@@ -400,14 +401,48 @@ func (r *Relay) publish(ctx context.Context, fail context.CancelCauseFunc, js je
 	}
 }
 
-// expect names what the stream must end with before msg: the previous
-// message, or for the first one the stream's last sequence.
-func (r *Relay) expect(msg *nats.Msg, prevID string, lastSeq uint64) {
-	if prevID == "" {
-		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(lastSeq, 10)}
-	} else {
-		msg.Header[jetstream.ExpectedLastMsgIDHeader] = []string{prevID}
+// chain is what each message of a publishing session names as the message
+// the stream must end with before it (ADR 0004, amended for replicated
+// streams by ADR 0021).
+//
+// On a stream with one replica every message after the first names its
+// predecessor's ID (Nats-Expected-Last-Msg-Id), the first one the stream's
+// last sequence. On a replicated stream every message names the stream
+// sequence its predecessor must have (Nats-Expected-Last-Sequence, the
+// stream's last sequence at the resynchronisation plus the messages
+// published since): the stream leader checks it before it proposes the
+// message, against the sequence every replica agrees on, and refuses a
+// mismatch without touching the replicas. nats-server checks
+// Nats-Expected-Last-Msg-Id only when each replica applies the message,
+// against a last message ID a replica does not keep when it catches up
+// from the leader, and a replica that finds a mismatch stops applying
+// entries: after a lost publish or a leader change, the chain of message
+// IDs left a replicated stream without a leader.
+type chain struct {
+	bySeq  bool   // the stream is replicated: expect sequences, never message IDs
+	seq    uint64 // the stream's last sequence before the next message, if every publish so far was stored
+	prevID string // the previous message's ID; "" before the first
+}
+
+// newChain returns the chain of a session that starts on a stream whose
+// last sequence is lastSeq and which has replicas replicas.
+func newChain(lastSeq uint64, replicas int) chain {
+	return chain{bySeq: replicas > 1, seq: lastSeq}
+}
+
+// expect names in msg what the stream must end with before it.
+func (c *chain) expect(msg *nats.Msg) {
+	if c.bySeq || c.prevID == "" {
+		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(c.seq, 10)}
+		return
 	}
+	msg.Header[jetstream.ExpectedLastMsgIDHeader] = []string{c.prevID}
+}
+
+// published moves the chain past a message published with ID id.
+func (c *chain) published(id string) {
+	c.seq++
+	c.prevID = id
 }
 
 // confirm waits for the acknowledgements in publish order and counts them
@@ -569,22 +604,23 @@ func sameStreamConfig(got, want jetstream.StreamConfig) bool {
 
 // resync creates or updates the stream and returns the position to publish
 // after, the later of the stream's last record and the stored checkpoint,
-// and the stream's last sequence. It refuses a stream whose last message
+// and the chain the session starts with (the stream's last sequence and
+// whether the stream is replicated). It refuses a stream whose last message
 // names another event store, and a checkpoint or a last message after the
 // head of the log.
-func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoints, store uuid.UUID) (eventstore.Position, uint64, error) {
+func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoints, store uuid.UUID) (eventstore.Position, chain, error) {
 	cp, err := cps.Load(ctx)
 	if err != nil {
-		return eventstore.Position{}, 0, err
+		return eventstore.Position{}, chain{}, err
 	}
 	if cp.StoreID != uuid.Nil && store != uuid.Nil && cp.StoreID != store {
-		return eventstore.Position{}, 0, &fatalError{fmt.Errorf("%w: relay %q checkpoint %s in schema %s was stored for event store %s, not for this store %s",
+		return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("%w: relay %q checkpoint %s in schema %s was stored for event store %s, not for this store %s",
 			wire.ErrForeignStore, cp.Name, cp.Position, r.cfg.schema, cp.StoreID, store)}
 	}
 	name := r.cfg.stream.Stream
 	stream, err := r.ensureStream(ctx, js)
 	if err != nil {
-		return eventstore.Position{}, 0, err
+		return eventstore.Position{}, chain{}, err
 	}
 	info := stream.CachedInfo()
 	last := info.State.LastSeq
@@ -598,10 +634,10 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 	// only moves forward.
 	head, herr := r.src.Head(ctx)
 	if herr != nil {
-		return eventstore.Position{}, 0, fmt.Errorf("relay: read the head of the log: %w", herr)
+		return eventstore.Position{}, chain{}, fmt.Errorf("relay: read the head of the log: %w", herr)
 	}
 	if err := CheckHead(cp, head, r.cfg.schema); err != nil {
-		return eventstore.Position{}, 0, &fatalError{err}
+		return eventstore.Position{}, chain{}, &fatalError{err}
 	}
 	if last > 0 {
 		switch {
@@ -609,24 +645,24 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 			r.log.WarnContext(ctx, "relay: the stream's last message is gone; going on from the checkpoint",
 				slog.Uint64("stream_last_seq", last), slog.String("checkpoint", cp.Position.String()))
 		case err != nil:
-			return eventstore.Position{}, 0, fmt.Errorf("relay: read message %d of JetStream stream %s: %w", last, name, err)
+			return eventstore.Position{}, chain{}, fmt.Errorf("relay: read message %d of JetStream stream %s: %w", last, name, err)
 		default:
 			if other, ok, err := wire.StoreOf(m.Header); err != nil {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s: %w", last, name, err)}
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s: %w", last, name, err)}
 			} else if ok && store != uuid.Nil && other != store {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: refusing to resume: %w",
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: refusing to resume: %w",
 					&wire.ForeignStoreError{Stream: name, Seq: last, Want: store, Got: other, Schema: r.cfg.schema})}
 			}
 			if err := r.cfg.stream.Topology.CheckSubject(m.Subject); err != nil {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: refusing to resume on message %d of JetStream stream %s: %w", last, name, err)}
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: refusing to resume on message %d of JetStream stream %s: %w", last, name, err)}
 			}
 			p, err := eventstore.ParsePosition(m.Header.Get(wire.HeaderPosition))
 			if err != nil {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s (subject %q) has no valid %s header; only the relay may publish to the stream: %w",
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("relay: message %d of JetStream stream %s (subject %q) has no valid %s header; only the relay may publish to the stream: %w",
 					last, name, m.Subject, wire.HeaderPosition, err)}
 			}
 			if head.Before(p) {
-				return eventstore.Position{}, 0, &fatalError{fmt.Errorf("%w: message %d of JetStream stream %s is at position %s, after the head %s of the event store in schema %s: the stream holds another event store's log; give each store its own stream",
+				return eventstore.Position{}, chain{}, &fatalError{fmt.Errorf("%w: message %d of JetStream stream %s is at position %s, after the head %s of the event store in schema %s: the stream holds another event store's log; give each store its own stream",
 					ErrCheckpointAhead, last, name, p, head, r.cfg.schema)}
 			}
 			if start.Before(p) {
@@ -634,12 +670,12 @@ func (r *Relay) resync(ctx context.Context, js jetstream.JetStream, cps checkpoi
 				// The stream is ahead of the checkpoint (a previous leader
 				// stopped before storing it): catch the checkpoint up.
 				if err := cps.Store(ctx, p, 0); err != nil {
-					return eventstore.Position{}, 0, err
+					return eventstore.Position{}, chain{}, err
 				}
 			}
 		}
 	}
-	return start, last, nil
+	return start, newChain(last, info.Config.Replicas), nil
 }
 
 func describe(rec eventstore.Record) string {

@@ -59,6 +59,26 @@ function drawBuilds(builds, actions) {
     tbody.appendChild(tr);
   }
 }
+// The relay: its leader (none leading is a warning: readiness fails, and
+// nothing publishes the log) and its lag behind the log.
+function drawRelay(r) {
+  const lead = document.getElementById("relay"), lag = document.getElementById("relaylag");
+  lead.className = ""; lag.className = ""; lead.title = "";
+  if (r === null) { text(lead, "not watched"); text(lag, "-"); return; }
+  if (r.leader) {
+    text(lead, "pid " + r.pid + (r.application ? " (" + r.application + (r.client ? ", " + r.client : "") + ")" : ""));
+  } else {
+    lead.className = "warning";
+    text(lead, "no relay is leading");
+    lead.title = "Nothing publishes the log to NATS, and readiness fails until a relay takes the leadership.";
+  }
+  if (r.lag_error) { lag.className = "error"; text(lag, r.lag_error); return; }
+  if (!r.lag) { text(lag, "-"); return; }
+  const l = r.lag;
+  text(lag, (l.capped ? ">" : "") + l.events + " events" + (l.events > 0 ? ", oldest " + age(l.seconds) : "") +
+    (l.checkpoint ? " (checkpoint " + l.checkpoint + ")" : " (nothing published yet)"));
+  if (!r.leader && l.events > 0) lag.className = "warning";
+}
 async function refresh() {
   try {
     const o = await getJSON("api/overview");
@@ -66,7 +86,7 @@ async function refresh() {
     text(document.getElementById("mode"), o.actions ? "actions enabled" : "read-only");
     text(document.getElementById("head"), o.log.head);
     text(document.getElementById("held"), o.log.held_back > 0 ? o.log.held_back + " events, by pid " + o.log.oldest_pid + " open " + age(o.log.oldest_open_seconds) : "0");
-    text(document.getElementById("relay"), o.relay === null ? "not watched" : (o.relay.leader ? "pid " + o.relay.pid : "none leads"));
+    drawRelay(o.relay);
     const tbody = document.querySelector("#projections tbody");
     tbody.replaceChildren();
     for (const p of o.projections) {
@@ -101,8 +121,19 @@ async function refresh() {
     for (const d of o.dead_letters) {
       const tr = document.createElement("tr");
       tr.dataset.event = d.event_id;
-      cell(tr, d.projection); cell(tr, d.event_id); cell(tr, d.stream + " v" + d.version); cell(tr, d.type);
-      cell(tr, String(d.attempts)); cell(tr, d.error);
+      cell(tr, d.projection); cell(tr, d.event_id);
+      const st = cell(tr, "", "stream");
+      if (o.streams) {
+        // Inspect: open the stream in the browser, at the event.
+        const a = document.createElement("a");
+        a.href = "#"; a.className = "inspect"; a.title = "Show the event in its stream";
+        text(a, d.stream + " v" + d.version);
+        a.onclick = (ev) => { ev.preventDefault(); showStream(d.stream, d.event_id, Math.max(1, d.version - 20)); };
+        st.appendChild(a);
+      } else {
+        text(st, d.stream + " v" + d.version);
+      }
+      cell(tr, d.type); cell(tr, String(d.attempts)); cell(tr, new Date(d.failed_at).toLocaleString(), "failedat"); cell(tr, d.error);
       const td = cell(tr, "");
       if (o.actions) {
         for (const [action, label] of [["retry", "Retry"], ["discard", "Discard"]]) {
@@ -116,6 +147,7 @@ async function refresh() {
       dl.appendChild(tr);
     }
     drawProcessTypes(o.processes);
+    if (shownProcess) showProcess(shownProcess.type, shownProcess.id);
     text(document.getElementById("processerror"), o.processes_error || "");
     const browser = document.getElementById("browser");
     if (o.streams && browser.hidden) { browser.hidden = false; listStreams(); }
@@ -170,10 +202,15 @@ async function listProcesses(type, status) {
     document.body.dataset.processlist = type + "/" + status;
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
+// The process shown is redrawn with each refresh: its timers go overdue
+// or fire, its history grows.
+let shownProcess = null;
 async function showProcess(type, id) {
+  shownProcess = {type: type, id: id};
   try {
     const p = await getJSON("api/process?" + new URLSearchParams({type: type, id: id}));
     text(document.getElementById("processtitle"), p.type + " " + p.id + " — " + p.status + (p.reason ? " (" + p.reason + ")" : ""));
+    drawTimers(p.timers || []);
     const tbody = document.querySelector("#processhistory tbody");
     tbody.replaceChildren();
     for (const e of p.history) {
@@ -185,9 +222,33 @@ async function showProcess(type, id) {
     document.body.dataset.process = type + "/" + id;
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
+// A process's timers: pending (overdue in the warning style once due and
+// not fired), fired, cancelled or replaced.
+function drawTimers(timers) {
+  const table = document.getElementById("processtimers"), tbody = table.querySelector("tbody");
+  table.hidden = timers.length === 0;
+  tbody.replaceChildren();
+  for (const tm of timers) {
+    const tr = document.createElement("tr");
+    tr.dataset.timer = tm.name;
+    tr.className = "timer-" + tm.state + (tm.overdue ? " overdue" : "");
+    cell(tr, tm.name, "name");
+    const due = cell(tr, new Date(tm.due).toLocaleString(), "due");
+    if (tm.overdue) {
+      const warn = document.createElement("span");
+      warn.className = "warning overdue"; text(warn, " overdue by " + age(Math.max(Date.now() - Date.parse(tm.due), 0) / 1000));
+      due.appendChild(warn);
+    }
+    cell(tr, tm.state, "state");
+    cell(tr, new Date(tm.scheduled_at).toLocaleString());
+    cell(tr, tm.ended_at ? new Date(tm.ended_at).toLocaleString() : "-", "ended");
+    tbody.appendChild(tr);
+  }
+}
 // The stream browser: every value from the server is set with textContent.
 function eventData(e) {
   const raw = JSON.stringify(e.data);
+  if (document.getElementById("raw").checked) return raw;
   if (e.decode_error) return raw + "  (decode: " + e.decode_error + ")";
   if (e.decoded) return JSON.stringify(e.decoded.length === 1 ? e.decoded[0] : e.decoded);
   return raw;
@@ -208,9 +269,14 @@ async function listStreams() {
     document.body.dataset.streams = String(Number(document.body.dataset.streams || 0) + 1);
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
-async function showStream(id) {
+// showStream shows a stream's events (from version from, when given);
+// inspected, when given, is the ID of the event to mark and scroll to (a
+// dead letter's).
+async function showStream(id, inspected, from) {
   try {
-    const evs = await getJSON("api/stream?" + new URLSearchParams({id: id}));
+    const q = {id: id};
+    if (from) q.from = String(from);
+    const evs = await getJSON("api/stream?" + new URLSearchParams(q));
     text(document.getElementById("streamtitle"), id);
     const tbody = document.querySelector("#events tbody");
     tbody.replaceChildren();
@@ -228,9 +294,14 @@ async function showStream(id) {
         td.appendChild(a);
       }
       cell(tr, eventData(e), "data");
+      if (e.event_id === inspected) tr.className = "inspected";
       tbody.appendChild(tr);
     }
     document.body.dataset.stream = id;
+    document.body.dataset.inspected = inspected || "";
+    document.body.dataset.from = from ? String(from) : "";
+    const marked = tbody.querySelector("tr.inspected");
+    if (marked) marked.scrollIntoView({block: "center"});
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
 function treeNode(e) {
@@ -256,6 +327,13 @@ async function follow(id) {
     document.body.dataset.followed = id;
   } catch (e) { document.getElementById("error").textContent = String(e); }
 }
+// Raw or upcast: redraw what is shown.
+document.getElementById("raw").onchange = () => {
+  const b = document.body.dataset;
+  if (b.stream) showStream(b.stream, b.inspected, Number(b.from) || 0);
+  if (b.followed) follow(b.followed);
+  if (shownProcess) showProcess(shownProcess.type, shownProcess.id);
+};
 document.getElementById("streamsearch").onsubmit = (ev) => { ev.preventDefault(); listStreams(); };
 document.getElementById("corrform").onsubmit = (ev) => { ev.preventDefault(); follow(document.getElementById("corrid").value); };
 refresh();

@@ -1,5 +1,7 @@
 package postgres
 
+import "time"
+
 // GroupQueued returns how many appends wait in s's group commit queue or
 // are held by its flusher for the next batch: tests wait on it instead of
 // racing a goroutine's start.
@@ -11,3 +13,11 @@ func GroupQueued(s *Store) int {
 	defer s.group.mu.Unlock()
 	return len(s.group.queue) + s.group.held
 }
+
+// GroupOverflow is how many appends at most run on pool connections while
+// a group commit batch is in flight.
+const GroupOverflow = groupOverflow
+
+// SetGroupLockTimeout sets how long s's flusher waits for a stream lock
+// (groupLockTimeout otherwise); call it before s's first Append.
+func SetGroupLockTimeout(s *Store, d time.Duration) { s.group.lockTimeout = d }

@@ -29,7 +29,7 @@ import (
 // A lone caller (nothing queued or being sent, the last batch one append)
 // sends its append itself on the flusher's connection (direct); one that
 // finds a batch in flight and nothing queued runs on a pool connection as
-// without group commit (overflow, one at a time).
+// without group commit (overflow, up to groupOverflow at a time).
 //
 // The flusher starts with the first Append, owns one connection taken out
 // of the pool (so a closed pool never waits for it), exits and closes that
@@ -48,8 +48,12 @@ const (
 	// appends before it exits (it starts again with the next Append).
 	groupIdle = 5 * time.Second
 	// groupOverflow bounds the appends that run on pool connections while
-	// a batch is in flight (see overflow).
-	groupOverflow = 1
+	// a batch is in flight (see overflow). With 1, Update without a cache
+	// on 8 goroutines (appends spread between loads) ran at 0.72x-0.78x of
+	// the same Updates with group commit off; with 4, at 0.98x-1.05x, for
+	// about a fifth more CPU per event when 8 goroutines only append
+	// (docs/benchmarks.md, "Reading the misses").
+	groupOverflow = 4
 	// groupLockTimeout is the longest the flusher's connection waits for
 	// a lock (a stream's, held by another transaction) before it lets the
 	// appends concerned run alone.
@@ -109,6 +113,9 @@ type groupCommitter struct {
 	s       *Store
 	lockSQL string
 	sql     string
+	// lockTimeout is groupLockTimeout (tests lengthen it to hold the
+	// flusher on a lock for as long as they need).
+	lockTimeout time.Duration
 
 	mu      sync.Mutex
 	queue   []*groupRequest
@@ -134,7 +141,7 @@ type groupCommitter struct {
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
 	lock, batch := groupStatements(q)
-	return &groupCommitter{s: s, lockSQL: lock, sql: batch, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &groupCommitter{s: s, lockSQL: lock, sql: batch, lockTimeout: groupLockTimeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // enqueue queues r, starting the flusher if none runs; false means the
@@ -425,7 +432,7 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		// groupLockTimeout fails the statement (55P03, nothing written)
 		// and the appends concerned run alone on pool connections,
 		// where only they wait.
-		if _, err = c.Exec(ctx, `SET lock_timeout = `+quoteLiteral(fmt.Sprintf("%dms", groupLockTimeout.Milliseconds()))); err != nil {
+		if _, err = c.Exec(ctx, `SET lock_timeout = `+quoteLiteral(fmt.Sprintf("%dms", g.lockTimeout.Milliseconds()))); err != nil {
 			return err
 		}
 		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {

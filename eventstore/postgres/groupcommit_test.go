@@ -195,17 +195,25 @@ func TestGroupCommitCoalescesConcurrentAppends(t *testing.T) {
 }
 
 // A caller whose context ends while its append waits in the queue gets the
-// context's error and the append is never written (X, alone, and O, on a
-// pool connection, keep the flusher's connection and the overflow busy so
-// that A and B queue); one whose append was
+// context's error and the append is never written (X, alone, and the O
+// appends, on pool connections, keep the flusher's connection and the
+// overflow busy so that A and B queue); one whose append was
 // already sent in a batch is told the outcome is unknown (not "not
 // written"), and here it is written once the batch can go on.
 func TestGroupCommitContextEnds(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
 	t.Cleanup(s.Close)
+	// The flusher waits for a busy stream lock until the test ends it,
+	// not for 100 ms: X must hold it while A queues, and A's batch wait
+	// until A's context ends, however slow the machine.
+	espg.SetGroupLockTimeout(s, time.Minute)
 	c := ctx(t)
-	for _, stream := range []string{"held-1", "held-2", "held-3"} {
+	held := []string{"held-1", "held-2"}
+	for i := range espg.GroupOverflow {
+		held = append(held, fmt.Sprintf("held-o%d", i+1))
+	}
+	for _, stream := range held {
 		mustAppend(t, s, stream, eventstore.NoStream, events(1)...)
 	}
 	holder, err := pool.Begin(c)
@@ -213,7 +221,7 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Rollback(context.Background())
-	for _, stream := range []string{"held-1", "held-2", "held-3"} {
+	for _, stream := range held {
 		if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), stream)+`)`); err != nil {
 			t.Fatal(err)
 		}
@@ -227,14 +235,16 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		errX <- err
 	}()
 	waitForLockWait(t, pool, s.Schema(), "held-1")
-	// O, while X is being sent, runs on a pool connection (overflow) and
-	// waits for held-3.
-	errO := make(chan error, 1)
-	go func() {
-		_, err := s.Append(c, "held-3", eventstore.Exact(1), events(1)...)
-		errO <- err
-	}()
-	waitForLockWait(t, pool, s.Schema(), "held-3")
+	// The O appends, while X is being sent, run on pool connections
+	// (overflow), one after the other, and wait for their streams.
+	errO := make(chan error, len(held)-2)
+	for _, stream := range held[2:] {
+		go func() {
+			_, err := s.Append(c, stream, eventstore.Exact(1), events(1)...)
+			errO <- err
+		}()
+		waitForLockWait(t, pool, s.Schema(), stream)
+	}
 	// A queues behind X; once X gives up, A is sent in a batch that waits
 	// for held-2.
 	sent := events(1)
@@ -270,8 +280,10 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	if err := holder.Rollback(c); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-errO; err != nil {
-		t.Fatalf("O: %v", err)
+	for range held[2:] {
+		if err := <-errO; err != nil {
+			t.Fatalf("O: %v", err)
+		}
 	}
 	// The batch goes on: the next append to held-2 queues behind it.
 	res := mustAppend(t, s, "held-2", eventstore.Any, events(1)...)

@@ -101,7 +101,10 @@ func (c stCPU) add(o stCPU) stCPU {
 }
 
 // per formats the CPU per event of n events.
-func (c stCPU) per(n int) string {
+func (c stCPU) per(n int) string { return c.perUnit(n, "event") }
+
+// perUnit formats the CPU per unit of n units.
+func (c stCPU) perUnit(n int, unit string) string {
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-	return fmt.Sprintf("CPU %.0f µs/event (client %.0f + server %.0f)", us(c.client+c.server), us(c.client), us(c.server))
+	return fmt.Sprintf("CPU %.0f µs/%s (client %.0f + server %.0f)", us(c.client+c.server), unit, us(c.client), us(c.server))
 }

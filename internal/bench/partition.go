@@ -5,16 +5,26 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/eventstore"
+	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
+	"github.com/chronicle-go/chronicle/internal/pgmigrate"
 	"github.com/chronicle-go/chronicle/projection"
+	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // benchPartition is the "partition" section: a projection whose handler
 // waits 1 ms per event (I/O), caught up over the same history with 2
-// and 4 partitions in one process, beside the same projection in one
-// partition (the plain runner), in the same run.
+// and 4 partitions in one process, and with 1, 2 and 4 instances (separate
+// runners with separate pools) holding one partition each, beside the same
+// projection in one partition (the plain runner), in the same run; then a
+// rebuild of 1M events with 8 partitions beside the single-partition
+// rebuild, and the handover time.
 func benchPartition(ctx context.Context, env *Env) ([]Row, error) {
 	st, err := prNewStores(ctx, env, "part")
 	if err != nil {
@@ -71,11 +81,189 @@ func benchPartition(ctx context.Context, env *Env) ([]Row, error) {
 		rows = append(rows, ratioRow(fmt.Sprintf("Catch-up, 1 ms/event handler: %d partition(s) in one process vs plain runner", parts),
 			r, base, "events/s", goal, true))
 	}
+	for _, k := range []int{1, 2, 4} {
+		r, err := benchInstances(ctx, env, st, head, n, k)
+		if err != nil {
+			return nil, fmt.Errorf("%d instances: %w", k, err)
+		}
+		rows = append(rows, ratioRow(fmt.Sprintf("Catch-up, 1 ms/event handler: %d instance(s) (own runner and pool, one partition each) vs plain runner", k),
+			r, base, "events/s", 0.8*float64(k), true))
+	}
+	rb, err := benchPartitionedRebuild(ctx, env)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	rows = append(rows, rb...)
 	h, err := benchHandover(ctx, env)
 	if err != nil {
 		return nil, fmt.Errorf("handover: %w", err)
 	}
 	return append(rows, h...), nil
+}
+
+// benchInstances catches the 1 ms/event projection up over the history
+// (n events up to head) with k instances, each a runner with its own pool,
+// the projection in k partitions (one partition each; k = 1 is the plain
+// runner on its own pool). The handlers wait for a start signal until the
+// partitions have spread over the instances (lease TTL 1 s), so the figure
+// is the instances' throughput, not the time they take to share the work.
+func benchInstances(ctx context.Context, env *Env, st *prStores, head eventstore.Position, n, k int) (float64, error) {
+	name := fmt.Sprintf("instances_%d", k)
+	parts := k
+	if k == 1 {
+		parts = 0
+	}
+	gate := make(chan struct{})
+	p := projection.Projection{Name: name, Partitions: parts, BatchSize: 64,
+		Handler: projection.HandlerFunc(func(ctx context.Context, _ projection.Tx, _ projection.Event) error {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			time.Sleep(time.Millisecond) // the handler's I/O
+			return nil
+		})}
+	quiet := projection.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, k)
+	var runners []*projection.Runner
+	var pools []*pgxpool.Pool
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, pool := range pools {
+			pool.Close()
+		}
+	}()
+	for i := 0; i < k; i++ {
+		cfg, err := pgxpool.ParseConfig(env.DatabaseURL)
+		if err != nil {
+			return 0, err
+		}
+		cfg.MaxConns = 8
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return 0, err
+		}
+		pools = append(pools, pool)
+		es, err := espg.New(pool, espg.WithSchema(st.schema))
+		if err != nil {
+			return 0, err
+		}
+		ps, err := projpg.New(pool, projpg.WithSchema(st.schema))
+		if err != nil {
+			return 0, err
+		}
+		r, err := projection.NewRunner(es, ps, []projection.Projection{p}, quiet,
+			projection.WithOwner(fmt.Sprintf("i%d", i)), projection.WithLeaseTTL(time.Second))
+		if err != nil {
+			return 0, err
+		}
+		runners = append(runners, r)
+		wg.Go(func() {
+			if err := r.Run(rctx); err != nil && rctx.Err() == nil {
+				errs <- err
+			}
+		})
+	}
+	if parts > 1 {
+		b := projection.Build{Name: name, Version: 1}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			states, err := st.proj.Partitions(ctx, b)
+			if err != nil {
+				return 0, err
+			}
+			owners := map[string]bool{}
+			for _, s := range states {
+				if s.Lease.Owner != "" && time.Until(s.Lease.Expires) > 0 {
+					owners[s.Lease.Owner] = true
+				}
+			}
+			if len(states) == parts && len(owners) == k {
+				break
+			}
+			if time.Now().After(deadline) {
+				return 0, fmt.Errorf("partitions never spread over %d instances: %d owners", k, len(owners))
+			}
+			select {
+			case err := <-errs:
+				return 0, err
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	start := time.Now()
+	close(gate)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer wcancel()
+	if err := runners[0].WaitFor(wctx, name, head); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	return rate(n, took), nil
+}
+
+// benchPartitionedRebuild rebuilds a Postgres read model (a per-stream
+// upsert) over 1M events (scaled), first in one partition, then in 8, in
+// the same run and over the same log: each is the first build of its
+// projection, run by Rebuild outside Run (an Admin's rebuild).
+func benchPartitionedRebuild(ctx context.Context, env *Env) ([]Row, error) {
+	st, err := prNewStores(ctx, env, "partrebuild")
+	if err != nil {
+		return nil, err
+	}
+	n := env.N(1_000_000, 20_000)
+	if err := fillLog(ctx, st.events, n); err != nil {
+		return nil, fmt.Errorf("fill the log: %w", err)
+	}
+	rebuild := func(name string, parts int) (float64, error) {
+		var applied atomic.Int64
+		p := prBalances(name, func(projection.Tx, eventstore.Record) { applied.Add(1) })
+		p.Partitions = parts
+		r, err := projection.NewRunner(st.events, st.proj, []projection.Projection{p},
+			projection.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := r.Rebuild(ctx, name); err != nil {
+			return 0, err
+		}
+		took := time.Since(start)
+		if got := applied.Load(); got < int64(n) {
+			return 0, fmt.Errorf("%s applied %d events, want %d", name, got, n)
+		}
+		var rows, events int64
+		if err := env.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(events), 0) FROM `+pgmigrate.Quote(st.schema)+`.`+pgmigrate.Quote(name)).Scan(&rows, &events); err != nil {
+			return 0, err
+		}
+		if events != int64(n) {
+			return 0, fmt.Errorf("%s: the read model counts %d events, want %d", name, events, n)
+		}
+		return rate(n, took), nil
+	}
+	one, err := rebuild("rebuild_one", 0)
+	if err != nil {
+		return nil, err
+	}
+	eight, err := rebuild("rebuild_eight", 8)
+	if err != nil {
+		return nil, err
+	}
+	row := ratioRow(fmt.Sprintf("Rebuild of %d events into a Postgres read model (per-stream upsert): 8 partitions vs one partition", n),
+		eight, one, "events/s", 1, true)
+	row.Goal = ""
+	row.Pass = ""
+	return []Row{row}, nil
 }
 
 // benchHandover measures how long a partition stays unapplied after its

@@ -151,18 +151,22 @@ SELECT pg_current_xact_id()::text::bigint, $1::uuid, $2, cur.v + 1, 'Deposited',
 	// Alternate rounds, a first one of each to warm up.
 	const rounds = 4
 	var dNo, dNoAlone, dWork, dCached, dRaw time.Duration
+	var cNo, cNoAlone, cWork, cCached, cRaw stCPU
 	var before aggregate.Stats
 	for round := -1; round < rounds; round++ {
 		for _, run := range []struct {
 			f   func() (time.Duration, error)
 			sum *time.Duration
-		}{{rawWork, &dWork}, {update(noCache), &dNo}, {update(noCacheAlone), &dNoAlone}, {rawInsert, &dRaw}, {update(cached), &dCached}} {
+			cpu *stCPU
+		}{{rawWork, &dWork, &cWork}, {update(noCache), &dNo, &cNo}, {update(noCacheAlone), &dNoAlone, &cNoAlone}, {rawInsert, &dRaw, &cRaw}, {update(cached), &dCached, &cCached}} {
+			c0 := b.env.cpuNow()
 			d, err := run.f()
 			if err != nil {
 				return nil, err
 			}
 			if round >= 0 {
 				*run.sum += d
+				*run.cpu = run.cpu.add(b.env.cpuNow().sub(c0))
 			}
 		}
 		if round == -1 {
@@ -177,16 +181,17 @@ SELECT pg_current_xact_id()::text::bigint, $1::uuid, $2, cur.v + 1, 'Deposited',
 	trips := float64(oneQuery+2*(loads-oneQuery)+int64(total)+taken) / float64(total)
 	r1 := ratioRow(fmt.Sprintf("Update, 8 goroutines, %s aggregates with snapshot + %d-event tail, Every(100), no cache", stCount(n), upEvents-upSnapAt),
 		rate(total, dNo), rate(total, dWork), "commands/s", 1.2, true)
-	r1.Value += fmt.Sprintf(", %.2f round trips/Update (one-query loads %d of %d, snapshot writes %d)", trips, oneQuery, loads, taken)
-	r1.Baseline += " (raw pgx, pool: snapshot read, tail read + decode, version-checked INSERT: 3 round trips)"
+	r1.Value += fmt.Sprintf(", %.2f round trips/Update (one-query loads %d of %d, snapshot writes %d), %s", trips, oneQuery, loads, taken, cNo.perUnit(total, "command"))
+	r1.Baseline += ", " + cWork.perUnit(total, "command") + " (raw pgx, pool: snapshot read, tail read + decode, version-checked INSERT: 3 round trips)"
 	r1b := ratioRow(r1.Figure+", WithGroupCommit(false)", rate(total, dNoAlone), rate(total, dWork), "commands/s", 0, true)
+	r1b.Value += ", " + cNoAlone.perUnit(total, "command")
 	r1b.Baseline += " (the same raw pgx work)"
 	r1b.Goal, r1b.Pass = "(info)", ""
 	cst := cached.Stats()
 	r2 := ratioRow(fmt.Sprintf("Update, 8 goroutines, %s aggregates, Every(100), WithCache(1000) (smaller than the working set)", stCount(n)),
 		rate(total, dCached), rate(total, dRaw), "commands/s", 1.0, true)
-	r2.Value += fmt.Sprintf(", cache hits %d of %d", cst.CacheHits, int64(commands*workers*(rounds+1))+cst.Retries)
-	r2.Baseline += " (single-row INSERT, pool)"
+	r2.Value += fmt.Sprintf(", cache hits %d of %d, %s", cst.CacheHits, int64(commands*workers*(rounds+1))+cst.Retries, cCached.perUnit(total, "command"))
+	r2.Baseline += ", " + cRaw.perUnit(total, "row") + " (single-row INSERT, pool)"
 	return []Row{r1, r1b, r2}, nil
 }
 

@@ -24,6 +24,11 @@ type JetStreamCluster struct {
 	nodes []*server.Server
 }
 
+// NATSLogEnv names the environment variable that, when set, makes the
+// nodes of a NATSCluster log to stderr (notices, warnings and errors: a
+// replica failing to apply an entry, a stream leader election).
+const NATSLogEnv = "CHRONICLE_TEST_NATS_LOG"
+
 // NATSClusterSize is the number of nodes NATSCluster starts.
 const NATSClusterSize = 3
 
@@ -47,7 +52,7 @@ func NATSCluster(t testing.TB) *JetStreamCluster {
 			Port:       ports[i],
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
-			NoLog:      true,
+			NoLog:      os.Getenv(NATSLogEnv) == "",
 			NoSigs:     true,
 			Cluster: server.ClusterOpts{
 				Name: name,
@@ -136,6 +141,9 @@ func (c *JetStreamCluster) Start(i int) {
 		opts := c.opts[i]
 		srv, err = server.NewServer(&opts)
 		if err == nil {
+			if !opts.NoLog {
+				srv.ConfigureLogger()
+			}
 			go srv.Start()
 			if srv.ReadyForConnections(10 * time.Second) {
 				break

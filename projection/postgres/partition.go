@@ -35,10 +35,17 @@ func (s *Store) Renew(ctx context.Context, b projection.Build, n int, owner stri
 		// new member).
 		batch.Queue(`DELETE FROM `+s.q+`.projection_members
 			WHERE name = $1 AND version = $2 AND generation = $3 AND expires_at < now() - interval '1 hour'`, b.Name, b.Version, b.Generation)
-		batch.Queue(`INSERT INTO `+s.q+`.projection_leases (name, version, generation, partition)
-			SELECT $1, $2, $3, g FROM generate_series(0, $4::int - 1) g ON CONFLICT DO NOTHING`, b.Name, b.Version, b.Generation, n)
-		batch.Queue(`INSERT INTO `+s.q+`.projection_partition_checkpoints (name, version, generation, partition)
-			SELECT $1, $2, $3, g FROM generate_series(0, $4::int - 1) g ON CONFLICT DO NOTHING`, b.Name, b.Version, b.Generation, n)
+		// Only the missing rows: ON CONFLICT alone would wait for any
+		// open unit of work that has written the row (a runner paused
+		// between its checkpoint write and its commit), and with it every
+		// runner's renewal.
+		for _, table := range []string{"projection_leases", "projection_partition_checkpoints"} {
+			batch.Queue(`INSERT INTO `+s.q+`.`+table+` (name, version, generation, partition)
+				SELECT $1, $2, $3, g FROM generate_series(0, $4::int - 1) g
+				WHERE NOT EXISTS (SELECT 1 FROM `+s.q+`.`+table+` r
+					WHERE r.name = $1 AND r.version = $2 AND r.generation = $3 AND r.partition = g)
+				ON CONFLICT DO NOTHING`, b.Name, b.Version, b.Generation, n)
+		}
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 			return err
 		}
