@@ -36,6 +36,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
@@ -207,9 +208,10 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 	if err != nil {
 		return o, err
 	}
+	var head *eventstore.Position // nil when unknown
 	for _, st := range sts {
 		if len(sts) > 0 {
-			o.Log.Head = st.Head.String()
+			o.Log.Head, head = st.Head.String(), &st.Head
 			o.Log.HeldBack, o.Log.OldestOpenSeconds = st.HeldBack, st.OldestOpen.Seconds()
 		}
 		po := ProjectionOverview{
@@ -246,7 +248,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		if err != nil {
 			return o, err
 		}
-		o.Log.Head, o.Log.HeldBack = ls.Head.String(), ls.HeldBack
+		o.Log.Head, o.Log.HeldBack, head = ls.Head.String(), ls.HeldBack, &ls.Head
 		if ls.Oldest != nil && ls.HeldBack > 0 {
 			o.Log.OldestPID, o.Log.OldestOpenSeconds = ls.Oldest.PID, ls.Oldest.Age.Seconds()
 		}
@@ -259,7 +261,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	if h.relayPool != nil {
-		if o.Relay, err = h.relayOverview(ctx, o.Log); err != nil {
+		if o.Relay, err = h.relayOverview(ctx, o.Log, head); err != nil {
 			return o, err
 		}
 	}

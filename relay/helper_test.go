@@ -28,6 +28,7 @@ type env struct {
 	schema string
 	store  *espg.Store
 	nats   *testenv.NATSServer
+	url    string // the NATS URL when nats is nil (a cluster)
 	nc     *nats.Conn
 	js     jetstream.JetStream
 }
@@ -64,14 +65,18 @@ func (e *env) sibling() *env {
 	if err := store.Migrate(testCtx(e.t)); err != nil {
 		e.t.Fatal(err)
 	}
-	return &env{t: e.t, pool: pool, schema: schema, store: store, nats: e.nats, nc: e.nc, js: e.js}
+	return &env{t: e.t, pool: pool, schema: schema, store: store, nats: e.nats, url: e.url, nc: e.nc, js: e.js}
 }
 
 // connect opens a NATS connection that reconnects forever, closed at the
 // end of the test.
 func (e *env) connect() *nats.Conn {
 	e.t.Helper()
-	nc, err := nats.Connect(e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	url := e.url
+	if e.nats != nil {
+		url = e.nats.URL()
+	}
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -291,7 +291,11 @@ func TestRelayResyncWhenStreamLastMessageIsGone(t *testing.T) {
 }
 
 func testResync(t *testing.T, tc resyncCase, oldN, newN int) {
-	e := newEnv(t)
+	testResyncOn(t, newEnv(t), tc, oldN, newN)
+}
+
+// testResyncOn is testResync on e's NATS server or cluster.
+func testResyncOn(t *testing.T, e *env, tc resyncCase, oldN, newN int) {
 	ctx := testCtx(t)
 	name := e.topo().Stream
 	var cfg1, cfg2 relay.StreamConfig
