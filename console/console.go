@@ -1,6 +1,7 @@
 // Package console serves Chronicle's operations console: a web page, with
 // its assets embedded, that shows the head of the event log, the events an
-// open transaction holds back (and its pid), the relay's leader, every
+// open transaction holds back (and its pid), the relay's leader (a warning
+// when none leads) and lag, every
 // projection's state, build, checkpoint, lag and dead letters, and the
 // dead letters themselves, refreshed every two seconds. It is read-only
 // unless [WithActions] enables retrying and discarding dead letters from
@@ -9,8 +10,9 @@
 // logged. Each projection shows its rate (events per second applied,
 // from successive samples) and the builds the projection store keeps.
 // [WithStreams] adds a stream browser: streams listed and searched, a
-// stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
-// events of a correlation ID as a causation tree. [WithProcesses] adds the
+// stream's events (decoded by [WithDecoder]'s decoder, or raw), the event
+// of a dead letter in its stream, and the events of a correlation ID as a
+// causation tree. [WithProcesses] adds the
 // process types with their counts by state, and each process's history
 // and timers (pending, overdue, fired, cancelled).
 //
