@@ -1,6 +1,7 @@
 // Package console serves Chronicle's operations console: a web page, with
 // its assets embedded, that shows the head of the event log, the events an
-// open transaction holds back (and its pid), the relay's leader, every
+// open transaction holds back (and its pid), the relay's leader (a warning
+// when none leads) and lag, every
 // projection's state, build, checkpoint, lag and dead letters, and the
 // dead letters themselves, refreshed every two seconds. It is read-only
 // unless [WithActions] enables retrying and discarding dead letters from
@@ -9,8 +10,9 @@
 // logged. Each projection shows its rate (events per second applied,
 // from successive samples) and the builds the projection store keeps.
 // [WithStreams] adds a stream browser: streams listed and searched, a
-// stream's events (decoded by [WithDecoder]'s decoder, or raw), and the
-// events of a correlation ID as a causation tree. [WithProcesses] adds the
+// stream's events (decoded by [WithDecoder]'s decoder, or raw), the event
+// of a dead letter in its stream, and the events of a correlation ID as a
+// causation tree. [WithProcesses] adds the
 // process types with their counts by state, and each process's history
 // and timers (pending, overdue, fired, cancelled).
 //
@@ -36,6 +38,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/process"
 	"github.com/chronicle-go/chronicle/projection"
@@ -207,9 +210,10 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 	if err != nil {
 		return o, err
 	}
+	var head *eventstore.Position // nil when unknown
 	for _, st := range sts {
 		if len(sts) > 0 {
-			o.Log.Head = st.Head.String()
+			o.Log.Head, head = st.Head.String(), &st.Head
 			o.Log.HeldBack, o.Log.OldestOpenSeconds = st.HeldBack, st.OldestOpen.Seconds()
 		}
 		po := ProjectionOverview{
@@ -246,7 +250,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		if err != nil {
 			return o, err
 		}
-		o.Log.Head, o.Log.HeldBack = ls.Head.String(), ls.HeldBack
+		o.Log.Head, o.Log.HeldBack, head = ls.Head.String(), ls.HeldBack, &ls.Head
 		if ls.Oldest != nil && ls.HeldBack > 0 {
 			o.Log.OldestPID, o.Log.OldestOpenSeconds = ls.Oldest.PID, ls.Oldest.Age.Seconds()
 		}
@@ -259,7 +263,7 @@ func (h *Handler) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	if h.relayPool != nil {
-		if o.Relay, err = h.relayOverview(ctx, o.Log); err != nil {
+		if o.Relay, err = h.relayOverview(ctx, o.Log, head); err != nil {
 			return o, err
 		}
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"time"
 
@@ -64,8 +65,9 @@ func (h *Handler) reader() logReader {
 }
 
 // relayOverview reads the relay's leadership, and its lag when the console
-// reads the log; log is the overview's log section (its held-back events).
-func (h *Handler) relayOverview(ctx context.Context, log LogOverview) (*RelayOverview, error) {
+// reads the log; log is the overview's log section (its held-back events)
+// and head the head of the log (nil when unknown).
+func (h *Handler) relayOverview(ctx context.Context, log LogOverview, head *eventstore.Position) (*RelayOverview, error) {
 	l, err := relay.ReadLeadership(ctx, h.relayPool, h.relayOpts...)
 	if err != nil {
 		return nil, err
@@ -80,6 +82,12 @@ func (h *Handler) relayOverview(ctx context.Context, log LogOverview) (*RelayOve
 	cp, err := relay.ReadCheckpoint(ctx, h.relayPool, h.relayOpts...)
 	if err != nil {
 		o.LagError = "console: relay checkpoint: " + err.Error()
+		return o, nil
+	}
+	if head != nil && head.Before(cp.Position) {
+		// Counting after it would show no lag at all.
+		o.LagError = fmt.Sprintf("console: relay %q checkpoint %s is after the head %s of the log: it was written for another event store "+
+			"(or the store was restored or recreated); see `chronicle relay status`", cp.Name, cp.Position, head)
 		return o, nil
 	}
 	lag := &RelayLag{}

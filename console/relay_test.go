@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/chronicle-go/chronicle/console"
@@ -103,5 +105,50 @@ func TestRelayLeaderAndLag(t *testing.T) {
 	}
 	if o.Relay.PID == 0 || o.Relay.Lag.Checkpoint != last.Position.String() || o.Relay.Lag.CheckpointAt == nil || o.Relay.Lag.Seconds != 0 {
 		t.Fatalf("relay leading, all published: %+v, lag %+v", o.Relay, o.Relay.Lag)
+	}
+}
+
+// A relay checkpoint after the head of the log (written for another
+// store) is shown as an error in place of the lag, which counting after it
+// would show as none; the rest of the overview is shown.
+func TestRelayCheckpointAhead(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	pool, schema := testenv.Postgres(t)
+	es, err := espg.New(pool, espg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) }} {
+		if err := m(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := es.Append(ctx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Opened", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema}.Sanitize()+`.relay_checkpoints (name, tx_id, seq) VALUES ($1, 999999999999, 1)`,
+		relay.DefaultName); err != nil {
+		t.Fatal(err)
+	}
+	r, err := projection.NewRunner(es, ps, []projection.Projection{{Name: "noop",
+		Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := console.New(r.Admin(), console.WithLog(es), console.WithRelay(pool, relay.WithSchema(schema)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := h.Overview(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Relay == nil || o.Relay.Lag != nil || !strings.Contains(o.Relay.LagError, "after the head") || len(o.Projections) != 1 {
+		t.Fatalf("relay with a checkpoint ahead of the log: %+v", o.Relay)
 	}
 }

@@ -283,25 +283,33 @@ func (e *env) runner(pool *pgxpool.Pool, typ *process.Type[*jobState], opts ...p
 func start(t *testing.T, r *process.Runner) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-r.Ready():
-	case err := <-done:
-		t.Fatalf("runner stopped before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("runner not ready after 30s")
-	}
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = r.Run(ctx)
+	}()
+	// The runner is stopped when the test ends however it ends: a
+	// t.Fatal below must not leave it running on a pool the test's
+	// cleanup then waits for ever to close.
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("runner: %v", err)
+			<-done
+			if runErr != nil && !errors.Is(runErr, context.Canceled) {
+				t.Errorf("runner: %v", runErr)
 			}
 		})
 	}
 	t.Cleanup(stop)
+	select {
+	case <-r.Ready():
+	case <-done:
+		t.Fatalf("runner stopped before ready: %v", runErr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("runner not ready after 30s")
+	}
 	return stop
 }
 

@@ -106,20 +106,39 @@ func (pl *pipeline) runPartitioned(ctx context.Context, b Build, publish bool, t
 				}
 			})
 		}
-		if tick != nil {
-			if done, err := tick(ctx); err != nil || done {
-				return err
+		// A tick (the end of a rebuild) is checked every tickEvery between
+		// two rebalances, so that a rebuild ends when its partitions are
+		// done, not up to a renewal period later.
+		next := time.Now().Add(every)
+		for {
+			if tick != nil {
+				if done, err := tick(ctx); err != nil || done {
+					return err
+				}
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-pl.restart:
-			return errRestart
-		case <-time.After(every):
+			wait := time.Until(next)
+			if wait <= 0 {
+				break
+			}
+			if tick != nil {
+				wait = min(wait, tickEvery)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-pl.restart:
+				return errRestart
+			case <-time.After(wait):
+			}
+			if tick == nil {
+				break
+			}
 		}
 	}
 }
+
+// tickEvery is how often runPartitioned checks whether a rebuild is done.
+const tickEvery = 100 * time.Millisecond
 
 // leave releases the set's leases and membership, best effort, so that
 // the runners that stay take the partitions over at once.

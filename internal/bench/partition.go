@@ -105,7 +105,7 @@ func benchPartition(ctx context.Context, env *Env) ([]Row, error) {
 // (n events up to head) with k instances, each a runner with its own pool,
 // the projection in k partitions (one partition each; k = 1 is the plain
 // runner on its own pool). The handlers wait for a start signal until the
-// partitions have spread over the instances (lease TTL 1 s), so the figure
+// partitions have spread over the instances (lease TTL 3 s), so the figure
 // is the instances' throughput, not the time they take to share the work.
 func benchInstances(ctx context.Context, env *Env, st *prStores, head eventstore.Position, n, k int) (float64, error) {
 	name := fmt.Sprintf("instances_%d", k)
@@ -158,7 +158,7 @@ func benchInstances(ctx context.Context, env *Env, st *prStores, head eventstore
 			return 0, err
 		}
 		r, err := projection.NewRunner(es, ps, []projection.Projection{p}, quiet,
-			projection.WithOwner(fmt.Sprintf("i%d", i)), projection.WithLeaseTTL(time.Second))
+			projection.WithOwner(fmt.Sprintf("i%d", i)), projection.WithLeaseTTL(3*time.Second))
 		if err != nil {
 			return 0, err
 		}

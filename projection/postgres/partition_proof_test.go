@@ -848,7 +848,8 @@ func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
 	for i := range evs {
 		evs[i] = eventstore.Event{Type: "Counted", Data: []byte(`{}`)}
 	}
-	if _, err := pe.events.Append(testCtx(t), stream, eventstore.NoStream, evs...); err != nil {
+	paused, err := pe.events.Append(testCtx(t), stream, eventstore.NoStream, evs...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	entered := func(in *proofInstance) {
@@ -881,12 +882,14 @@ func testPausedInstance(t *testing.T, ownerCommitsFirst bool) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		res, err := pe.events.Append(testCtx(t), stream, eventstore.Any, eventstore.Event{Type: "Counted", Data: []byte(`{}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := bi.runner.WaitForStream(testCtx(t), "proof", stream, res.Position); err != nil {
-			t.Fatal(err)
+		// Only events appended before the pause: a unit of work of a
+		// paused after its checkpoint write holds a transaction ID, and
+		// with it the log's horizon for every reader (ADR 0008).
+		wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := bi.runner.WaitForStream(wctx, "proof", stream, paused.Position); err != nil {
+			st, _ := pe.store.Partitions(testCtx(t), b)
+			t.Fatalf("b applying partition %d: %v\npartitions: %+v\n%s", part, err, st, pe.activity())
 		}
 	} else {
 		entered(bi) // b applied the partition's events, not committed
@@ -971,5 +974,45 @@ func TestRenewDoesNotWaitForAnOpenUnitOfWork(t *testing.T) {
 	got, err := e.store.Acquire(rctx, b, "other", time.Minute, 2)
 	if err != nil || len(got) != 1 || got[0].Partition == held[0].Partition {
 		t.Fatalf("acquire beside an open unit of work: %v %v, want the other partition", got, err)
+	}
+}
+
+// TestPartitionedRebuildEndsWhenItsPartitionsAreDone: an Admin's rebuild
+// of a partitioned projection returns soon after its partitions have
+// applied the log, not at the next renewal of its leases (a third of the
+// lease TTL, 10 s by default: 3.3 s).
+func TestPartitionedRebuildEndsWhenItsPartitionsAreDone(t *testing.T) {
+	e := newEnv(t)
+	p := counting("quick", 1, func(p *projection.Projection) { p.Partitions = 4 })
+	want, last := e.write("hist", 6, 5)
+	// The rebuild catches up to the head readers see; another session's
+	// open transaction (another test's) may hold it back for a while.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		head, err := e.events.Head(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !head.Before(last) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the head readers see is still %s, before the last write %s", head, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	adm, err := projection.NewAdmin(e.events, e.store, []projection.Projection{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := adm.Rebuild(testCtx(t), "quick"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	e.checkCounts("counts", want)
+	t.Logf("rebuild of 30 events in 4 partitions took %s", took.Round(time.Millisecond))
+	if renewal := projection.DefaultLeaseTTL / 3; took >= renewal {
+		t.Fatalf("rebuild took %s, a renewal period (%s) or more", took.Round(time.Millisecond), renewal)
 	}
 }
