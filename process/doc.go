@@ -31,8 +31,15 @@
 // ID a trigger produces is a UUIDv5 of the process, the trigger's event ID
 // and the step ([StepID]).
 //
-// A dispatcher delivers commands at least once, to the [CommandHandler]
-// registered under the command's name ([WithCommand]). A handler that
+// A command registered with [WithLocalCommand] (one that only updates
+// aggregates of the same store, through a repository built on [TxStore])
+// runs inside the trigger's transaction, and the process handles its
+// outcome at once, in that transaction, as its next trigger: the
+// aggregate's events, the process's and the checkpoint commit together
+// (ADR 0016).
+//
+// A dispatcher delivers the other commands at least once, to the
+// [CommandHandler] registered under the command's name ([WithCommand]). A handler that
 // updates an aggregate of the same store through a repository built on
 // [TxStore] appends inside the dispatcher's transaction, which also
 // records the command's outcome in the process's stream and marks it
@@ -45,12 +52,19 @@
 //
 // # Timers
 //
-// Timers are rows of a table shared by every runner, claimed with
-// FOR UPDATE SKIP LOCKED by the runner's clock ([WithClock]); firing one
-// appends a TimerFired event with a deterministic ID to the process's
-// stream and deletes the row, in one transaction, and the runner then
-// handles it like any trigger. A timer due while no runner is alive fires
-// when one starts.
+// Timers are rows of a table shared by every runner, claimed for a lease
+// with FOR UPDATE SKIP LOCKED by the runner's clock ([WithClock]); firing
+// one appends a TimerFired event with a deterministic ID to the process's
+// stream (a second firing after a crash is absorbed by the store's
+// idempotent append) and deletes the row, and the runner then handles it
+// like any trigger. A timer due while no runner is alive fires when one
+// starts.
+//
+// # Snapshots
+//
+// A type with Snapshots loads its processes from their latest snapshot
+// (built-in state and the type's state, as JSON) and the events after it,
+// and takes one, from committed events, when its SnapshotPolicy says so.
 //
 // # Terminal processes
 //

@@ -14,6 +14,7 @@ import (
 	"github.com/chronicle-go/chronicle/aggregate"
 	"github.com/chronicle-go/chronicle/eventstore"
 	"github.com/chronicle-go/chronicle/projection"
+	"github.com/chronicle-go/chronicle/snapshot"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -93,6 +94,22 @@ type Type[S Applier] struct {
 	// MaxAttempts is how many times a trigger is tried; zero means
 	// projection.DefaultMaxAttempts.
 	MaxAttempts int
+	// Snapshots, when set, keeps snapshots of the type's processes (their
+	// built-in state and S, encoded as JSON: S's exported fields) in this
+	// store, so that a long-lived process loads from its latest snapshot
+	// and the events after it instead of its whole stream. A snapshot is
+	// taken when a process is loaded and SnapshotPolicy says the events
+	// read since the last one are due (only committed events are read: a
+	// snapshot never holds a trigger's uncommitted work). Snapshots are a
+	// cache: one of another SnapshotRevision, or that fails to decode, is
+	// ignored and the stream replayed.
+	Snapshots snapshot.Store
+	// SnapshotPolicy decides when a load takes a snapshot (default
+	// snapshot.Every(100)).
+	SnapshotPolicy snapshot.Policy
+	// SnapshotRevision is the revision of the shape of S (default 1): bump
+	// it when S changes shape, and older snapshots are ignored.
+	SnapshotRevision int
 	// Partitions, when above 1, handles the type's triggers in this many
 	// partitions in parallel (by a hash of the trigger's stream: see
 	// projection.Projection.Partitions). Two triggers of one process may
@@ -150,6 +167,7 @@ func (t *Type[S]) kind() (*kind, error) {
 	return &kind{
 		name: t.Name, category: t.Category(), starts: t.Starts, types: t.Types, categories: t.Categories,
 		correlate: t.Correlate, codec: t.Codec, policy: t.OnFailure, attempts: t.MaxAttempts, partitions: t.Partitions,
+		snapshots: t.Snapshots, snapPolicy: t.SnapshotPolicy, snapRevision: max(t.SnapshotRevision, 1),
 		newState: func(id string) Applier { return t.New(id) },
 		handle: func(ctx context.Context, c *core, tr Trigger) error {
 			return t.Handle(ctx, &Process[S]{c: c}, tr)
@@ -179,6 +197,9 @@ type kind struct {
 	policy                    projection.Policy
 	attempts                  int
 	partitions                int
+	snapshots                 snapshot.Store
+	snapPolicy                snapshot.Policy
+	snapRevision              int
 	newState                  func(id string) Applier
 	handle                    func(ctx context.Context, c *core, t Trigger) error
 }
@@ -267,10 +288,11 @@ func (p *Process[S]) Now() time.Time { return p.c.now }
 // applies it to the state.
 func (p *Process[S]) Record(event any) { p.c.record(event) }
 
-// Send decides to send a command: the dispatcher hands it to the command
-// handler registered under name ([WithCommand]) at least once, with a
-// deterministic ID, returned here. Its outcome comes back as a
-// CommandSucceeded or CommandFailed trigger.
+// Send decides to send a command, with a deterministic ID, returned here:
+// a local command ([WithLocalCommand]) runs once the handler returns, in
+// the trigger's transaction; another ([WithCommand]) is handed to its
+// handler by the dispatcher at least once, after the trigger committed.
+// Its outcome comes back as a CommandSucceeded or CommandFailed trigger.
 func (p *Process[S]) Send(name string, data any) uuid.UUID { return p.c.send(name, data, nil) }
 
 // Command is a command's name and payload.

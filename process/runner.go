@@ -405,7 +405,11 @@ func (rt *router) load(ctx context.Context, u *unitState, id string) (*core, err
 		return c, nil
 	}
 	c := newCore(rt.k, id)
-	for rec, err := range rt.r.es.ReadStream(ctx, c.stream, eventstore.ReadStreamOptions{}) {
+	var snapAt int64
+	if rt.k.snapshots != nil {
+		snapAt = rt.fromSnapshot(ctx, c)
+	}
+	for rec, err := range rt.r.es.ReadStream(ctx, c.stream, eventstore.ReadStreamOptions{From: snapAt + 1}) {
 		if errors.Is(err, eventstore.ErrStreamNotFound) {
 			break
 		}
@@ -415,6 +419,9 @@ func (rt *router) load(ctx context.Context, u *unitState, id string) (*core, err
 		if err := c.load(rec); err != nil {
 			return nil, err
 		}
+	}
+	if rt.k.snapshots != nil {
+		rt.takeSnapshot(ctx, c, snapAt)
 	}
 	for _, rec := range u.written[id] {
 		if rec.StreamVersion > c.version {

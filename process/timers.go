@@ -24,6 +24,12 @@ const timerWorkers = 2
 // statement, so a batch of timers costs a few round trips, not one each.
 const timerAppends = 128
 
+// timerLease is how long a claim on a timer lasts: a runner that dies
+// while firing (no time to release its claims) delays the timers it held
+// by at most this, and a slower firing is absorbed by the store when
+// another runner fires the same timers again.
+const timerLease = 10 * time.Second
+
 // timers fires due timers until ctx ends.
 func (r *Runner) timers(ctx context.Context) {
 	failures := 0
@@ -113,7 +119,7 @@ func (r *Runner) claimTimers(ctx context.Context) ([]dueTimer, error) {
 			ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) d
 		WHERE t.type = d.type AND t.process_id = d.process_id AND t.name = d.name
 		RETURNING t.type, t.process_id, t.name, t.timer_id, t.stream_id, t.due_at`,
-		r.opts.clock(), r.order, r.opts.timerBatch, r.opts.lease)
+		r.opts.clock(), r.order, r.opts.timerBatch, timerLease)
 	if err != nil {
 		return nil, fmt.Errorf("process: claim due timers: %w", err)
 	}

@@ -244,6 +244,27 @@ func (e *env) waitCount(ctx context.Context, name string, n uint64) {
 	e.t.Fatalf("stream %s holds %d messages after 30s, want %d", name, got, n)
 }
 
+// waitPublished waits until the stream's last sequence reaches n: n
+// messages were stored in a new stream, even if some have aged out since
+// (a stream with a short MaxAge may hold none by the time it is looked at).
+func (e *env) waitPublished(ctx context.Context, name string, n uint64) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var got uint64
+	for time.Now().Before(deadline) {
+		if s, err := e.js.Stream(ctx, name); err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				got = info.State.LastSeq
+				if got >= n {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("stream %s stored %d messages after 30s, want %d", name, got, n)
+}
+
 // verify checks that the stream holds exactly the store's log, once each,
 // in order, on the right subjects, with every field intact.
 func (e *env) verify(ctx context.Context, name, prefix string) []eventstore.Record {

@@ -36,7 +36,7 @@ func (d *demo) processTransfers(ctx context.Context) error {
 	const slow = "slowbank"
 	cmds, err := bank.TransferCommands(es, bank.WithCreditDelay(func(account string) time.Duration {
 		if account == slow {
-			return 5 * transferTimeout // a wide margin: the timer must fire first, also on a loaded machine
+			return 4 * transferTimeout // a wide margin: the timer must fire first, also on a loaded machine
 		}
 		return 0
 	}))
