@@ -401,36 +401,9 @@ func (s *Source) consumer(ctx context.Context, req projection.SourceRequest) (je
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("jetstream: look up consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
-	start, err := s.startSeq(ctx, req.After)
+	cons, start, err := s.createConsumer(ctx, req, name, "Chronicle projection "+req.Build.String(), filters)
 	if err != nil {
 		return nil, err
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    "Chronicle projection " + req.Build.String(),
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    start,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        s.ackWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  s.maxAckPending,
-		FilterSubjects: filters,
-	}
-	if len(filters) == 1 {
-		// One filter works with servers older than 2.10 too.
-		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
-	}
-	cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
-	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
-		// A server older than 2.10: read every subject; the runner keeps
-		// only what the projection wants.
-		cfg.FilterSubject, cfg.FilterSubjects = s.topo.SubjectPrefix+".>", nil
-		s.log.Warn("NATS server cannot filter on several subjects; the consumer reads every record",
-			"projection", req.Build.Name, "consumer", name, "filters", filters)
-		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
 	s.log.Info("created projection consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
 		"start_seq", start, "after", req.After.String())
@@ -456,13 +429,29 @@ func (s *Source) partitionConsumer(ctx context.Context, req projection.SourceReq
 	case err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("jetstream: replace consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
-	start, err := s.startSeq(ctx, req.After)
+	desc := fmt.Sprintf("Chronicle projection %s partition %d of %d", req.Build, req.Partition, req.Partitions)
+	cons, start, err := s.createConsumer(ctx, req, name, desc, filters)
 	if err != nil {
 		return nil, err
 	}
+	s.log.Debug("created partition consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
+		"partition", req.Partition, "start_seq", start, "after", req.After.String())
+	return cons, nil
+}
+
+// createConsumer creates the durable consumer name, filtered on filters,
+// to start at the first message after req.After. On a server older than
+// 2.10, which cannot filter on several subjects, the consumer reads every
+// subject (the runner keeps only what it wants), and says so. It returns
+// the consumer and the stream sequence it starts at.
+func (s *Source) createConsumer(ctx context.Context, req projection.SourceRequest, name, desc string, filters []string) (jetstream.Consumer, uint64, error) {
+	start, err := s.startSeq(ctx, req.After)
+	if err != nil {
+		return nil, 0, err
+	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:        name,
-		Description:    fmt.Sprintf("Chronicle projection %s partition %d of %d", req.Build, req.Partition, req.Partitions),
+		Description:    desc,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start,
 		AckPolicy:      jetstream.AckExplicitPolicy,
@@ -472,23 +461,20 @@ func (s *Source) partitionConsumer(ctx context.Context, req projection.SourceReq
 		FilterSubjects: filters,
 	}
 	if len(filters) == 1 {
+		// One filter works with servers older than 2.10 too.
 		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
 	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
 	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
-		// A server older than 2.10: read every subject; the runner keeps
-		// only the partition's records and passes the others.
 		cfg.FilterSubject, cfg.FilterSubjects = s.topo.SubjectPrefix+".>", nil
-		s.log.Warn("NATS server cannot filter on several subjects; the partition's consumer reads every record",
+		s.log.Warn("NATS server cannot filter on several subjects; the consumer reads every record",
 			"projection", req.Build.Name, "consumer", name, "filters", filters)
 		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.topo.Stream, cfg)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.topo.Stream, err)
+		return nil, 0, fmt.Errorf("jetstream: create consumer %s on stream %s: %w", name, s.topo.Stream, err)
 	}
-	s.log.Debug("created partition consumer", "projection", req.Build.Name, "consumer", name, "stream", s.topo.Stream,
-		"partition", req.Partition, "start_seq", start, "after", req.After.String())
-	return cons, nil
+	return cons, start, nil
 }
 
 // startSeq finds the first stream sequence whose record comes after pos.
