@@ -23,6 +23,24 @@ type Environment struct {
 	Close func()
 }
 
+// Choose returns the in-memory environment (Memory) when inMemory is set,
+// else what Detect finds: the choice of the -memory flag of make demo and
+// make demo-observe.
+func Choose(ctx context.Context, inMemory bool) (Environment, error) {
+	if inMemory {
+		return Memory(), nil
+	}
+	return Detect(ctx)
+}
+
+// Memory is the in-memory environment: memory event store and read
+// models, the runner following the store, no PostgreSQL and no NATS.
+func Memory() Environment {
+	env := Environment{Close: func() {}}
+	env.Config.Mode = "in memory (-memory): memory event store, memory read models, runner follows the store (no NATS)"
+	return env
+}
+
 // Detect chooses where the demo runs, from the environment variables
 // DATABASE_URL and NATS_URL:
 //

@@ -34,14 +34,9 @@ func main() {
 }
 
 func run(ctx context.Context, inMemory bool) error {
-	env := demo.Environment{Close: func() {}}
-	if inMemory {
-		env.Config.Mode = "in memory (-memory): memory event store, memory read models, runner follows the store (no NATS)"
-	} else {
-		var err error
-		if env, err = demo.Detect(ctx); err != nil {
-			return err
-		}
+	env, err := demo.Choose(ctx, inMemory)
+	if err != nil {
+		return err
 	}
 	defer env.Close()
 	cfg := env.Config
@@ -49,6 +44,6 @@ func run(ctx context.Context, inMemory bool) error {
 	// Warnings and errors on stderr; info lines would break the narration.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.Seed = 42
-	_, err := demo.Run(ctx, cfg)
+	_, err = demo.Run(ctx, cfg)
 	return err
 }

@@ -31,15 +31,10 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := demo.Environment{Close: func() {}}
-	if *inMemory {
-		env.Config.Mode = "in memory (-memory): memory event store, memory read models, runner follows the store (no NATS)"
-	} else {
-		var err error
-		if env, err = demo.Detect(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	env, err := demo.Choose(ctx, *inMemory)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	cfg := observe.Config{Demo: env.Config, Addr: *addr, Actions: *actions, Out: os.Stdout,
 		// Warnings and errors on stderr, and the console's actions.
@@ -49,7 +44,7 @@ func main() {
 	if *traces {
 		cfg.Traces = os.Stderr
 	}
-	err := observe.Run(ctx, cfg)
+	err = observe.Run(ctx, cfg)
 	env.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
