@@ -101,6 +101,20 @@ func benchPartition(ctx context.Context, env *Env) ([]Row, error) {
 	return append(rows, h...), nil
 }
 
+// gatedIOHandler is a handler that waits for gate to close, then spends
+// 1 ms per event waiting (the handler's I/O).
+func gatedIOHandler(gate <-chan struct{}) projection.Handler {
+	return projection.HandlerFunc(func(ctx context.Context, _ projection.Tx, _ projection.Event) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		time.Sleep(time.Millisecond) // the handler's I/O
+		return nil
+	})
+}
+
 // benchInstances catches the 1 ms/event projection up over the history
 // (n events up to head) with k instances, each a runner with its own pool,
 // the projection in k partitions (one partition each; k = 1 is the plain
@@ -115,15 +129,7 @@ func benchInstances(ctx context.Context, env *Env, st *prStores, head eventstore
 	}
 	gate := make(chan struct{})
 	p := projection.Projection{Name: name, Partitions: parts, BatchSize: 64,
-		Handler: projection.HandlerFunc(func(ctx context.Context, _ projection.Tx, _ projection.Event) error {
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			time.Sleep(time.Millisecond) // the handler's I/O
-			return nil
-		})}
+		Handler: gatedIOHandler(gate)}
 	quiet := projection.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -57,15 +57,7 @@ func benchPartitionJS(ctx context.Context, env *Env) ([]Row, error) {
 		}
 		gate := make(chan struct{})
 		p := projection.Projection{Name: name, Partitions: parts, BatchSize: 64,
-			Handler: projection.HandlerFunc(func(ctx context.Context, _ projection.Tx, _ projection.Event) error {
-				select {
-				case <-gate:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				time.Sleep(time.Millisecond) // the handler's I/O
-				return nil
-			})}
+			Handler: gatedIOHandler(gate)}
 		r, err := projection.NewRunner(st.events, st.proj, []projection.Projection{p}, projection.WithSource(src),
 			projection.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 		if err != nil {
