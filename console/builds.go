@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -90,17 +89,12 @@ func (h *Handler) rate(name string, b projection.Build, applied int64, now time.
 // enabled; the page asks for a confirmation). It refuses the current
 // build and the one under way (409).
 func (h *Handler) dropBuild(w http.ResponseWriter, r *http.Request) {
-	if !h.actions {
-		http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
-		return
-	}
 	var req struct {
 		Projection string `json:"projection"`
 		Version    int    `json:"version"`
 		Generation int    `json:"generation"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+	if !h.actionRequest(w, r, &req) {
 		return
 	}
 	b := projection.Build{Name: req.Projection, Version: req.Version, Generation: req.Generation}

@@ -281,20 +281,30 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(o)
 }
 
+// actionRequest decodes the JSON body of an action's request into req.
+// It answers 403 when actions are not enabled and 400 when the body is not
+// what the action takes, and reports whether the action may go on.
+func (h *Handler) actionRequest(w http.ResponseWriter, r *http.Request, req any) bool {
+	if !h.actions {
+		http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
+		return false
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(req); err != nil {
+		http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 // action serves a dead letter action: retry (apply it again) or discard
 // (drop it without applying it; the page asks for a confirmation).
 func (h *Handler) action(name string, do func(ctx context.Context, projection string, eventID uuid.UUID) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.actions {
-			http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
-			return
-		}
 		var req struct {
 			Projection string `json:"projection"`
 			EventID    string `json:"event_id"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-			http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+		if !h.actionRequest(w, r, &req) {
 			return
 		}
 		id, err := uuid.Parse(req.EventID)

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -39,15 +38,10 @@ func (h *Handler) rebuildState(name string) *RebuildOverview {
 // it runs in the background, beside the current build, and the overview
 // shows its progress (build, checkpoint, lag of the new build) and outcome.
 func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
-	if !h.actions {
-		http.Error(w, "console: read-only: actions are not enabled", http.StatusForbidden)
-		return
-	}
 	var req struct {
 		Projection string `json:"projection"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		http.Error(w, "console: bad request: "+err.Error(), http.StatusBadRequest)
+	if !h.actionRequest(w, r, &req) {
 		return
 	}
 	name := req.Projection
