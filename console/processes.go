@@ -49,7 +49,7 @@ type ProcessView struct {
 	// Timers are the process's timers, read from its history, in the
 	// order they were scheduled (when shown alone): the pending ones and
 	// those that fired, were cancelled or were scheduled again.
-	Timers []TimerView `json:"timers,omitempty"`
+	Timers []process.Timer `json:"timers,omitempty"`
 }
 
 func processTypes(ctx context.Context, a *process.Admin) ([]ProcessTypeOverview, error) {
@@ -114,7 +114,7 @@ func (h *Handler) Process(ctx context.Context, typ, id string) (ProcessView, err
 	for _, rec := range recs {
 		v.History = append(v.History, h.view(rec))
 	}
-	v.Timers = processTimers(recs, time.Now())
+	v.Timers = process.TimersOf(recs, time.Now())
 	return v, nil
 }
 

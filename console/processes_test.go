@@ -142,13 +142,13 @@ func processesFixture(t *testing.T, fire bool) (*console.Handler, *projection.Ad
 }
 
 // timerStates shows timers as "name:state" (":overdue" added), in order.
-func timerStates(ts []console.TimerView) string {
+func timerStates(ts []process.Timer) string {
 	var b strings.Builder
 	for i, tv := range ts {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(tv.Name + ":" + tv.State)
+		b.WriteString(tv.Name + ":" + string(tv.State))
 		if tv.Overdue {
 			b.WriteString(":overdue")
 		}
