@@ -151,7 +151,11 @@ func (s *Store) appendOn(ctx context.Context, tx pgx.Tx, streamID string, expect
 		r, err = s.appendInTx(ctx, tx, st, args)
 	default:
 		var led bool
-		r, led, err = s.appendPipelined(ctx, st.name, st.sql, st.one, s.group == nil, args)
+		notice := noticeLead
+		if s.group != nil {
+			notice = noticeTrail // alone after the group commit refused it: no append waits for a notification
+		}
+		r, led, err = s.appendPipelined(ctx, st.name, st.sql, st.one, notice, args)
 		if err == nil && r.n > 0 && s.cfg.notify && !led {
 			s.trail()
 		}

@@ -3,7 +3,7 @@ package postgres
 import "time"
 
 // GroupQueued returns how many appends wait in s's group commit queue or
-// are held by its flusher for the next batch: tests wait on it instead of
+// (queued behind an append of their stream being sent): tests wait on it instead of
 // racing a goroutine's start.
 func GroupQueued(s *Store) int {
 	if s.group == nil {
@@ -11,13 +11,20 @@ func GroupQueued(s *Store) int {
 	}
 	s.group.mu.Lock()
 	defer s.group.mu.Unlock()
-	return len(s.group.queue) + s.group.held
+	return len(s.group.queue)
 }
 
-// GroupOverflow is how many appends at most run on pool connections while
-// a group commit batch is in flight.
-const GroupOverflow = groupOverflow
+// GroupConns is how many group commit flushers, each with a connection of
+// its own, send batches at a time.
+const GroupConns = groupConns
+
+// GroupSecondAt is how many appends must wait while the first flusher is
+// sending for the second one to send them.
+const GroupSecondAt = groupSecondAt
 
 // SetGroupLockTimeout sets how long s's flusher waits for a stream lock
 // (groupLockTimeout otherwise); call it before s's first Append.
 func SetGroupLockTimeout(s *Store, d time.Duration) { s.group.lockTimeout = d }
+
+// GroupSQL returns s's group commit statements.
+func GroupSQL(s *Store) string { return s.group.lockSQL + ";\n" + s.group.sql }

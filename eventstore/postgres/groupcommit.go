@@ -18,25 +18,41 @@ import (
 )
 
 // Group commit (ADR 0013). Concurrent calls to Store.Append are coalesced
-// by one flusher per Store into one round trip and one transaction:
+// into shared round trips and transactions by up to groupConns flushers per
+// Store, each with a connection of its own, taking from one queue:
 //
 //	caller: Append -> enqueue -> wait for its result (or its ctx)
 //	flusher: wait for an append -> yield a few times -> take what is queued,
-//	         at most one append per stream (later ones wait for the next
-//	         batch) -> lock the streams in key order -> one INSERT checking
-//	         each append -> commit -> hand each caller its own row
+//	         at most one append per stream and none of a stream another
+//	         flusher is sending (later ones wait for the next batch) ->
+//	         lock the streams in key order -> one INSERT checking each
+//	         append -> commit -> hand each caller its own row
 //
-// A lone caller (nothing queued or being sent, the last batch one append)
-// sends its append itself on the flusher's connection (direct); one that
-// finds a batch in flight and nothing queued runs on a pool connection as
-// without group commit (overflow, up to groupOverflow at a time).
+// A second flusher starts when an append is queued while every running one
+// is sending: its batch is executed while the first one's commit waits for
+// its WAL flush, and so on in turn. A lone caller (nothing queued or being
+// sent, the last batch one append) sends its append itself on the first
+// flusher's connection (direct).
 //
-// The flusher starts with the first Append, owns one connection taken out
-// of the pool (so a closed pool never waits for it), exits and closes that
-// connection after groupIdle without appends, and stops with Store.Close.
+// The flushers start with the appends that need them, own connections
+// taken out of the pool (so a closed pool never waits for them), exit and
+// close their connections after groupIdle without appends, and stop with
+// Store.Close.
 
 const (
-	// groupYields is how many times at most the flusher yields the
+	// groupConns is how many flushers, each with its own connection, send
+	// batches at a time. With one, the server worked on one batch at a
+	// time and idled through each commit's WAL flush and each round trip:
+	// 8 goroutines appending got 0.98x of bare INSERTs' rate for 0.65x of
+	// their CPU per event. See ADR 0013, "Two connections".
+	groupConns = 2
+	// groupSecondAt is how many appends must wait while the first
+	// flusher is sending for another flusher to send them: a batch
+	// smaller than that costs more CPU per event than waiting for the
+	// first one (at 8 goroutines appending, a threshold of 4 cost 0.9x of
+	// bare INSERTs' CPU per event for the same rate; 8 cost 0.65x).
+	groupSecondAt = 8
+	// groupYields is how many times at most a flusher yields the
 	// processor before taking a batch (see gather). No timer: a lone
 	// caller waits for nothing.
 	groupYields = 3
@@ -44,23 +60,16 @@ const (
 	groupGather = 50 * time.Microsecond
 	// groupMaxAppends bounds the appends of one batch.
 	groupMaxAppends = 256
-	// groupIdle is how long the flusher keeps its connection without
-	// appends before it exits (it starts again with the next Append).
+	// groupIdle is how long a flusher keeps its connection without
+	// appends before it exits (it starts again when needed).
 	groupIdle = 5 * time.Second
-	// groupOverflow bounds the appends that run on pool connections while
-	// a batch is in flight (see overflow). With 1, Update without a cache
-	// on 8 goroutines (appends spread between loads) ran at 0.72x-0.78x of
-	// the same Updates with group commit off; with 4, at 0.98x-1.05x, for
-	// about a fifth more CPU per event when 8 goroutines only append
-	// (docs/benchmarks.md, "Reading the misses").
-	groupOverflow = 4
-	// groupLockTimeout is the longest the flusher's connection waits for
-	// a lock (a stream's, held by another transaction) before it lets the
+	// groupLockTimeout is the longest a flusher's connection waits for a
+	// lock (a stream's, held by another transaction) before it lets the
 	// appends concerned run alone.
 	groupLockTimeout = 100 * time.Millisecond
 )
 
-// A request's state: the flusher takes it (queued -> taken) or its caller
+// A request's state: a flusher takes it (queued -> taken) or its caller
 // gives up on it (queued -> abandoned), never both.
 const (
 	reqQueued int32 = iota
@@ -68,7 +77,7 @@ const (
 	reqAbandoned
 )
 
-// groupRequest is one Append waiting for the flusher.
+// groupRequest is one Append waiting for a flusher.
 type groupRequest struct {
 	stream   string
 	expected eventstore.ExpectedVersion
@@ -83,7 +92,7 @@ type groupRequest struct {
 	done  chan groupResult // buffered: the flusher never blocks on it
 }
 
-// groupResult is what the flusher tells one caller.
+// groupResult is what a flusher tells one caller.
 type groupResult struct {
 	// alone: nothing of the batch was written (PostgreSQL refused it as a
 	// whole, or the flusher could not connect, or the store is closing);
@@ -102,50 +111,62 @@ type groupResult struct {
 	insertErr error
 }
 
-// groupConn is the flusher's connection and the statements prepared on it.
+// groupConn is a flusher's connection and the statements prepared on it.
 type groupConn struct {
-	conn        *pgx.Conn
-	lock, batch *pgconn.StatementDescription
+	conn                *pgx.Conn
+	lock, batch, notify *pgconn.StatementDescription
 }
 
-// groupCommitter is a Store's flusher and its queue.
+// flusher is the state of one of a groupCommitter's flushers, guarded by
+// the groupCommitter's mu.
+type flusher struct {
+	running bool // its goroutine is running
+	// busy: a batch is being sent on conn, by the flusher or by a lone
+	// caller (direct, first flusher only).
+	busy bool
+	conn *groupConn    // nil until the flusher connects
+	wake chan struct{} // capacity 1: appends were queued for it, or its connection is free
+}
+
+// groupCommitter is a Store's flushers and their queue.
 type groupCommitter struct {
 	s       *Store
 	lockSQL string
 	sql     string
-	// lockTimeout is groupLockTimeout (tests lengthen it to hold the
+	// lockTimeout is groupLockTimeout (tests lengthen it to hold a
 	// flusher on a lock for as long as they need).
 	lockTimeout time.Duration
 
-	mu      sync.Mutex
-	queue   []*groupRequest
-	running bool // a flusher goroutine is running
+	mu       sync.Mutex
+	queue    []*groupRequest
+	flushers []flusher
+	// sending holds the streams of the appends being sent: a flusher
+	// leaves their next appends queued until those are done, as a single
+	// flusher did, so that they never wait for each other's locks.
+	sending map[string]bool
 	closed  bool
-	// busy: a batch is being sent on conn, by the flusher or by a lone
-	// caller (direct); conn is the connection, nil until the flusher
-	// connects; held counts the appends the flusher holds for its next
-	// batch.
-	busy bool
-	conn *groupConn
-	held int
 	// solo: the last batch held one append; direct sends only then, so
 	// that under concurrency lone sends do not break batches up.
 	solo bool
-	// overflowing counts the appends running on pool connections while a
-	// batch is in flight (see overflow), at most groupOverflow.
-	overflowing int
-	wake        chan struct{} // capacity 1: something was queued, or conn is free
-	stop        chan struct{} // closed by Store.Close
-	wg          sync.WaitGroup
+	stop chan struct{} // closed by Store.Close
+	wg   sync.WaitGroup
 }
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
 	lock, batch := groupStatements(q)
-	return &groupCommitter{s: s, lockSQL: lock, sql: batch, lockTimeout: groupLockTimeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	g := &groupCommitter{s: s, lockSQL: lock, sql: batch, lockTimeout: groupLockTimeout,
+		flushers: make([]flusher, groupConns), sending: make(map[string]bool), stop: make(chan struct{})}
+	for i := range g.flushers {
+		g.flushers[i].wake = make(chan struct{}, 1)
+	}
+	return g
 }
 
-// enqueue queues r, starting the flusher if none runs; false means the
-// store is closed and the caller appends alone.
+// enqueue queues r and wakes the first flusher that is not sending,
+// starting it if it does not run; a flusher other than the first only when
+// groupSecondAt appends wait. When every flusher concerned is sending, the
+// first to be done takes r. false means the store is closed and the caller
+// appends alone.
 func (g *groupCommitter) enqueue(r *groupRequest) bool {
 	g.mu.Lock()
 	if g.closed {
@@ -153,17 +174,37 @@ func (g *groupCommitter) enqueue(r *groupRequest) bool {
 		return false
 	}
 	g.queue = append(g.queue, r)
-	if !g.running {
-		g.running = true
-		g.wg.Add(1)
-		go g.run()
+	wake := -1
+	for i := range g.flushers {
+		f := &g.flushers[i]
+		if i > 0 && len(g.queue) < groupSecondAt {
+			break
+		}
+		if !f.running {
+			f.running = true
+			g.wg.Add(1)
+			go g.run(i)
+			wake = i
+			break
+		}
+		if !f.busy {
+			wake = i
+			break
+		}
 	}
 	g.mu.Unlock()
-	select {
-	case g.wake <- struct{}{}:
-	default:
+	if wake >= 0 {
+		g.signal(wake)
 	}
 	return true
+}
+
+// signal wakes flusher i, if it is not woken already.
+func (g *groupCommitter) signal(i int) {
+	select {
+	case g.flushers[i].wake <- struct{}{}:
+	default:
+	}
 }
 
 // take empties the queue.
@@ -175,8 +216,8 @@ func (g *groupCommitter) take() []*groupRequest {
 	return q
 }
 
-// close stops the flusher once its batch in flight is done; appends queued
-// meanwhile, and later ones, run alone. Safe to call twice.
+// close stops the flushers once their batches in flight are done; appends
+// queued meanwhile, and later ones, run alone. Safe to call twice.
 func (g *groupCommitter) close() {
 	g.mu.Lock()
 	if !g.closed {
@@ -187,22 +228,22 @@ func (g *groupCommitter) close() {
 	g.wg.Wait()
 }
 
-// run is the flusher.
-func (g *groupCommitter) run() {
+// run is flusher i.
+func (g *groupCommitter) run(i int) {
 	defer g.wg.Done()
 	idle := time.NewTimer(groupIdle)
 	defer idle.Stop()
-	var pending []*groupRequest
+	wake := g.flushers[i].wake // never changes
 	wait := true
 	for {
 		if wait {
 			select {
-			case <-g.wake:
+			case <-wake:
 			case <-g.stop:
-				g.exit(append(pending, g.take()...))
+				g.exit(i)
 				return
 			case <-idle.C:
-				if len(pending) == 0 && g.idleExit() {
+				if g.idleExit(i) {
 					return
 				}
 				idle.Reset(groupIdle)
@@ -211,47 +252,90 @@ func (g *groupCommitter) run() {
 		}
 		select {
 		case <-g.stop:
-			g.exit(append(pending, g.take()...))
+			g.exit(i)
 			return
 		default:
 		}
 		g.gather()
 		g.mu.Lock()
-		if g.busy {
-			// A lone caller is sending its append (direct); it wakes
-			// the flusher when done.
+		f := &g.flushers[i]
+		if f.busy {
+			// A lone caller is sending its append on this connection
+			// (direct); it wakes a flusher when done.
 			g.mu.Unlock()
 			wait = true
 			continue
 		}
-		pending = append(pending, g.queue...)
-		g.queue = nil
-		g.busy = true
-		conn := g.conn
-		g.mu.Unlock()
-		var batch []*groupRequest
-		batch, pending = pick(pending)
-		if len(batch) > 0 {
-			conn = g.flush(conn, batch)
+		if i > 0 && len(g.queue) < groupSecondAt {
+			// The other flushers send only batches worth a connection
+			// of their own; the first one takes smaller ones when it is
+			// done.
+			g.mu.Unlock()
+			wait = true
+			continue
 		}
-		g.mu.Lock()
-		g.conn, g.busy, g.held, g.solo = conn, false, len(pending), len(batch) <= 1
+		batch := g.pick()
+		if len(batch) == 0 {
+			g.mu.Unlock()
+			wait = true
+			continue
+		}
+		f.busy = true
+		conn := f.conn
 		g.mu.Unlock()
-		wait = len(pending) == 0
+		conn = g.flush(conn, batch)
+		g.mu.Lock()
+		f.conn, f.busy = conn, false
+		for _, r := range batch {
+			delete(g.sending, r.stream)
+		}
+		g.solo = len(batch) <= 1
+		more := len(g.queue) > 0
+		g.mu.Unlock()
+		if more && i > 0 {
+			// The first flusher may have left appends of this batch's
+			// streams queued.
+			g.signal(0)
+		}
+		wait = !more
 		idle.Reset(groupIdle)
 	}
 }
 
-// exit ends the flusher when the store closes: the appends it holds run
-// alone, and the connection is closed unless a lone caller is using it
-// (which then closes it).
-func (g *groupCommitter) exit(rs []*groupRequest) {
-	g.sendAlone(rs)
+// pick takes from the queue, in order, at most one append per stream and
+// none of a stream being sent, groupMaxAppends in all, and marks their
+// streams as being sent; what it leaves stays queued, in order, but for
+// the appends whose callers gave up. g.mu must be held.
+func (g *groupCommitter) pick() []*groupRequest {
+	var batch []*groupRequest
+	rest := g.queue[:0]
+	for _, r := range g.queue {
+		if r.state.Load() != reqQueued {
+			continue // given up
+		}
+		if len(batch) < groupMaxAppends && !g.sending[r.stream] && r.state.CompareAndSwap(reqQueued, reqTaken) {
+			g.sending[r.stream] = true
+			batch = append(batch, r)
+			continue
+		}
+		rest = append(rest, r)
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	return batch
+}
+
+// exit ends flusher i when the store closes: the queued appends run alone,
+// and its connection is closed unless a lone caller is using it (which
+// then closes it).
+func (g *groupCommitter) exit(i int) {
+	g.sendAlone(g.take())
 	g.mu.Lock()
-	g.running, g.held = false, 0
+	f := &g.flushers[i]
+	f.running = false
 	var drop *groupConn
-	if !g.busy {
-		drop, g.conn = g.conn, nil
+	if !f.busy {
+		drop, f.conn = f.conn, nil
 	}
 	g.mu.Unlock()
 	if drop != nil {
@@ -259,17 +343,18 @@ func (g *groupCommitter) exit(rs []*groupRequest) {
 	}
 }
 
-// idleExit ends the flusher after groupIdle without appends, closing its
+// idleExit ends flusher i after groupIdle without appends, closing its
 // connection; false when an append came meanwhile.
-func (g *groupCommitter) idleExit() bool {
+func (g *groupCommitter) idleExit(i int) bool {
 	g.mu.Lock()
-	if len(g.queue) > 0 || g.busy {
+	f := &g.flushers[i]
+	if len(g.queue) > 0 || f.busy {
 		g.mu.Unlock()
 		return false
 	}
-	g.running = false
-	drop := g.conn
-	g.conn = nil
+	f.running = false
+	drop := f.conn
+	f.conn = nil
 	g.mu.Unlock()
 	if drop != nil {
 		_ = drop.conn.Close(context.Background())
@@ -277,49 +362,26 @@ func (g *groupCommitter) idleExit() bool {
 	return true
 }
 
-// overflow runs r at once on a pool connection, as without group commit,
-// when the flusher is sending a batch and nothing waits for the next one,
-// and no more than groupOverflow such appends are running: an append that
-// comes alone while a batch is in flight (between the reads of aggregates
-// being updated, say) then waits for no batch, and its commit shares
-// PostgreSQL's WAL flush with the batch's. Appends arriving together still
-// queue and go in one batch. ok is false when r must be queued instead.
-func (g *groupCommitter) overflow(ctx context.Context, r *groupRequest) (res groupResult, ok bool) {
-	g.mu.Lock()
-	if g.closed || !g.busy || len(g.queue) > 0 || g.held > 0 || g.overflowing >= groupOverflow {
-		g.mu.Unlock()
-		return groupResult{}, false
-	}
-	g.overflowing++
-	g.mu.Unlock()
-	row, _, err := g.s.appendPipelined(ctx, r.st.name, r.st.sql, r.st.one, false, r.args)
-	if err == nil && row.n > 0 && g.s.cfg.notify {
-		g.s.trail()
-	}
-	g.mu.Lock()
-	g.overflowing--
-	g.mu.Unlock()
-	return groupResult{r: row, insertErr: err}, true
-}
-
-// direct runs r at once on the flusher's connection when nothing else is
-// queued, held or being sent and the last batch was one append: a lone
-// caller then pays no hand-off to the
-// flusher goroutine and back, and runs exactly as a single append (with
-// its own ctx). ok is false when r must be queued instead.
+// direct runs r at once on the first flusher's connection when nothing is
+// queued or being sent and the last batch was one append: a lone caller
+// then pays no hand-off to the flusher goroutine and back, and runs
+// exactly as a single append (with its own ctx). ok is false when r must
+// be queued instead.
 func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res groupResult, ok bool) {
 	g.mu.Lock()
-	if g.closed || g.busy || !g.solo || len(g.queue) > 0 || g.held > 0 || g.conn == nil {
+	f := &g.flushers[0]
+	if g.closed || !g.solo || len(g.queue) > 0 || len(g.sending) > 0 || !f.running || f.busy || f.conn == nil {
 		g.mu.Unlock()
 		return groupResult{}, false
 	}
-	g.busy = true
-	conn := g.conn
+	f.busy = true
+	g.sending[r.stream] = true
+	conn := f.conn
 	g.wg.Add(1)
 	g.mu.Unlock()
 	defer g.wg.Done()
-	row, _, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, false, r.args)
-	if err == nil && row.n > 0 && g.s.cfg.notify {
+	row, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, noticeCarry, r.args)
+	if err == nil && row.n > 0 && g.s.cfg.notify && !led {
 		g.s.trail()
 	}
 	res = groupResult{r: row, insertErr: err}
@@ -327,24 +389,22 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 		res = groupResult{alone: true} // nothing was written
 	}
 	g.mu.Lock()
-	g.busy = false
+	f.busy = false
+	delete(g.sending, r.stream)
 	var drop *groupConn
 	switch {
 	case conn.conn.IsClosed():
-		g.conn = nil
-	case g.closed || !g.running:
-		drop, g.conn = g.conn, nil
+		f.conn = nil
+	case g.closed || !f.running:
+		drop, f.conn = f.conn, nil
 	}
-	more := len(g.queue) > 0 || g.held > 0
+	more := len(g.queue) > 0
 	g.mu.Unlock()
 	if drop != nil {
 		_ = drop.conn.Close(context.Background())
 	}
 	if more {
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
+		g.signal(0) // it found its connection busy
 	}
 	return res, true
 }
@@ -379,26 +439,6 @@ func (g *groupCommitter) queued() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.queue)
-}
-
-// pick takes from pending, in order, at most one append per stream and
-// groupMaxAppends in all; it returns them and what is left for the next
-// batch, in order, dropping the appends whose callers gave up.
-func pick(pending []*groupRequest) (batch, rest []*groupRequest) {
-	streams := make(map[string]bool, len(pending))
-	for _, r := range pending {
-		if len(batch) < groupMaxAppends && !streams[r.stream] {
-			if r.state.CompareAndSwap(reqQueued, reqTaken) {
-				streams[r.stream] = true
-				batch = append(batch, r)
-			}
-			continue
-		}
-		if r.state.Load() == reqQueued {
-			rest = append(rest, r)
-		}
-	}
-	return batch, rest
 }
 
 // sendAlone tells the queued appends to run alone.
@@ -438,6 +478,9 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		if gc.lock, err = c.Prepare(ctx, "chronicle_group_lock", g.lockSQL); err != nil {
 			return err
 		}
+		if gc.notify, err = c.Prepare(ctx, "chronicle_notify", g.s.q.notify); err != nil {
+			return err
+		}
 		gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql)
 		return err
 	}()
@@ -470,13 +513,13 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		// A batch of one runs the single append's statements, which cost
 		// less than the batch statement, on the flusher's connection.
 		r := batch[0]
-		res, _, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, false, r.args)
+		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, noticeCarry, r.args)
 		if lockBusy(err) {
 			r.done <- groupResult{alone: true} // nothing was written
 			return conn
 		}
 		r.done <- groupResult{r: res, insertErr: err}
-		if err == nil && res.n > 0 && g.s.cfg.notify {
+		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
 			g.s.trail()
 		}
 		if conn.conn.IsClosed() {
@@ -484,7 +527,7 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		}
 		return conn
 	}
-	results, err := g.s.runBatch(ctx, conn, batch)
+	results, led, err := g.s.runBatch(ctx, conn, batch)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
@@ -493,7 +536,7 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 			r.done <- results[i]
 			written = written || results[i].r.n > 0
 		}
-		if written && g.s.cfg.notify {
+		if written && g.s.cfg.notify && !led {
 			g.s.trail()
 		}
 	case errors.As(err, new(errNotSent)):
@@ -517,10 +560,12 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 }
 
 // runBatch sends the batch in one round trip: in one implicit transaction
-// the streams' locks and the batch statement. Its notification is a
-// trailing one (Store.trail), sent by the caller once the batch committed:
-// no append of the batch waits for it.
-func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, err error) {
+// the streams' locks, the batch statement and, when one is due
+// (notifier.lead), the notification, which the commit delivers (see
+// noticeCarry); led reports it. Otherwise the caller arms a trailing one
+// (Store.trail) once the batch committed: no append of the batch waits for
+// it.
+func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, led bool, err error) {
 	var (
 		streams = make([]string, len(batch))
 		exps    = make([]int64, len(batch))
@@ -551,16 +596,20 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	sds := conn.TypeMap()
 	lockParams, lockFormats, err := encodeParams(sds, gc.lock, []any{streams})
 	if err != nil {
-		return nil, errNotSent{err}
+		return nil, false, errNotSent{err}
 	}
 	params, formats, err := encodeParams(sds, gc.batch, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
 	if err != nil {
-		return nil, errNotSent{err}
+		return nil, false, errNotSent{err}
 	}
+	led = s.cfg.notify && s.notifier.lead()
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
 	p.SendQueryStatement(gc.lock, lockParams, lockFormats, binary)
 	p.SendQueryStatement(gc.batch, params, formats, binary)
+	if led {
+		p.SendQueryStatement(gc.notify, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
+	}
 	p.SendPipelineSync()
 	err = p.Flush()
 	if err == nil {
@@ -572,8 +621,17 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 			results, err = decodeBatch(sds, res, batch)
 		}
 	}
+	if err == nil && led {
+		err = pipelineSkip(p) // the notification
+	}
 	if err == nil {
 		err = pipelineCommit(p)
+	}
+	if err != nil && led {
+		// Counted as sent by lead, but not delivered (or not known to
+		// be): a trailing one covers the commits that relied on it.
+		led = false
+		s.trail()
 	}
 	if cerr := p.Close(); err == nil && cerr != nil {
 		// Committed (its sync was read), but the connection is in doubt:
@@ -586,7 +644,7 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 			_ = conn.Close(context.Background()) // unknown state: do not reuse it
 		}
 	}
-	return results, err
+	return results, led, err
 }
 
 // decodeBatch reads the batch statement's rows, one per append in order.
@@ -637,9 +695,6 @@ func (s *Store) appendGrouped(ctx context.Context, st appendStmt, streamID strin
 	}
 	req := &groupRequest{stream: streamID, expected: expected, evs: evs, meta: meta, st: st, args: args, done: make(chan groupResult, 1)}
 	gr, ok := s.group.direct(ctx, req)
-	if !ok {
-		gr, ok = s.group.overflow(ctx, req)
-	}
 	switch {
 	case ok:
 	case !s.group.enqueue(req):

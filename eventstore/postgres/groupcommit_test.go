@@ -198,9 +198,9 @@ func TestGroupCommitCoalescesConcurrentAppends(t *testing.T) {
 }
 
 // A caller whose context ends while its append waits in the queue gets the
-// context's error and the append is never written (X, alone, and the O
-// appends, on pool connections, keep the flusher's connection and the
-// overflow busy so that A and B queue); one whose append was
+// context's error and the append is never written (X, alone, on the first
+// flusher's connection, and the O appends, a batch on the second flusher's,
+// keep both busy so that A and B queue); one whose append was
 // already sent in a batch is told the outcome is unknown (not "not
 // written"), and here it is written once the batch can go on.
 func TestGroupCommitContextEnds(t *testing.T) {
@@ -212,10 +212,10 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	// until A's context ends, however slow the machine.
 	espg.SetGroupLockTimeout(s, time.Minute)
 	c := ctx(t)
-	held := []string{"held-1", "held-2"}
-	for i := range espg.GroupOverflow {
-		held = append(held, fmt.Sprintf("held-o%d", i+1))
+	if espg.GroupConns != 2 {
+		t.Fatalf("this test keeps 2 flushers busy; the store has %d", espg.GroupConns)
 	}
+	held := []string{"held-1", "held-2", "held-o"}
 	for _, stream := range held {
 		mustAppend(t, s, stream, eventstore.NoStream, events(1)...)
 	}
@@ -238,16 +238,25 @@ func TestGroupCommitContextEnds(t *testing.T) {
 		errX <- err
 	}()
 	waitForLockWait(t, pool, s.Schema(), "held-1")
-	// The O appends, while X is being sent, run on pool connections
-	// (overflow), one after the other, and wait for their streams.
-	errO := make(chan error, len(held)-2)
-	for _, stream := range held[2:] {
+	// The O appends, while X is being sent, queue until there are enough
+	// of them for the second flusher, which sends them in one batch that
+	// waits for held-o.
+	ostreams := []string{"held-o"}
+	for i := 1; i < espg.GroupSecondAt; i++ {
+		ostreams = append(ostreams, fmt.Sprintf("free-o%d", i))
+	}
+	errO := make(chan error, len(ostreams))
+	for i, stream := range ostreams {
+		exp := eventstore.NoStream
+		if i == 0 {
+			exp = eventstore.Exact(1)
+		}
 		go func() {
-			_, err := s.Append(c, stream, eventstore.Exact(1), events(1)...)
+			_, err := s.Append(c, stream, exp, events(1)...)
 			errO <- err
 		}()
-		waitForLockWait(t, pool, s.Schema(), stream)
 	}
+	waitForLockWait(t, pool, s.Schema(), "held-o")
 	// A queues behind X; once X gives up, A is sent in a batch that waits
 	// for held-2.
 	sent := events(1)
@@ -283,7 +292,7 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	if err := holder.Rollback(c); err != nil {
 		t.Fatal(err)
 	}
-	for range held[2:] {
+	for range ostreams {
 		if err := <-errO; err != nil {
 			t.Fatalf("O: %v", err)
 		}

@@ -33,9 +33,15 @@ const notifyTimeout = 5 * time.Second
 // It holds no goroutine and needs no closing: an armed timer is the only
 // thing in flight, and it ends within notifyTimeout.
 type notifier struct {
-	base  time.Time    // monotonic origin of last
-	last  atomic.Int64 // when the last notification was sent, in ns since base
-	armed atomic.Bool  // a trailing notification is armed and not yet sent
+	base time.Time    // monotonic origin of last and trailed
+	last atomic.Int64 // when the last notification was sent, in ns since base
+	// trailed is when the last commit relying on a trailing notification
+	// called trail, in ns since base: a notification sent (last) since
+	// covers it, so an armed timer that finds trailed < last sends none.
+	trailed atomic.Int64
+	armed   atomic.Bool // a trailing notification is armed and not yet sent
+	// trailing counts the trailing notifications sent (tests read it).
+	trailing atomic.Int64
 }
 
 func newNotifier() *notifier {
@@ -55,15 +61,36 @@ func (n *notifier) lead() bool {
 
 // trail is called after an append that did not lead committed: it makes
 // sure a notification is sent after now, within the window.
+//
+// A notification carried by a transaction that started after this call
+// (a group commit's, see lead) covers it too: the armed timer then sends
+// nothing. The order of the atomic operations makes that exact: trail
+// records the time of the call before it looks at armed, the timer clears
+// armed before it compares that time with the last notification's; so
+// either trail arms a new timer, or the timer sees the call.
 func (s *Store) trail() {
 	n := s.notifier
+	now := n.now()
+	for {
+		t := n.trailed.Load()
+		if t >= now || n.trailed.CompareAndSwap(t, now) {
+			break
+		}
+	}
 	if !n.armed.CompareAndSwap(false, true) {
 		return // armed, not yet sent: it will cover this commit
 	}
 	delay := min(max(time.Duration(n.last.Load()+int64(NotifyWindow)-n.now()), 0), NotifyWindow)
 	time.AfterFunc(delay, func() {
+		n.armed.Store(false) // before looking at trailed: later commits arm anew
+		if n.trailed.Load() < n.last.Load() {
+			// A notification carried by a transaction that started
+			// after every trail call so far committed (or will, and
+			// trails again if it fails): nothing to send.
+			return
+		}
 		n.last.Store(n.now())
-		n.armed.Store(false) // before sending: later commits arm anew
+		n.trailing.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		defer cancel()
 		if _, err := s.pool.Exec(ctx, s.q.notify, s.channel); err != nil {

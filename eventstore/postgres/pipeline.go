@@ -36,21 +36,41 @@ import (
 // way measured slower than notifying every append; throttling without
 // waiting measured faster.)
 //
-// mayLead false leaves the notification to a trailing one in every case:
-// with group commit on (ADR 0013), no append waits for a notification.
-func (s *Store) appendPipelined(ctx context.Context, name, sql string, one, mayLead bool, args []any) (r appendRow, led bool, err error) {
+// With group commit on (ADR 0013), the flusher's connection runs appends
+// with notice carry: a notification due rides in the append's own
+// transaction (see noticeCarry).
+func (s *Store) appendPipelined(ctx context.Context, name, sql string, one bool, notice notice, args []any) (r appendRow, led bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer conn.Release()
-	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, mayLead, args)
+	return s.appendOnConn(ctx, conn.Conn(), name, sql, one, notice, args)
 }
+
+// notice is how an append may notify followers.
+type notice int
+
+const (
+	// noticeTrail leaves the notification to a trailing one (Store.trail).
+	noticeTrail notice = iota
+	// noticeLead sends one, when due, in a transaction of its own pipelined
+	// after the append's commit (appends on pool connections).
+	noticeLead
+	// noticeCarry sends one, when due, in the append's own transaction,
+	// delivered by its commit: no transaction, WAL flush or round trip of
+	// its own. For the group commit's flusher's connection, whose
+	// transactions run one at a time, so the cluster-wide lock a notifying
+	// commit holds serialises nothing of the Store's (at most one
+	// notification per NotifyWindow).
+	noticeCarry
+)
 
 // appendOnConn is appendPipelined on c: a pool connection, or the group
 // commit's flusher's for a lone append. It closes c when c is left in an
-// unknown state.
-func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one, mayLead bool, args []any) (r appendRow, led bool, err error) {
+// unknown state. led reports that the append carried or sent a
+// notification that went out (noticeCarry: with the commit).
+func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string, one bool, notice notice, args []any) (r appendRow, led bool, err error) {
 	appendSD, err := c.Prepare(ctx, name, sql)
 	if err != nil {
 		return
@@ -60,12 +80,14 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 		return
 	}
 	var notifySD *pgconn.StatementDescription
-	if mayLead && s.cfg.notify && s.notifier.lead() {
+	if notice != noticeTrail && s.cfg.notify && s.notifier.lead() {
 		led = true
 		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
+			s.trail() // counted as sent by lead: make sure one goes out
 			return
 		}
 	}
+	carry := notifySD != nil && notice == noticeCarry
 	m := c.TypeMap()
 	params, formats, err := encodeParams(m, appendSD, args)
 	if err != nil {
@@ -79,8 +101,11 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 	p := c.PgConn().StartPipeline(ctx)
 	p.SendQueryStatement(lockSD, lockParams, lockFormats, binary)
 	p.SendQueryStatement(appendSD, params, formats, binary)
+	if carry {
+		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
+	}
 	p.SendPipelineSync()
-	if notifySD != nil {
+	if notifySD != nil && !carry {
 		p.SendQueryStatement(notifySD, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
 		p.SendPipelineSync()
 	}
@@ -116,16 +141,29 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 			}
 		}
 	}
+	if err == nil && carry {
+		err = pipelineSkip(p) // the notification's empty result
+	}
 	if err == nil {
 		err = pipelineCommit(p)
+	}
+	if err != nil && led {
+		// The notification lead counted as sent did not go out (or its
+		// transaction's outcome is unknown): a trailing one covers the
+		// commits that relied on it.
+		led = false
+		s.trail()
 	}
 	// Close reads what is left: the notification and its sync. A failed
 	// notification fails nothing: the append committed and followers poll.
 	cerr := p.Close()
-	if err == nil && cerr != nil {
+	if err == nil && cerr != nil && !carry {
 		s.log.WarnContext(ctx, "postgres: append committed but notifying followers failed; trying again shortly",
 			slog.String("stream", args[0].(string)), slog.Any("err", cerr))
 		led = false // so that a trailing notification covers it
+	}
+	if err == nil && cerr != nil && carry && !c.IsClosed() {
+		_ = c.Close(context.Background()) // committed, but the connection is in doubt
 	}
 	if err != nil {
 		var pe *pgconn.PgError
