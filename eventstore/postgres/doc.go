@@ -34,7 +34,8 @@
 //
 // Concurrent calls to [Store.Append] are coalesced (on by default,
 // [WithGroupCommit]): one flusher per Store, on a connection of its own
-// taken out of the pool when the first Append comes, sends the appends
+// taken out of the pool when the first Append comes (and a second one
+// while 8 or more appends wait for the first), sends the appends
 // waiting at that moment, at most one per stream, as one round trip and one
 // transaction: the streams' advisory locks in key order, then one INSERT
 // that checks each append's expected version and returns each append's
@@ -42,8 +43,9 @@
 // result or error it would have had alone (a conflict fails only its own
 // append; a batch PostgreSQL refuses as a whole is rolled back and each of
 // its appends runs alone). A lone append runs the single append's
-// statements on the flusher's connection. [Store.Close] stops the flusher;
-// without it the flusher exits after a few idle seconds. A caller whose
+// statements on the flusher's connection. A notification to followers,
+// when one is due, rides in a batch's transaction. [Store.Close] stops the
+// flushers; without it they exit after a few idle seconds. A caller whose
 // context ends before its append was sent gets the context's error and
 // nothing is written; once sent, the error says the outcome is unknown,
 // as for a lost connection: appending the same event IDs again tells.

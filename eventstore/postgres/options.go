@@ -77,10 +77,9 @@ func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = 
 // or error it would have had alone (ADR 0013). A lone caller waits for no
 // one. Every guarantee of Append holds; [Store.AppendTx] is not affected.
 // It saves the server a third or more of its CPU per event when appends
-// come together. An append that finds a batch in flight and nothing queued
-// (appends that come one at a time between reads, as in aggregate updates
-// without a cache) runs at once on a pool connection instead of waiting,
-// up to four at a time (see docs/benchmarks.md). Turn it off to give each
+// come together (see docs/benchmarks.md); a second flusher, on a second
+// connection, sends while 8 or more appends wait for the first. Turn it
+// off to give each
 // Append its own pool connection and transaction, as before:
 // espg.WithGroupCommit(false).
 func WithGroupCommit(on bool) Option { return func(c *config) { c.groupCommit = on } }
