@@ -35,6 +35,9 @@ type Store struct {
 	notifier *notifier
 	// group is the group commit's flusher, nil when it is off.
 	group *groupCommitter
+	// loads coalesces concurrent loads (groupload.go), nil when group
+	// loads are off.
+	loads *loadGroups
 	// tel traces and measures appends and reads (telemetry.go).
 	tel *telemetry.Store
 }
@@ -47,7 +50,7 @@ var _ eventstore.Store = (*Store)(nil)
 // no query, no goroutine. Call [Store.Migrate] to create the tables.
 func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true,
-		maxEventSize: eventstore.DefaultMaxEventSize, groupCommit: true}
+		maxEventSize: eventstore.DefaultMaxEventSize, groupCommit: true, groupLoads: true}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -73,6 +76,9 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if cfg.groupCommit {
 		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
 	}
+	if cfg.groupLoads {
+		s.loads = &loadGroups{s: s}
+	}
 	return s, nil
 }
 
@@ -86,6 +92,9 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 func (s *Store) Close() {
 	if s.group != nil {
 		s.group.close()
+	}
+	if s.loads != nil {
+		s.loads.close()
 	}
 }
 
