@@ -114,7 +114,7 @@ func (l *loadGroups) group(table string) *loadGroup {
 		if l.groups == nil {
 			l.groups = make(map[string]*loadGroup)
 		}
-		g = &loadGroup{s: l.s, stats: &l.stats, table: table, sql: l.s.q.readWithSnapshots(table),
+		g = &loadGroup{s: l.s, stats: &l.stats, table: table, sql: l.s.q.readWithSnapshots(table), single: l.s.q.readWithSnapshot(table),
 			wake: make(chan struct{}, 1), stop: make(chan struct{})}
 		l.groups[table] = g
 	}
@@ -138,10 +138,11 @@ func (l *loadGroups) close() {
 
 // loadGroup coalesces the loads of one snapshots table.
 type loadGroup struct {
-	s     *Store
-	stats *loadCounters
-	table string
-	sql   string // the batch statement
+	s      *Store
+	stats  *loadCounters
+	table  string
+	sql    string // the batch statement
+	single string // the statement of a load alone
 
 	mu    sync.Mutex
 	queue []*loadRequest
@@ -164,13 +165,13 @@ func (g *loadGroup) read(ctx context.Context, stream string, limit int) (snapsho
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
-		return g.s.readWithSnapshot(ctx, g.table, stream, limit)
+		return g.s.readWithSnapshot(ctx, g.single, stream, limit)
 	}
 	if g.inFlight < loadDepth && len(g.queue) == 0 {
 		g.inFlight++
 		g.mu.Unlock()
 		g.stats.alone.Add(1)
-		snap, recs, err := g.s.readWithSnapshot(ctx, g.table, stream, limit)
+		snap, recs, err := g.s.readWithSnapshot(ctx, g.single, stream, limit)
 		g.mu.Lock()
 		g.inFlight--
 		more := len(g.queue) > 0
@@ -196,7 +197,7 @@ func (g *loadGroup) read(ctx context.Context, stream string, limit int) (snapsho
 	select {
 	case res := <-req.done:
 		if res.alone {
-			return g.s.readWithSnapshot(ctx, g.table, stream, limit)
+			return g.s.readWithSnapshot(ctx, g.single, stream, limit)
 		}
 		return res.snap, res.recs, res.err
 	case <-ctx.Done():

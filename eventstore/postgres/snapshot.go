@@ -54,13 +54,14 @@ func (s *Store) ReadStreamWithSnapshot(ctx context.Context, snapshots snapshot.S
 			return snap, recs, true, err
 		}
 	}
-	snap, recs, err = s.readWithSnapshot(ctx, table, streamID, limit)
+	snap, recs, err = s.readWithSnapshot(ctx, s.q.readWithSnapshot(table), streamID, limit)
 	return snap, recs, true, err
 }
 
-// readWithSnapshot is ReadStreamWithSnapshot's own query, for one stream.
-func (s *Store) readWithSnapshot(ctx context.Context, table, streamID string, limit int) (snap snapshot.Snapshot, recs []eventstore.Record, err error) {
-	rows, err := s.pool.Query(ctx, s.q.readWithSnapshot(table), streamID, limit)
+// readWithSnapshot runs ReadStreamWithSnapshot's own query for one stream,
+// sql (queries.readWithSnapshot of the snapshots table).
+func (s *Store) readWithSnapshot(ctx context.Context, sql, streamID string, limit int) (snap snapshot.Snapshot, recs []eventstore.Record, err error) {
+	rows, err := s.pool.Query(ctx, sql, streamID, limit)
 	if err != nil {
 		return snapshot.Snapshot{}, nil, readSnapErr(s, streamID, err)
 	}
