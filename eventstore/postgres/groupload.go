@@ -203,7 +203,15 @@ func (g *loadGroup) read(ctx context.Context, stream string, limit int) (snapsho
 	case <-ctx.Done():
 		// Queued: the stream will not be read. Taken: its batch is in
 		// flight; the result, when it comes, is dropped.
-		req.state.CompareAndSwap(reqQueued, reqAbandoned)
+		if !req.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			select {
+			case res := <-req.done:
+				if !res.alone {
+					return res.snap, res.recs, res.err
+				}
+			default:
+			}
+		}
 		return snapshot.Snapshot{}, nil, readSnapErr(g.s, stream, ctx.Err())
 	}
 }
