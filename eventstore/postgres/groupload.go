@@ -442,7 +442,7 @@ func (s *Store) readBatch(ctx context.Context, conn *pgx.Conn, sql string, batch
 				continue
 			}
 			if res.recs == nil {
-				res.recs = make([]eventstore.Record, 0, min(r.limit, minStreamChunk))
+				res.recs = make([]eventstore.Record, 0, min(r.limit, firstTail))
 			}
 			res.recs = append(res.recs, rec)
 		}

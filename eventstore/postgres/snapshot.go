@@ -81,7 +81,7 @@ func (s *Store) readWithSnapshot(ctx context.Context, sql, streamID string, limi
 			return snapshot.Snapshot{}, nil, err
 		}
 		if recs == nil {
-			recs = make([]eventstore.Record, 0, min(limit, minStreamChunk))
+			recs = make([]eventstore.Record, 0, min(limit, firstTail))
 		}
 		recs = append(recs, r)
 	}
@@ -91,6 +91,11 @@ func (s *Store) readWithSnapshot(ctx context.Context, sql, streamID string, limi
 	sortRecords(recs)
 	return snap, recs, nil
 }
+
+// firstTail is the capacity of a one-query load's first slice of records:
+// a snapshot's tail is short (shorter than the snapshot policy's interval),
+// and a longer one grows it by doubling.
+const firstTail = 8
 
 // snapRows scans the rows of the queries reading snapshots and records
 // together: a snapshot row (record columns null) or a record row
