@@ -85,10 +85,12 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 // Close stops the group commit's flusher (see [WithGroupCommit]) once its
 // batch in flight, if any, has committed, and closes the connection it
 // holds; appends queued or made afterwards run alone, each on a pool
-// connection, so Close fails no append. It does not close the pool, which
-// is the caller's. Close is safe to call twice, and unnecessary without
-// group commit; a Store that is never closed lets its flusher exit on its
-// own after a few seconds without appends.
+// connection, so Close fails no append. It stops the group loads'
+// flushers (see [WithGroupLoads]) the same way: loads queued or made
+// afterwards run their own queries. It does not close the pool, which is
+// the caller's. Close is safe to call twice, and unnecessary without group
+// commit and group loads; a Store that is never closed lets its flushers
+// exit on their own after a few idle seconds.
 func (s *Store) Close() {
 	if s.group != nil {
 		s.group.close()
