@@ -51,6 +51,21 @@
 // as for a lost connection: appending the same event IDs again tells.
 // See ADR 0013.
 //
+// # Group loads
+//
+// Concurrent calls to [Store.ReadStreamWithSnapshot] (the one-query loads
+// of aggregate repositories) are coalesced the same way (on by default,
+// [WithGroupLoads]): a load that finds no other read of its snapshots
+// table in flight runs its own query at once; loads that come while one is
+// in flight queue, and one flusher per snapshots table, on a connection of
+// its own with the statement planned once, reads them all in one query
+// (the streams unnested WITH ORDINALITY, each row tagged with its stream's
+// ordinal) and hands each caller exactly what its own query would have
+// returned, read at one instant. A row that cannot be decoded fails only
+// its own load; a batch that fails as a whole hands out nothing, and each
+// of its loads runs its own query. [Store.GroupLoadStats] counts them. See
+// ADR 0022.
+//
 // # Input
 //
 // Appends are checked with [eventstore.PrepareAppend] before anything is

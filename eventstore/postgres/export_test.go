@@ -26,5 +26,24 @@ const GroupSecondAt = groupSecondAt
 // (groupLockTimeout otherwise); call it before s's first Append.
 func SetGroupLockTimeout(s *Store, d time.Duration) { s.group.lockTimeout = d }
 
-// GroupSQL returns s's group commit statements.
-func GroupSQL(s *Store) string { return s.group.lockSQL + ";\n" + s.group.sql }
+// GroupLoads returns how many loads wait in s's group loads queues, and
+// how many the batch in flight serves: tests wait on them instead of
+// racing a goroutine's start.
+func GroupLoads(s *Store) (queued, batch int) {
+	if s.loads == nil {
+		return 0, 0
+	}
+	s.loads.mu.Lock()
+	defer s.loads.mu.Unlock()
+	for _, g := range s.loads.groups {
+		g.mu.Lock()
+		for _, r := range g.queue {
+			if r.state.Load() == reqQueued {
+				queued++
+			}
+		}
+		batch += g.batch
+		g.mu.Unlock()
+	}
+	return queued, batch
+}

@@ -28,6 +28,7 @@ type config struct {
 	notify       bool
 	maxEventSize int
 	groupCommit  bool
+	groupLoads   bool
 	telemetry    telemetry.Providers
 	noTelemetry  bool
 }
@@ -83,6 +84,19 @@ func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = 
 // Append its own pool connection and transaction, as before:
 // espg.WithGroupCommit(false).
 func WithGroupCommit(on bool) Option { return func(c *config) { c.groupCommit = on } }
+
+// WithGroupLoads turns group loads on (the default) or off. With them on,
+// concurrent calls to [Store.ReadStreamWithSnapshot] (the loads of
+// aggregate.Repository with a snappg snapshot store) are coalesced: a
+// load that finds no other read of the same snapshots table in flight runs
+// its own query at once, as without group loads; loads that come while one
+// is in flight queue, and one flusher per Store, on a connection of its own
+// taken out of the pool (given back after a few idle seconds, or by
+// [Store.Close]), reads them all in one query and one round trip and hands
+// each caller exactly what its own query would have returned (ADR 0022).
+// Turn them off to give each load its own query on a pool connection:
+// espg.WithGroupLoads(false).
+func WithGroupLoads(on bool) Option { return func(c *config) { c.groupLoads = on } }
 
 func (c *config) validate() error {
 	var errs []error

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,50 +48,125 @@ func (s *Store) ReadStreamWithSnapshot(ctx context.Context, snapshots snapshot.S
 	if limit <= 0 {
 		limit = DefaultStreamBatchSize
 	}
-	rows, err := s.pool.Query(ctx, s.q.readWithSnapshot(table), streamID, limit)
+	if s.loads != nil {
+		if g := s.loads.group(table); g != nil {
+			snap, recs, err = g.read(ctx, streamID, limit)
+			return snap, recs, true, err
+		}
+	}
+	snap, recs, err = s.readWithSnapshot(ctx, s.q.readWithSnapshot(table), streamID, limit)
+	return snap, recs, true, err
+}
+
+// readWithSnapshot runs ReadStreamWithSnapshot's own query for one stream,
+// sql (queries.readWithSnapshot of the snapshots table).
+func (s *Store) readWithSnapshot(ctx context.Context, sql, streamID string, limit int) (snap snapshot.Snapshot, recs []eventstore.Record, err error) {
+	rows, err := s.pool.Query(ctx, sql, streamID, limit)
 	if err != nil {
-		return snapshot.Snapshot{}, nil, true, s.wrapErr(fmt.Sprintf("read stream %q with its snapshot", streamID), err)
+		return snapshot.Snapshot{}, nil, readSnapErr(s, streamID, err)
 	}
 	defer rows.Close()
-	var (
-		sv, pos, tx, version *int64
-		rev, schemaVersion   *int32
-		sdata, data, md      []byte
-		taken, at            *time.Time
-		id                   pgtype.UUID
-		typ                  *string
-	)
-	snap.StreamID = streamID
+	var sc snapRows
+	dest := sc.dest()[1:] // no ordinal
 	for rows.Next() {
-		data, md, sdata = nil, nil, nil
-		if err := rows.Scan(&sv, &rev, &sdata, &taken, &pos, &tx, &id, &version, &typ, &schemaVersion, &data, &md, &at); err != nil {
-			return snapshot.Snapshot{}, nil, true, s.wrapErr(fmt.Sprintf("read stream %q with its snapshot", streamID), err)
+		if err := rows.Scan(dest...); err != nil {
+			return snapshot.Snapshot{}, nil, readSnapErr(s, streamID, err)
 		}
-		if sv != nil {
-			snap.Version, snap.Revision, snap.Data, snap.TakenAt = *sv, int(*rev), sdata, *taken
+		if sc.isSnapshot() {
+			snap = sc.snapshot(streamID)
 			continue
 		}
-		r := eventstore.Record{ID: id.Bytes, StreamID: streamID, StreamVersion: *version, Type: *typ,
-			SchemaVersion: int(*schemaVersion), Data: data, RecordedAt: *at,
-			Position: eventstore.Position{TxID: uint64(*tx), Seq: uint64(*pos)}}
-		if md != nil {
-			if err := json.Unmarshal(md, &r.Metadata); err != nil {
-				return snapshot.Snapshot{}, nil, true, fmt.Errorf("postgres: decode metadata of event %s in stream %q at version %d: %w", r.ID, streamID, r.StreamVersion, err)
-			}
+		r, err := sc.record(streamID)
+		if err != nil {
+			return snapshot.Snapshot{}, nil, err
+		}
+		if recs == nil {
+			recs = make([]eventstore.Record, 0, min(limit, firstTail))
 		}
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return snapshot.Snapshot{}, nil, true, s.wrapErr(fmt.Sprintf("read stream %q with its snapshot", streamID), err)
+		return snapshot.Snapshot{}, nil, readSnapErr(s, streamID, err)
 	}
-	// UNION ALL keeps each branch's order in practice; make sure.
+	sortRecords(recs)
+	return snap, recs, nil
+}
+
+// firstTail is the capacity of a one-query load's first slice of records:
+// a snapshot's tail is short (shorter than the snapshot policy's interval),
+// and a longer one grows it by doubling.
+const firstTail = 8
+
+// snapRows scans the rows of the queries reading snapshots and records
+// together: a snapshot row (record columns null) or a record row
+// (snapshot columns null), after the stream's ordinal in a batch. It
+// scans into values, not pointers (no allocation but the data), and
+// records of the same type share their type's string.
+type snapRows struct {
+	ord                  int64
+	sv, pos, tx, version pgtype.Int8
+	rev, schemaVersion   pgtype.Int4
+	sdata, data          []byte
+	taken, at            pgtype.Timestamptz
+	id                   pgtype.UUID
+	typ, md              pgtype.DriverBytes // valid until the next row
+	lastType             string
+	typeNames            map[string]string
+}
+
+// dest returns the scan destinations, the ordinal first.
+func (c *snapRows) dest() []any {
+	return []any{&c.ord, &c.sv, &c.rev, &c.sdata, &c.taken, &c.pos, &c.tx, &c.id, &c.version, &c.typ, &c.schemaVersion, &c.data, &c.md, &c.at}
+}
+
+// isSnapshot reports whether the row scanned is a snapshot's.
+func (c *snapRows) isSnapshot() bool { return c.sv.Valid }
+
+// snapshot returns the snapshot of stream scanned, and lets the next row
+// scan into a new data slice.
+func (c *snapRows) snapshot(stream string) snapshot.Snapshot {
+	sn := snapshot.Snapshot{StreamID: stream, Version: c.sv.Int64, Revision: int(c.rev.Int32), Data: c.sdata, TakenAt: c.taken.Time}
+	c.sdata = nil
+	return sn
+}
+
+// record returns the record of stream scanned, and lets the next row scan
+// into a new data slice.
+func (c *snapRows) record(stream string) (eventstore.Record, error) {
+	if !c.version.Valid {
+		return eventstore.Record{}, fmt.Errorf("postgres: read stream %q with its snapshot: a row with neither snapshot nor record", stream)
+	}
+	if string(c.typ) != c.lastType {
+		if t, ok := c.typeNames[string(c.typ)]; ok {
+			c.lastType = t
+		} else {
+			c.lastType = string(c.typ)
+			if c.typeNames == nil {
+				c.typeNames = make(map[string]string)
+			}
+			if len(c.typeNames) < maxTypeNames {
+				c.typeNames[c.lastType] = c.lastType
+			}
+		}
+	}
+	r := eventstore.Record{ID: c.id.Bytes, StreamID: stream, StreamVersion: c.version.Int64, Type: c.lastType,
+		SchemaVersion: int(c.schemaVersion.Int32), Data: c.data, RecordedAt: c.at.Time,
+		Position: eventstore.Position{TxID: uint64(c.tx.Int64), Seq: uint64(c.pos.Int64)}}
+	c.data = nil
+	if c.md != nil {
+		if err := json.Unmarshal(c.md, &r.Metadata); err != nil {
+			return eventstore.Record{}, fmt.Errorf("postgres: decode metadata of event %s in stream %q at version %d: %w", r.ID, stream, r.StreamVersion, err)
+		}
+	}
+	return r, nil
+}
+
+// sortRecords puts the records of one stream in version order: UNION ALL
+// and LATERAL keep each branch's order in practice; make sure.
+func sortRecords(recs []eventstore.Record) {
 	if !slices.IsSortedFunc(recs, func(a, b eventstore.Record) int { return compareInt(a.StreamVersion, b.StreamVersion) }) {
 		slices.SortFunc(recs, func(a, b eventstore.Record) int { return compareInt(a.StreamVersion, b.StreamVersion) })
 	}
-	if snap.Version == 0 {
-		snap = snapshot.Snapshot{}
-	}
-	return snap, recs, true, nil
 }
 
 func compareInt(a, b int64) int {

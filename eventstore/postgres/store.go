@@ -35,6 +35,9 @@ type Store struct {
 	notifier *notifier
 	// group is the group commit's flusher, nil when it is off.
 	group *groupCommitter
+	// loads coalesces concurrent loads (groupload.go), nil when group
+	// loads are off.
+	loads *loadGroups
 	// tel traces and measures appends and reads (telemetry.go).
 	tel *telemetry.Store
 }
@@ -47,7 +50,7 @@ var _ eventstore.Store = (*Store)(nil)
 // no query, no goroutine. Call [Store.Migrate] to create the tables.
 func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	cfg := config{schema: pgmigrate.DefaultSchema, pollInterval: DefaultPollInterval, notify: true,
-		maxEventSize: eventstore.DefaultMaxEventSize, groupCommit: true}
+		maxEventSize: eventstore.DefaultMaxEventSize, groupCommit: true, groupLoads: true}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -73,19 +76,27 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if cfg.groupCommit {
 		s.group = newGroupCommitter(s, pgmigrate.Quote(cfg.schema))
 	}
+	if cfg.groupLoads {
+		s.loads = &loadGroups{s: s}
+	}
 	return s, nil
 }
 
 // Close stops the group commit's flusher (see [WithGroupCommit]) once its
 // batch in flight, if any, has committed, and closes the connection it
 // holds; appends queued or made afterwards run alone, each on a pool
-// connection, so Close fails no append. It does not close the pool, which
-// is the caller's. Close is safe to call twice, and unnecessary without
-// group commit; a Store that is never closed lets its flusher exit on its
-// own after a few seconds without appends.
+// connection, so Close fails no append. It stops the group loads'
+// flushers (see [WithGroupLoads]) the same way: loads queued or made
+// afterwards run their own queries. It does not close the pool, which is
+// the caller's. Close is safe to call twice, and unnecessary without group
+// commit and group loads; a Store that is never closed lets its flushers
+// exit on their own after a few idle seconds.
 func (s *Store) Close() {
 	if s.group != nil {
 		s.group.close()
+	}
+	if s.loads != nil {
+		s.loads.close()
 	}
 }
 
