@@ -602,7 +602,10 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	if err != nil {
 		return nil, false, errNotSent{err}
 	}
-	led = s.cfg.notify && s.notifier.lead()
+	var at int64
+	if s.cfg.notify {
+		at, led = s.notifier.lead()
+	}
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
 	p.SendQueryStatement(gc.lock, lockParams, lockFormats, binary)
@@ -627,7 +630,10 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	if err == nil {
 		err = pipelineCommit(p)
 	}
-	if err != nil && led {
+	switch {
+	case err == nil && led:
+		s.notifier.sent(at)
+	case led:
 		// Counted as sent by lead, but not delivered (or not known to
 		// be): a trailing one covers the commits that relied on it.
 		led = false

@@ -36,10 +36,13 @@ type notifier struct {
 	base time.Time    // monotonic origin of last and trailed
 	last atomic.Int64 // when the last notification was sent, in ns since base
 	// trailed is when the last commit relying on a trailing notification
-	// called trail, in ns since base: a notification sent (last) since
-	// covers it, so an armed timer that finds trailed < last sends none.
-	trailed atomic.Int64
-	armed   atomic.Bool // a trailing notification is armed and not yet sent
+	// called trail, in ns since base. delivered is when the latest lead
+	// whose notification went out (committed) was counted, in ns since
+	// base: that notification covers every commit that called trail
+	// before, so an armed timer that finds trailed < delivered sends none.
+	trailed   atomic.Int64
+	delivered atomic.Int64
+	armed     atomic.Bool // a trailing notification is armed and not yet sent
 	// trailing counts the trailing notifications sent (tests read it).
 	trailing atomic.Int64
 }
@@ -54,20 +57,34 @@ func (n *notifier) now() int64 { return int64(time.Since(n.base)) }
 
 // lead reports whether an append about to be sent should carry a
 // notification, and if so counts it as sent.
-func (n *notifier) lead() bool {
+func (n *notifier) lead() (at int64, ok bool) {
 	now, last := n.now(), n.last.Load()
-	return now-last >= int64(NotifyWindow) && n.last.CompareAndSwap(last, now)
+	return now, now-last >= int64(NotifyWindow) && n.last.CompareAndSwap(last, now)
+}
+
+// sent records that the notification of the lead counted at at went out:
+// its transaction committed.
+func (n *notifier) sent(at int64) {
+	for {
+		d := n.delivered.Load()
+		if d >= at || n.delivered.CompareAndSwap(d, at) {
+			return
+		}
+	}
 }
 
 // trail is called after an append that did not lead committed: it makes
 // sure a notification is sent after now, within the window.
 //
-// A notification carried by a transaction that started after this call
-// (a group commit's, see lead) covers it too: the armed timer then sends
-// nothing. The order of the atomic operations makes that exact: trail
-// records the time of the call before it looks at armed, the timer clears
-// armed before it compares that time with the last notification's; so
-// either trail arms a new timer, or the timer sees the call.
+// A notification led after this call (carried by a group commit's
+// transaction, see noticeCarry) that went out before the timer fires
+// covers it too: the timer then sends nothing. One led but not yet
+// committed does not count: the timer sends, so that a slow carrying
+// transaction never delays a follower beyond the window. The order of the
+// atomic operations makes that exact: trail records the time of the call
+// before it looks at armed, the timer clears armed before it compares that
+// time with the delivered notification's; so either trail arms a new timer,
+// or the timer sees the call.
 func (s *Store) trail() {
 	n := s.notifier
 	now := n.now()
@@ -83,10 +100,9 @@ func (s *Store) trail() {
 	delay := min(max(time.Duration(n.last.Load()+int64(NotifyWindow)-n.now()), 0), NotifyWindow)
 	time.AfterFunc(delay, func() {
 		n.armed.Store(false) // before looking at trailed: later commits arm anew
-		if n.trailed.Load() < n.last.Load() {
-			// A notification carried by a transaction that started
-			// after every trail call so far committed (or will, and
-			// trails again if it fails): nothing to send.
+		if n.trailed.Load() < n.delivered.Load() {
+			// A notification led after every trail call so far went
+			// out: nothing to send.
 			return
 		}
 		n.last.Store(n.now())

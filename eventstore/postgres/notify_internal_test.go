@@ -9,9 +9,11 @@ import (
 )
 
 // A trailing notification armed for a commit is not sent when a
-// notification carried by a transaction that started after that commit
-// (a group commit's, noticeCarry) covers it; one armed for a commit
-// reported after that transaction started is sent, and reaches a listener.
+// notification led after that commit (carried by a group commit's
+// transaction, noticeCarry) went out before the timer fired; it is sent
+// when that notification has not gone out yet (a slow carrying transaction
+// must not delay followers beyond the window), and for a commit reported
+// after the lead; and it reaches a listener.
 func TestTrailingNotificationSkipsWhatACarriedOneCovers(t *testing.T) {
 	t.Parallel()
 	pool, schema := testenv.Postgres(t)
@@ -44,26 +46,43 @@ func TestTrailingNotificationSkipsWhatACarriedOneCovers(t *testing.T) {
 	}
 
 	// A notification went out just now: a commit arms a trailing one for
-	// the end of the window; then a transaction carrying one starts (lead
-	// counts it as sent when the window has passed; here its time is set
-	// directly, as lead does).
+	// the end of the window; then a transaction carrying one is led (its
+	// time set directly, as lead does once the window has passed) and
+	// commits before the timer fires.
 	n.last.Store(n.now())
 	s.trail()
 	if !n.armed.Load() {
 		t.Fatal("trail armed no timer")
 	}
-	n.last.Store(n.now()) // the carrying transaction starts after the commit
+	at := n.now() // the carrying transaction is led after the commit
+	n.last.Store(at)
+	n.sent(at) // and it committed
 	waitFired()
 	if got := n.trailing.Load(); got != 0 {
-		t.Fatalf("%d trailing notifications sent for a commit a carried notification covers, want 0", got)
+		t.Fatalf("%d trailing notifications sent for a commit a delivered carried notification covers, want 0", got)
 	}
 
-	// A commit reported after the carrying transaction started is not
-	// covered by it: its trailing notification goes out.
+	// Led after the commit, but not committed when the timer fires: the
+	// trailing notification goes out.
+	n.last.Store(n.now())
 	s.trail()
+	n.last.Store(n.now()) // led, never marked sent
 	waitFired()
 	if got := n.trailing.Load(); got != 1 {
-		t.Fatalf("%d trailing notifications sent for a commit after the carried one, want 1", got)
+		t.Fatalf("%d trailing notifications sent while the carrying transaction had not committed, want 1", got)
+	}
+	if _, err := listener.Conn().WaitForNotification(c); err != nil {
+		t.Fatalf("no notification reached the listener: %v", err)
+	}
+
+	// A commit reported after a delivered lead is not covered by it.
+	at = n.now()
+	n.last.Store(at)
+	n.sent(at)
+	s.trail()
+	waitFired()
+	if got := n.trailing.Load(); got != 2 {
+		t.Fatalf("%d trailing notifications sent for a commit after the delivered one, want 2", got)
 	}
 	wc, wcancel := context.WithTimeout(c, 10*time.Second)
 	defer wcancel()

@@ -79,10 +79,16 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 	if err != nil {
 		return
 	}
-	var notifySD *pgconn.StatementDescription
-	if notice != noticeTrail && s.cfg.notify && s.notifier.lead() {
-		led = true
+	var (
+		notifySD *pgconn.StatementDescription
+		at       int64
+	)
+	if notice != noticeTrail && s.cfg.notify {
+		at, led = s.notifier.lead()
+	}
+	if led {
 		if notifySD, err = c.Prepare(ctx, "chronicle_notify", s.q.notify); err != nil {
+			led = false
 			s.trail() // counted as sent by lead: make sure one goes out
 			return
 		}
@@ -164,6 +170,9 @@ func (s *Store) appendOnConn(ctx context.Context, c *pgx.Conn, name, sql string,
 	}
 	if err == nil && cerr != nil && carry && !c.IsClosed() {
 		_ = c.Close(context.Background()) // committed, but the connection is in doubt
+	}
+	if err == nil && led && (carry || cerr == nil) {
+		s.notifier.sent(at)
 	}
 	if err != nil {
 		var pe *pgconn.PgError
