@@ -19,21 +19,25 @@ const notifyTimeout = 5 * time.Second
 
 // notifier throttles one Store's notifications: a follower needs one
 // notification sent after each commit, not one per commit. Each
-// notification costs PostgreSQL a transaction of its own and a short
-// cluster-wide lock, so under a stream of appends most of them are left out:
+// notification costs PostgreSQL a short cluster-wide lock at a commit (and
+// a transaction of its own unless it rides in an append's), so under a
+// stream of appends most of them are left out:
 //
-//   - an append leads (carries a notification, pipelined after its commit)
-//     when no notification went out within [NotifyWindow];
+//   - an append leads when no notification went out within
+//     [NotifyWindow]: a group commit's flusher carries it in the batch's
+//     or the lone append's own transaction (noticeCarry), a single append
+//     without group commit pipelines it after its commit (noticeLead);
 //   - any other append, once committed, makes sure a trailing notification
 //     is armed: a timer that fires when the window ends and sends one
-//     pg_notify through the pool. At most one is armed at a time; an append
+//     pg_notify through the pool, unless a notification led after that
+//     commit already went out. At most one is armed at a time; an append
 //     that finds one armed relies on it, since the timer disarms before it
 //     sends, so its notification goes out after that append's commit.
 //
 // It holds no goroutine and needs no closing: an armed timer is the only
 // thing in flight, and it ends within notifyTimeout.
 type notifier struct {
-	base time.Time    // monotonic origin of last and trailed
+	base time.Time    // monotonic origin of last, trailed and delivered
 	last atomic.Int64 // when the last notification was sent, in ns since base
 	// trailed is when the last commit relying on a trailing notification
 	// called trail, in ns since base. delivered is when the latest lead
