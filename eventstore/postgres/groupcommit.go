@@ -28,9 +28,10 @@ import (
 //	         lock the streams in key order -> one INSERT checking each
 //	         append -> commit -> hand each caller its own row
 //
-// A second flusher starts when an append is queued while every running one
-// is sending: its batch is executed while the first one's commit waits for
-// its WAL flush, and so on in turn. A lone caller (nothing queued or being
+// A second flusher sends when groupSecondAt appends wait while the first
+// one is sending: its batch is executed while the first one's commit waits
+// for its WAL flush. A notification due rides in a flusher's transaction
+// (noticeCarry). A lone caller (nothing queued or being
 // sent, the last batch one append) sends its append itself on the first
 // flusher's connection (direct).
 //
