@@ -4,6 +4,7 @@ package runnertest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,4 +59,31 @@ func Ready(t testing.TB, r *projection.Runner) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("runnertest: the runner's projections did not all start within 30s")
 	}
+}
+
+// Spread counts, in the partition states of a build, the partitions each
+// instance holds (the lease owner up to its first '/') and the partitions
+// no live lease holds (free: no owner, or a lease expired over a second
+// ago).
+func Spread(states []projection.PartitionState) (held map[string]int, free int) {
+	held = map[string]int{}
+	for _, st := range states {
+		if st.Lease.Owner == "" || time.Until(st.Lease.Expires) < -time.Second {
+			free++
+			continue
+		}
+		held[strings.SplitN(st.Lease.Owner, "/", 2)[0]]++
+	}
+	return held, free
+}
+
+// Even reports whether exactly owners hold n partitions between them, none
+// free, each n/len(owners) or n/len(owners)+1 of them.
+func Even(held map[string]int, free, n int, owners ...string) bool {
+	ok := free == 0 && len(held) == len(owners)
+	for _, o := range owners {
+		k := held[o]
+		ok = ok && k >= n/len(owners) && k <= (n+len(owners)-1)/len(owners)
+	}
+	return ok
 }

@@ -97,20 +97,8 @@ func (e *env) waitSpread(b projection.Build, n int, owners ...string) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		got, free := map[string]int{}, 0
-		for _, st := range states {
-			if st.Lease.Owner == "" || time.Until(st.Lease.Expires) < -time.Second {
-				free++
-				continue
-			}
-			got[strings.SplitN(st.Lease.Owner, "/", 2)[0]]++
-		}
-		ok := len(states) == n && free == 0 && len(got) == len(owners)
-		for _, o := range owners {
-			k := got[o]
-			ok = ok && k >= n/len(owners) && k <= (n+len(owners)-1)/len(owners)
-		}
-		if ok {
+		got, free := runnertest.Spread(states)
+		if len(states) == n && runnertest.Even(got, free, n, owners...) {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -251,22 +251,32 @@ const maxPartitionFilters = 64
 // FilterSubjects returns the subjects a projection with these filters
 // reads.
 func (s *Source) FilterSubjects(categories, types []string) []string {
-	cs, ts := categories, types
-	if len(cs) == 0 {
-		cs = []string{""}
-	}
-	if len(ts) == 0 {
-		ts = []string{""}
-	}
 	var out []string
-	seen := map[string]bool{}
-	for _, c := range cs {
-		for _, t := range ts {
-			f := s.topo.Filter(c, t)
-			if !seen[f] {
-				seen[f] = true
-				out = append(out, f)
-			}
+	for _, c := range orAny(categories) {
+		for _, t := range orAny(types) {
+			out = append(out, s.topo.Filter(c, t))
+		}
+	}
+	return distinct(out)
+}
+
+// orAny returns xs, or the one filter that matches anything ("") when xs
+// is empty.
+func orAny(xs []string) []string {
+	if len(xs) == 0 {
+		return []string{""}
+	}
+	return xs
+}
+
+// distinct returns xs without its repeated elements, in order.
+func distinct(xs []string) []string {
+	seen := make(map[string]bool, len(xs))
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
 		}
 	}
 	return out
@@ -282,13 +292,7 @@ func (s *Source) PartitionFilterSubjects(part, n int, categories, types []string
 	if err != nil {
 		return nil, err
 	}
-	cs, ts := categories, types
-	if len(cs) == 0 {
-		cs = []string{""}
-	}
-	if len(ts) == 0 {
-		ts = []string{""}
-	}
+	cs, ts := orAny(categories), orAny(types)
 	var out []string
 	if len(buckets)*len(cs)*len(ts) > maxPartitionFilters {
 		for _, b := range buckets {
@@ -296,19 +300,14 @@ func (s *Source) PartitionFilterSubjects(part, n int, categories, types []string
 		}
 		return out, nil
 	}
-	seen := map[string]bool{}
 	for _, b := range buckets {
 		for _, c := range cs {
 			for _, t := range ts {
-				f := s.topo.BucketFilter(b, c, t)
-				if !seen[f] {
-					seen[f] = true
-					out = append(out, f)
-				}
+				out = append(out, s.topo.BucketFilter(b, c, t))
 			}
 		}
 	}
-	return out, nil
+	return distinct(out), nil
 }
 
 // Open ensures the build's durable consumer and starts reading it.

@@ -91,15 +91,7 @@ func (e *env) spread(b projection.Build) (map[string]int, int) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out, free := map[string]int{}, 0
-	for _, st := range states {
-		if st.Lease.Owner == "" || time.Until(st.Lease.Expires) < -time.Second {
-			free++
-			continue
-		}
-		out[strings.SplitN(st.Lease.Owner, "/", 2)[0]]++
-	}
-	return out, free
+	return runnertest.Spread(states)
 }
 
 // waitSpread waits until exactly the named owners hold every partition,
@@ -109,12 +101,7 @@ func (e *env) waitSpread(b projection.Build, n int, owners ...string) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		got, free := e.spread(b)
-		ok := free == 0 && len(got) == len(owners)
-		for _, o := range owners {
-			k := got[o]
-			ok = ok && k >= n/len(owners) && k <= (n+len(owners)-1)/len(owners)
-		}
-		if ok {
+		if runnertest.Even(got, free, n, owners...) {
 			return
 		}
 		if time.Now().After(deadline) {
