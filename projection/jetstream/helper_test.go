@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,6 +184,32 @@ func (e *env) checkCounts(want map[string]int64) {
 			e.t.Errorf("stream %s: applied %d (last version %d, %d out of order), want %d once each in order", s, c[0], c[1], c[2], n)
 		}
 	}
+}
+
+// writers appends from k goroutines until the returned stop is called
+// (which waits for them): each time a goroutine writes streams streams of
+// events events (see write), with a prefix of its own; total counts the
+// events written.
+func (e *env) writers(k, streams, events int) (stop func(), total *atomic.Int64) {
+	total = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				e.write(fmt.Sprintf("w%d-%d", w, i), streams, events)
+				total.Add(int64(streams * events))
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }, total
 }
 
 func (e *env) write(prefix string, streams, n int) (map[string]int64, eventstore.Position) {

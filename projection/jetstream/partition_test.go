@@ -146,19 +146,20 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 	p := counting("spread", func(p *projection.Projection) { p.Partitions = n })
 	b := projection.Build{Name: "spread", Version: 1}
 
-	var writing sync.WaitGroup
-	var total atomic.Int64
-	stopWriting := make(chan struct{})
 	// The partitions' consumers deliver while the writers run (their
 	// counts start again whenever a consumer is re-created: keep the
 	// largest sum seen).
-	var delivered atomic.Uint64
-	writing.Add(1)
+	var (
+		delivered atomic.Uint64
+		watching  sync.WaitGroup
+	)
+	stopWatching := make(chan struct{})
+	watching.Add(1)
 	go func() {
-		defer writing.Done()
+		defer watching.Done()
 		for {
 			select {
-			case <-stopWriting:
+			case <-stopWatching:
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
@@ -177,21 +178,7 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 			}
 		}
 	}()
-	for w := range 2 {
-		writing.Add(1)
-		go func() {
-			defer writing.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stopWriting:
-					return
-				default:
-				}
-				e.write(fmt.Sprintf("w%d-%d", w, i), 6, 5)
-				total.Add(30)
-			}
-		}()
-	}
+	stopWriting, total := e.writers(2, 6, 5)
 
 	a := e.jsInstance("a", url, topo, p, ttl)
 	e.waitSpread(b, n, "a")
@@ -211,8 +198,9 @@ func testPartitionedRunnersOverJetStream(t *testing.T, e *env, url string, repli
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stopWriting)
-	writing.Wait()
+	stopWriting()
+	close(stopWatching)
+	watching.Wait()
 
 	// One stream of one partition at the end: the others are idle.
 	res, err := e.events.Append(testCtx(t), "last-0", eventstore.NoStream, eventstore.Event{Type: "Counted"})
@@ -603,24 +591,7 @@ func TestPartitionedInstancesKilledAndRestartedOverJetStream(t *testing.T) {
 	p := counting("chaos", func(p *projection.Projection) { p.Partitions = n })
 	ttl := time.Second
 
-	var writing sync.WaitGroup
-	var total atomic.Int64
-	stopWriting := make(chan struct{})
-	for w := range 4 {
-		writing.Add(1)
-		go func() {
-			defer writing.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stopWriting:
-					return
-				default:
-				}
-				e.write(fmt.Sprintf("w%d-%d", w, i), 4, 3)
-				total.Add(12)
-			}
-		}()
-	}
+	stopWriting, total := e.writers(4, 4, 3)
 	names := []string{"a", "b", "c"}
 	live := map[string]*jsInstance{}
 	for _, name := range names {
@@ -641,8 +612,7 @@ func TestPartitionedInstancesKilledAndRestartedOverJetStream(t *testing.T) {
 			starts++
 		}
 	}
-	close(stopWriting)
-	writing.Wait()
+	stopWriting()
 	res, err := e.events.Append(testCtx(t), "last-0", eventstore.NoStream, eventstore.Event{Type: "Counted"})
 	if err != nil {
 		t.Fatal(err)
