@@ -12,9 +12,7 @@ import (
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/runnertest"
-	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // The overview's rate is the events applied between two samples a second
@@ -24,20 +22,7 @@ import (
 func TestConsoleRateAndBuilds(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, _, es, ps := newStores(t, false, espg.WithPollInterval(20*time.Millisecond))
 	nop := projection.Projection{Name: "nop", Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}
 	r, err := projection.NewRunner(es, ps, []projection.Projection{nop})
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/chronicle-go/chronicle/console"
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
@@ -35,20 +37,7 @@ func testCtx(t *testing.T) context.Context {
 func TestConsoleInChromium(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) }} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, schema, es, ps := newStores(t, true, espg.WithPollInterval(50*time.Millisecond))
 	var failing atomic.Bool
 	failing.Store(true)
 	picky := projection.Projection{Name: "picky", MaxAttempts: 1, OnFailure: projection.Skip,
@@ -237,4 +226,31 @@ func TestConsoleInChromium(t *testing.T) {
 	if rec.Code != http.StatusForbidden {
 		t.Fatalf("read-only console answered %d to a drop", rec.Code)
 	}
+}
+
+// newStores returns an event store (with opts) and a projection store in a
+// schema of their own, migrated, with the relay's tables too when
+// withRelay, and their pool and schema.
+func newStores(t *testing.T, withRelay bool, opts ...espg.Option) (*pgxpool.Pool, string, *espg.Store, *projpg.Store) {
+	t.Helper()
+	ctx := testCtx(t)
+	pool, schema := testenv.Postgres(t)
+	es, err := espg.New(pool, append([]espg.Option{espg.WithSchema(schema)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projpg.New(pool, projpg.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrate := []func(context.Context) error{es.Migrate, ps.Migrate}
+	if withRelay {
+		migrate = append(migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) })
+	}
+	for _, m := range migrate {
+		if err := m(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pool, schema, es, ps
 }

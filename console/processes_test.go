@@ -265,21 +265,7 @@ func TestProcessesInChromium(t *testing.T) {
 // still shows the rest, with the error in the processes' section.
 func TestProcessesNotMigrated(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, schema, es, ps := newStores(t, false)
 	r, err := projection.NewRunner(es, ps, []projection.Projection{{Name: "noop",
 		Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}})
 	if err != nil {

@@ -13,10 +13,8 @@ import (
 
 	"github.com/chronicle-go/chronicle/console"
 	"github.com/chronicle-go/chronicle/eventstore"
-	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
 	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 	"github.com/chronicle-go/chronicle/relay"
 )
 
@@ -26,20 +24,7 @@ import (
 func TestRelayLeaderAndLag(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) }} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, schema, es, ps := newStores(t, true)
 	r, err := projection.NewRunner(es, ps, []projection.Projection{{Name: "noop",
 		Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}})
 	if err != nil {
@@ -114,20 +99,7 @@ func TestRelayLeaderAndLag(t *testing.T) {
 func TestRelayCheckpointAhead(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate, func(ctx context.Context) error { return relay.Migrate(ctx, pool, schema) }} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, schema, es, ps := newStores(t, true)
 	if _, err := es.Append(ctx, "acct-1", eventstore.NoStream, eventstore.Event{Type: "Opened", Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,7 @@ import (
 	"github.com/chronicle-go/chronicle/console"
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
-	"github.com/chronicle-go/chronicle/internal/testenv"
 	"github.com/chronicle-go/chronicle/projection"
-	projpg "github.com/chronicle-go/chronicle/projection/postgres"
 )
 
 // streamsFixture writes a command's causation chain across three streams
@@ -24,20 +22,7 @@ import (
 func streamsFixture(t *testing.T, opts ...console.Option) (*projection.Admin, *console.Handler, map[string]eventstore.Record) {
 	t.Helper()
 	ctx := testCtx(t)
-	pool, schema := testenv.Postgres(t)
-	es, err := espg.New(pool, espg.WithSchema(schema), espg.WithPollInterval(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projpg.New(pool, projpg.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []func(context.Context) error{es.Migrate, ps.Migrate} {
-		if err := m(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, _, es, ps := newStores(t, false, espg.WithPollInterval(50*time.Millisecond))
 	r, err := projection.NewRunner(es, ps, []projection.Projection{{Name: "noop",
 		Handler: projection.HandlerFunc(func(context.Context, projection.Tx, projection.Event) error { return nil })}})
 	if err != nil {
