@@ -119,7 +119,14 @@ SELECT count(*), max(ins.stream_version), max(ins.transaction_id), max(ins.posit
 // Per append: $1 stream, $2 expected version, $3 first event ID. Per
 // event: $4 ordinal of its append (1-based), $5 ordinal within it, $6 ID,
 // $7 type, $8 schema version, $9 data, $10 metadata.
-func groupStatements(q string) (lock, batch string) {
+//
+// batch1 is batch for batches whose appends hold one event each (the
+// common case: one event per command), with the same rows in return. One
+// array per column instead of per-append and per-event ones, and no join
+// between them: at 8 appends it ran about 8% more batches a second.
+// Per append: $1 stream, $2 expected version, $3 event ID, $4 type, $5
+// schema version, $6 data, $7 metadata.
+func groupStatements(q string) (lock, batch, batch1 string) {
 	lock = `SELECT count(pg_advisory_xact_lock(k.key)) FROM (
     SELECT DISTINCT hashtextextended(` + quoteLiteral(q+".") + ` || s.stream, 7157402093) AS key
       FROM unnest($1::text[]) AS s (stream) ORDER BY 1) AS k`
@@ -150,5 +157,27 @@ SELECT a.i, a.v, a.last, coalesce(r.n, 0), r.version, r.tx, r.pos,
        r.n IS NULL AND EXISTS (SELECT 1 FROM {{schema}}.events x WHERE x.event_id = a.first)
   FROM a LEFT JOIN r ON r.stream_id = a.stream
  ORDER BY a.i`, "{{schema}}", q)
-	return lock, batch
+	batch1 = strings.ReplaceAll(`WITH a AS MATERIALIZED (
+    SELECT a.i, a.stream, a.exp, a.id, a.typ, a.sv, a.dat, a.md,
+           coalesce(l.stream_version, 0) AS v, coalesce(l.transaction_id, 0) AS last
+      FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+           WITH ORDINALITY AS a (stream, exp, id, typ, sv, dat, md, i)
+      LEFT JOIN LATERAL (
+            SELECT e.stream_version, e.transaction_id FROM {{schema}}.events e
+             WHERE e.stream_id = a.stream ORDER BY e.stream_version DESC LIMIT 1) AS l ON true
+), ins AS (
+    INSERT INTO {{schema}}.events AS e
+        (transaction_id, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+    SELECT pg_current_xact_id()::text::bigint, a.id, a.stream, a.v + 1, a.typ, a.sv, a.dat::jsonb, a.md::jsonb
+      FROM a
+     WHERE `+accept("a.exp", "a.v", "a.last")+`
+     ORDER BY a.i
+    RETURNING e.stream_id, e.stream_version, e.transaction_id, e.position
+)
+SELECT a.i, a.v, a.last, CASE WHEN ins.stream_id IS NULL THEN 0 ELSE 1 END::bigint,
+       ins.stream_version, ins.transaction_id, ins.position,
+       ins.stream_id IS NULL AND EXISTS (SELECT 1 FROM {{schema}}.events x WHERE x.event_id = a.id)
+  FROM a LEFT JOIN ins ON ins.stream_id = a.stream
+ ORDER BY a.i`, "{{schema}}", q)
+	return lock, batch, batch1
 }

@@ -114,8 +114,8 @@ type groupResult struct {
 
 // groupConn is a flusher's connection and the statements prepared on it.
 type groupConn struct {
-	conn                *pgx.Conn
-	lock, batch, notify *pgconn.StatementDescription
+	conn                        *pgx.Conn
+	lock, batch, batch1, notify *pgconn.StatementDescription
 }
 
 // flusher is the state of one of a groupCommitter's flushers, guarded by
@@ -129,11 +129,42 @@ type flusher struct {
 	wake chan struct{} // capacity 1: appends were queued for it, or its connection is free
 }
 
+// GroupCommitStats counts what group commit (see [WithGroupCommit]) did
+// since the Store was made.
+type GroupCommitStats struct {
+	// Alone counts the appends sent in a transaction of their own on a
+	// flusher's connection: nothing else was waiting. Batches counts the
+	// transactions that carried two appends or more, and Batched the
+	// appends they carried: Alone + Batched appends took Alone + Batches
+	// transactions (and WAL flushes).
+	Alone, Batches, Batched int64
+	// Fallback counts the appends a flusher sent back to run alone on a
+	// pool connection, outside group commit: their batch was refused as a
+	// whole, a stream lock was busy past the flusher's lock timeout, the
+	// flusher could not connect, or the Store was closing.
+	Fallback int64
+}
+
+// GroupCommitStats returns the counters of group commit; all zero when it
+// is off.
+func (s *Store) GroupCommitStats() GroupCommitStats {
+	if s.group == nil {
+		return GroupCommitStats{}
+	}
+	c := &s.group.stats
+	return GroupCommitStats{Alone: c.alone.Load(), Batches: c.batches.Load(), Batched: c.batched.Load(), Fallback: c.fallback.Load()}
+}
+
+type commitCounters struct{ alone, batches, batched, fallback atomic.Int64 }
+
 // groupCommitter is a Store's flushers and their queue.
 type groupCommitter struct {
 	s       *Store
+	stats   commitCounters
 	lockSQL string
-	sql     string
+	// sql and sql1 are the batch statements: any appends, and appends of
+	// one event each (see groupStatements).
+	sql, sql1 string
 	// lockTimeout is groupLockTimeout (tests lengthen it to hold a
 	// flusher on a lock for as long as they need).
 	lockTimeout time.Duration
@@ -154,8 +185,8 @@ type groupCommitter struct {
 }
 
 func newGroupCommitter(s *Store, q string) *groupCommitter {
-	lock, batch := groupStatements(q)
-	g := &groupCommitter{s: s, lockSQL: lock, sql: batch, lockTimeout: groupLockTimeout,
+	lock, batch, batch1 := groupStatements(q)
+	g := &groupCommitter{s: s, lockSQL: lock, sql: batch, sql1: batch1, lockTimeout: groupLockTimeout,
 		flushers: make([]flusher, groupConns), sending: make(map[string]bool), stop: make(chan struct{})}
 	for i := range g.flushers {
 		g.flushers[i].wake = make(chan struct{}, 1)
@@ -388,6 +419,9 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 	res = groupResult{r: row, insertErr: err}
 	if lockBusy(err) {
 		res = groupResult{alone: true} // nothing was written
+		g.stats.fallback.Add(1)
+	} else {
+		g.stats.alone.Add(1)
 	}
 	g.mu.Lock()
 	f.busy = false
@@ -446,6 +480,7 @@ func (g *groupCommitter) queued() int {
 func (g *groupCommitter) sendAlone(rs []*groupRequest) {
 	for _, r := range rs {
 		if r.state.CompareAndSwap(reqQueued, reqTaken) || r.state.Load() == reqTaken {
+			g.stats.fallback.Add(1)
 			r.done <- groupResult{alone: true}
 		}
 	}
@@ -482,7 +517,10 @@ func (g *groupCommitter) connect(ctx context.Context) (*groupConn, error) {
 		if gc.notify, err = c.Prepare(ctx, "chronicle_notify", g.s.q.notify); err != nil {
 			return err
 		}
-		gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql)
+		if gc.batch, err = c.Prepare(ctx, "chronicle_group", g.sql); err != nil {
+			return err
+		}
+		gc.batch1, err = c.Prepare(ctx, "chronicle_group1", g.sql1)
 		return err
 	}()
 	if err != nil {
@@ -516,9 +554,11 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		r := batch[0]
 		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, noticeCarry, r.args)
 		if lockBusy(err) {
+			g.stats.fallback.Add(1)
 			r.done <- groupResult{alone: true} // nothing was written
 			return conn
 		}
+		g.stats.alone.Add(1)
 		r.done <- groupResult{r: res, insertErr: err}
 		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
 			g.s.trail()
@@ -532,6 +572,8 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
+		g.stats.batches.Add(1)
+		g.stats.batched.Add(int64(len(batch)))
 		written := false
 		for i, r := range batch {
 			r.done <- results[i]
@@ -567,39 +609,15 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 // (Store.trail) once the batch committed: no append of the batch waits for
 // it.
 func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupRequest) (results []groupResult, led bool, err error) {
-	var (
-		streams = make([]string, len(batch))
-		exps    = make([]int64, len(batch))
-		firsts  = make([]pgtype.UUID, len(batch))
-		ais     []int32
-		ords    []int32
-		ids     []pgtype.UUID
-		types   []string
-		svs     []int32
-		data    []string
-		meta    []*string
-	)
-	for i, r := range batch {
-		streams[i], exps[i] = r.stream, expectedParam(r.expected)
-		firsts[i] = pgtype.UUID{Bytes: r.evs[0].ID, Valid: true}
-		for j, e := range r.evs {
-			ais = append(ais, int32(i+1))
-			ords = append(ords, int32(j+1))
-			ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
-			types = append(types, e.Type)
-			svs = append(svs, int32(e.SchemaVersion)) // PrepareAppend kept it within int32
-			data = append(data, string(e.Data))
-			meta = append(meta, r.meta[j])
-		}
-	}
 	conn := gc.conn
 	c := conn.PgConn()
 	sds := conn.TypeMap()
-	lockParams, lockFormats, err := encodeParams(sds, gc.lock, []any{streams})
+	sd, args := batchArgs(gc, batch)
+	lockParams, lockFormats, err := encodeParams(sds, gc.lock, []any{args[0]})
 	if err != nil {
 		return nil, false, errNotSent{err}
 	}
-	params, formats, err := encodeParams(sds, gc.batch, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta})
+	params, formats, err := encodeParams(sds, sd, args)
 	if err != nil {
 		return nil, false, errNotSent{err}
 	}
@@ -610,7 +628,7 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 	binary := []int16{pgtype.BinaryFormatCode}
 	p := c.StartPipeline(ctx)
 	p.SendQueryStatement(gc.lock, lockParams, lockFormats, binary)
-	p.SendQueryStatement(gc.batch, params, formats, binary)
+	p.SendQueryStatement(sd, params, formats, binary)
 	if led {
 		p.SendQueryStatement(gc.notify, [][]byte{[]byte(s.channel)}, []int16{pgtype.TextFormatCode}, nil)
 	}
@@ -652,6 +670,51 @@ func (s *Store) runBatch(ctx context.Context, gc *groupConn, batch []*groupReque
 		}
 	}
 	return results, led, err
+}
+
+// batchArgs returns the batch statement for batch (gc.batch1 when every
+// append holds one event, gc.batch otherwise) and its arguments; the first
+// is the streams, in order.
+func batchArgs(gc *groupConn, batch []*groupRequest) (*pgconn.StatementDescription, []any) {
+	var (
+		streams = make([]string, len(batch))
+		exps    = make([]int64, len(batch))
+		ids     []pgtype.UUID
+		types   []string
+		svs     []int32
+		data    []string
+		meta    []*string
+		one     = true
+	)
+	for i, r := range batch {
+		streams[i], exps[i] = r.stream, expectedParam(r.expected)
+		one = one && len(r.evs) == 1
+	}
+	event := func(r *groupRequest, j int) {
+		e := r.evs[j]
+		ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
+		types = append(types, e.Type)
+		svs = append(svs, int32(e.SchemaVersion)) // PrepareAppend kept it within int32
+		data = append(data, string(e.Data))
+		meta = append(meta, r.meta[j])
+	}
+	if one {
+		for _, r := range batch {
+			event(r, 0)
+		}
+		return gc.batch1, []any{streams, exps, ids, types, svs, data, meta}
+	}
+	firsts := make([]pgtype.UUID, len(batch))
+	var ais, ords []int32
+	for i, r := range batch {
+		firsts[i] = pgtype.UUID{Bytes: r.evs[0].ID, Valid: true}
+		for j := range r.evs {
+			ais = append(ais, int32(i+1))
+			ords = append(ords, int32(j+1))
+			event(r, j)
+		}
+	}
+	return gc.batch, []any{streams, exps, firsts, ais, ords, ids, types, svs, data, meta}
 }
 
 // decodeBatch reads the batch statement's rows, one per append in order.

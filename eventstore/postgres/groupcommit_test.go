@@ -40,8 +40,23 @@ func proofAppends(t *testing.T) int {
 // above the expected one and was the stream's version (the goroutine's
 // next append, at that version, never finds the stream behind it), and no
 // transaction holds two appends of one stream.
+//
+// With one event per append the batches run the one-event statement; the
+// mixed run (a quarter as many appends, every fourth of two events) runs
+// the general one.
 func TestGroupCommitIsExact(t *testing.T) {
 	t.Parallel()
+	t.Run("one event per append", func(t *testing.T) {
+		t.Parallel()
+		proveGroupCommit(t, proofAppends(t), false)
+	})
+	t.Run("mixed", func(t *testing.T) {
+		t.Parallel()
+		proveGroupCommit(t, proofAppends(t)/4, true)
+	})
+}
+
+func proveGroupCommit(t *testing.T, total int, mixed bool) {
 	s, pool := newStore(t)
 	t.Cleanup(s.Close)
 	// 20,000 appends take 20-25 s under -race on a loaded 2-core machine:
@@ -49,7 +64,6 @@ func TestGroupCommitIsExact(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	const goroutines, streams = 16, 4
-	total := proofAppends(t)
 	type success struct {
 		stream  string
 		version int64
@@ -58,6 +72,7 @@ func TestGroupCommitIsExact(t *testing.T) {
 	var (
 		mu        sync.Mutex
 		wins      []success
+		written   int
 		conflicts int
 		problems  []string
 		wg        sync.WaitGroup
@@ -71,17 +86,26 @@ func TestGroupCommitIsExact(t *testing.T) {
 			for i := range per {
 				k := (g + i) % streams
 				stream := fmt.Sprintf("hot-%d", k)
-				ev := events(1)[0]
-				ev.ID = [16]byte{byte(g), byte(i >> 16), byte(i >> 8), byte(i), 0xfe, byte(k)}
-				res, err := s.Append(c, stream, eventstore.Exact(known[k]), ev)
+				evs := events(1)
+				if mixed && i%4 == 0 {
+					evs = events(2)
+				}
+				for j := range evs {
+					evs[j].ID = [16]byte{byte(g), byte(i >> 16), byte(i >> 8), byte(i), 0xfe, byte(k), byte(j)}
+				}
+				n := int64(len(evs))
+				res, err := s.Append(c, stream, eventstore.Exact(known[k]), evs...)
 				var ce *eventstore.ConflictError
 				mu.Lock()
 				switch {
 				case err == nil:
-					if res.Version != known[k]+1 {
-						problems = append(problems, fmt.Sprintf("%s: appended at expected %d, got version %d", stream, known[k], res.Version))
+					if res.Version != known[k]+n {
+						problems = append(problems, fmt.Sprintf("%s: appended %d at expected %d, got version %d", stream, n, known[k], res.Version))
 					}
-					wins = append(wins, success{stream, res.Version, ev.ID})
+					written++
+					for j, ev := range evs {
+						wins = append(wins, success{stream, res.Version - n + 1 + int64(j), ev.ID})
+					}
 					known[k] = res.Version
 				case errors.As(err, &ce):
 					conflicts++
@@ -100,9 +124,9 @@ func TestGroupCommitIsExact(t *testing.T) {
 	if len(problems) > 0 {
 		t.Fatalf("%d problems, first: %s", len(problems), strings.Join(problems[:min(5, len(problems))], "; "))
 	}
-	t.Logf("%d appends: %d written, %d conflicts", per*goroutines, len(wins), conflicts)
-	if len(wins) < streams {
-		t.Fatalf("only %d appends won", len(wins))
+	t.Logf("%d appends: %d written (%d events), %d conflicts", per*goroutines, written, len(wins), conflicts)
+	if written < streams {
+		t.Fatalf("only %d appends won", written)
 	}
 	// Each stream: versions 1..n, each success's event at its version.
 	byStream := map[string]map[int64][16]byte{}
@@ -140,11 +164,12 @@ func TestGroupCommitIsExact(t *testing.T) {
 		}
 		last[r.StreamID] = r.StreamVersion
 	}
-	// At most one append per stream per transaction.
+	// At most one append per stream per transaction: an event ID's first
+	// four bytes name its append.
 	var twice int
 	q := pgx.Identifier{s.Schema()}.Sanitize()
 	if err := pool.QueryRow(c, `SELECT count(*) FROM (SELECT 1 FROM `+q+`.events
-		GROUP BY transaction_id, stream_id HAVING count(*) > 1) AS d`).Scan(&twice); err != nil {
+		GROUP BY transaction_id, stream_id HAVING count(DISTINCT left(event_id::text, 8)) > 1) AS d`).Scan(&twice); err != nil {
 		t.Fatal(err)
 	}
 	if twice > 0 {
@@ -359,5 +384,123 @@ func TestStoreCloseTwice(t *testing.T) {
 	res := mustAppend(t, s, "close-1", eventstore.Exact(1), events(1)...)
 	if res.Version != 2 {
 		t.Fatalf("append after Close: version %d, want 2", res.Version)
+	}
+}
+
+// One batch answers each of its appends as if it had run alone: a new
+// stream, an exact version, a conflict, a missing stream expected to exist,
+// and an idempotent retry of an append already stored, in one transaction.
+// A batch whose appends hold one event each runs the one-event statement,
+// one with a larger append the general one: both give the same answers.
+// GroupCommitStats counts the batch and its appends.
+func TestGroupCommitBatchAnswersEachAppend(t *testing.T) {
+	t.Parallel()
+	for _, larger := range []bool{false, true} {
+		t.Run(fmt.Sprintf("larger append %v", larger), func(t *testing.T) {
+			t.Parallel()
+			s, pool := newStore(t)
+			t.Cleanup(s.Close)
+			espg.SetGroupLockTimeout(s, time.Minute)
+			c := ctx(t)
+			mustAppend(t, s, "held", eventstore.NoStream, events(1)...)
+			mustAppend(t, s, "exact", eventstore.NoStream, events(2)...)
+			mustAppend(t, s, "conflict", eventstore.NoStream, events(3)...)
+			stored := events(1)
+			stored[0].ID = [16]byte{0xba, 0x7c}
+			original := mustAppend(t, s, "retry", eventstore.NoStream, stored...)
+
+			// X, alone on the first flusher's connection, waits for the
+			// lock of "held" while the batch's appends queue behind it.
+			holder, err := pool.Begin(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Rollback(context.Background())
+			if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
+				t.Fatal(err)
+			}
+			errX := make(chan error, 1)
+			go func() {
+				_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)
+				errX <- err
+			}()
+			waitForLockWait(t, pool, s.Schema(), "held")
+			before := s.GroupCommitStats()
+
+			newEvents := events(1)
+			if larger {
+				newEvents = events(3)
+			}
+			type outcome struct {
+				res eventstore.AppendResult
+				err error
+			}
+			appends := []struct {
+				stream   string
+				expected eventstore.ExpectedVersion
+				evs      []eventstore.Event
+			}{
+				{"new", eventstore.NoStream, newEvents},
+				{"exact", eventstore.Exact(2), events(1)},
+				{"conflict", eventstore.Exact(1), events(1)},
+				{"missing", eventstore.StreamExists, events(1)},
+				{"retry", eventstore.NoStream, stored},
+			}
+			if len(appends) >= espg.GroupSecondAt {
+				t.Fatalf("%d appends would go to the second flusher", len(appends))
+			}
+			outs := make([]chan outcome, len(appends))
+			for i, a := range appends {
+				outs[i] = make(chan outcome, 1)
+				go func() {
+					res, err := s.Append(c, a.stream, a.expected, a.evs...)
+					outs[i] <- outcome{res, err}
+				}()
+			}
+			waitForQueued(t, s, len(appends))
+			if err := holder.Rollback(c); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errX; err != nil {
+				t.Fatalf("X: %v", err)
+			}
+			got := make([]outcome, len(appends))
+			for i := range appends {
+				got[i] = <-outs[i]
+			}
+
+			if o := got[0]; o.err != nil || o.res.Version != int64(len(newEvents)) {
+				t.Errorf("new stream: %+v, %v; want version %d", o.res, o.err, len(newEvents))
+			}
+			if o := got[1]; o.err != nil || o.res.Version != 3 {
+				t.Errorf("exact version: %+v, %v; want version 3", o.res, o.err)
+			}
+			var ce *eventstore.ConflictError
+			if o := got[2]; !errors.As(o.err, &ce) || ce.Stream != "conflict" || ce.Actual != 3 || ce.Expected != eventstore.Exact(1) {
+				t.Errorf("conflict: %+v, %v; want a conflict at actual version 3", o.res, o.err)
+			}
+			if o := got[3]; !errors.As(o.err, &ce) || ce.Stream != "missing" || ce.Actual != 0 {
+				t.Errorf("missing stream expected to exist: %+v, %v; want a conflict at actual version 0", o.res, o.err)
+			}
+			if o := got[4]; o.err != nil || o.res != original {
+				t.Errorf("idempotent retry: %+v, %v; want the original result %+v", o.res, o.err, original)
+			}
+			if info, err := s.StreamInfo(c, "missing"); err != nil || info.Exists {
+				t.Errorf("missing: %+v, %v; the refused append must write nothing", info, err)
+			}
+			if recs := collect(t, s.ReadStream(c, "conflict", eventstore.ReadStreamOptions{})); len(recs) != 3 {
+				t.Errorf("conflict: %d events, want the 3 it had", len(recs))
+			}
+			after := s.GroupCommitStats()
+			if d := after.Batches - before.Batches; d != 1 {
+				t.Errorf("GroupCommitStats: %d batches after X, want the 5 appends in 1 (before %+v, after %+v)", d, before, after)
+			}
+			if d := after.Batched - before.Batched; d != int64(len(appends)) {
+				t.Errorf("GroupCommitStats: %d appends batched, want %d", d, len(appends))
+			}
+			if after.Alone <= before.Alone || after.Fallback != before.Fallback {
+				t.Errorf("GroupCommitStats: X must count as alone and nothing as sent back (before %+v, after %+v)", before, after)
+			}
+		})
 	}
 }

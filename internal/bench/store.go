@@ -126,7 +126,11 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		var total, totalRaw, totalChecked time.Duration
 		var cpu, cpuRaw stCPU
 		per := max(f.n/stRounds/f.perCall, 1) * f.perCall
+		var gc0 espg.GroupCommitStats
 		for round := -1; round < stRounds; round++ {
+			if round == 0 {
+				gc0 = f.store.GroupCommitStats()
+			}
 			c0 := b.env.cpuNow()
 			d, err := b.rawInsert(ctx, per, f.perCall, f.workers)
 			if err != nil {
@@ -159,7 +163,7 @@ func benchStore(ctx context.Context, env *Env) ([]Row, error) {
 		}
 		n := per * stRounds
 		r := ratioRow(f.name, rate(n, total), rate(n, totalRaw), "events/s", f.goal, true)
-		r.Value += ", " + cpu.per(n)
+		r.Value += ", " + cpu.per(n) + groupCommitted(gc0, f.store.GroupCommitStats())
 		r.Baseline += ", " + cpuRaw.per(n) + " (" + f.rawName + ")"
 		if f.goal == 0 {
 			r.Goal, r.Pass = "(info)", ""
@@ -718,4 +722,19 @@ func (b *stBench) diskFig(ctx context.Context) (Row, error) {
 		Baseline: fmt.Sprintf("%.0f B/event (the heap alone: a plain table of the same rows)", float64(heap)/float64(count)),
 		Ratio:    fmt.Sprintf("%.2fx", float64(total)/float64(heap)), Goal: "<= 1.20x (ADR 0014: not met)",
 		Pass: yesNo(float64(total) <= 1.2*float64(heap))}, nil
+}
+
+// groupCommitted describes what group commit did between two readings of
+// its counters: how many appends a transaction carried on average; ""
+// when it did nothing (off).
+func groupCommitted(a, b espg.GroupCommitStats) string {
+	alone, batches, batched := b.Alone-a.Alone, b.Batches-a.Batches, b.Batched-a.Batched
+	if alone+batches == 0 {
+		return ""
+	}
+	s := fmt.Sprintf(", %.2f appends/transaction", float64(alone+batched)/float64(alone+batches))
+	if fb := b.Fallback - a.Fallback; fb > 0 {
+		s += fmt.Sprintf(" (%d sent back to run alone)", fb)
+	}
+	return s
 }
