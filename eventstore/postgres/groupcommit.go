@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 )
 
 // Group commit (ADR 0013). Concurrent calls to Store.Append are coalesced
@@ -156,6 +157,22 @@ func (s *Store) GroupCommitStats() GroupCommitStats {
 }
 
 type commitCounters struct{ alone, batches, batched, fallback atomic.Int64 }
+
+// count counts n appends of kind (telemetry.GroupAlone, GroupBatched: one
+// batch of n, or GroupFallback) in GroupCommitStats and the store's
+// metrics.
+func (g *groupCommitter) count(kind string, n int) {
+	switch kind {
+	case telemetry.GroupAlone:
+		g.stats.alone.Add(int64(n))
+	case telemetry.GroupBatched:
+		g.stats.batches.Add(1)
+		g.stats.batched.Add(int64(n))
+	default:
+		g.stats.fallback.Add(int64(n))
+	}
+	g.s.tel.GroupCommit(kind, n)
+}
 
 // groupCommitter is a Store's flushers and their queue.
 type groupCommitter struct {
@@ -419,9 +436,9 @@ func (g *groupCommitter) direct(ctx context.Context, r *groupRequest) (res group
 	res = groupResult{r: row, insertErr: err}
 	if lockBusy(err) {
 		res = groupResult{alone: true} // nothing was written
-		g.stats.fallback.Add(1)
+		g.count(telemetry.GroupFallback, 1)
 	} else {
-		g.stats.alone.Add(1)
+		g.count(telemetry.GroupAlone, 1)
 	}
 	g.mu.Lock()
 	f.busy = false
@@ -480,7 +497,7 @@ func (g *groupCommitter) queued() int {
 func (g *groupCommitter) sendAlone(rs []*groupRequest) {
 	for _, r := range rs {
 		if r.state.CompareAndSwap(reqQueued, reqTaken) || r.state.Load() == reqTaken {
-			g.stats.fallback.Add(1)
+			g.count(telemetry.GroupFallback, 1)
 			r.done <- groupResult{alone: true}
 		}
 	}
@@ -554,11 +571,11 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 		r := batch[0]
 		res, led, err := g.s.appendOnConn(ctx, conn.conn, r.st.name, r.st.sql, r.st.one, noticeCarry, r.args)
 		if lockBusy(err) {
-			g.stats.fallback.Add(1)
+			g.count(telemetry.GroupFallback, 1)
 			r.done <- groupResult{alone: true} // nothing was written
 			return conn
 		}
-		g.stats.alone.Add(1)
+		g.count(telemetry.GroupAlone, 1)
 		r.done <- groupResult{r: res, insertErr: err}
 		if err == nil && res.n > 0 && g.s.cfg.notify && !led {
 			g.s.trail()
@@ -572,8 +589,7 @@ func (g *groupCommitter) flush(conn *groupConn, batch []*groupRequest) *groupCon
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
-		g.stats.batches.Add(1)
-		g.stats.batched.Add(int64(len(batch)))
+		g.count(telemetry.GroupBatched, len(batch))
 		written := false
 		for i, r := range batch {
 			r.done <- results[i]

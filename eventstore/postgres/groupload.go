@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/chronicle-go/chronicle/eventstore"
+	"github.com/chronicle-go/chronicle/internal/telemetry"
 	"github.com/chronicle-go/chronicle/snapshot"
 )
 
@@ -171,6 +172,7 @@ func (g *loadGroup) read(ctx context.Context, stream string, limit int) (snapsho
 		g.inFlight++
 		g.mu.Unlock()
 		g.stats.alone.Add(1)
+		g.s.tel.GroupLoad(telemetry.GroupAlone, 1)
 		snap, recs, err := g.s.readWithSnapshot(ctx, g.single, stream, limit)
 		g.mu.Lock()
 		g.inFlight--
@@ -301,6 +303,7 @@ func (g *loadGroup) flushNext() bool {
 	}
 	g.stats.batches.Add(1)
 	g.stats.batched.Add(int64(len(batch)))
+	g.s.tel.GroupLoad(telemetry.GroupBatched, len(batch))
 	conn = g.flush(conn, batch)
 	g.mu.Lock()
 	g.conn, g.batch = conn, 0

@@ -20,7 +20,10 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // WithMeterProvider sets the OpenTelemetry meter provider of the store's
 // metrics (chronicle.eventstore.append.duration by outcome,
 // chronicle.eventstore.events.appended,
-// chronicle.eventstore.append.idempotent_retries; see docs/operations.md). The
+// chronicle.eventstore.append.idempotent_retries, and the counters of group
+// commit and group loads, chronicle.eventstore.group_commit.appends and
+// .batches, chronicle.eventstore.group_load.loads and .batches; see
+// docs/operations.md). The
 // default is OpenTelemetry's global provider, a no-op until the service
 // sets one.
 func WithMeterProvider(mp metric.MeterProvider) Option {

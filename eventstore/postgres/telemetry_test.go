@@ -1,8 +1,11 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
@@ -181,5 +184,129 @@ func TestIdempotentRetryMetric(t *testing.T) {
 	}
 	if marked != 1 {
 		t.Errorf("%d append spans marked as an idempotent retry, want 1", marked)
+	}
+}
+
+// sums returns the int64 sums of the metrics named name, by the value of
+// attribute key ("" when a data point has none).
+func sums(t *testing.T, reader *sdkmetric.ManualReader, name, key string) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx(t), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, dp := range d.DataPoints {
+					v, _ := dp.Attributes.Value(attribute.Key(key))
+					out[v.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Group commit's counters, as metrics and as GroupCommitStats: appends
+// alone, a batch and its appends, and an append sent back to run alone
+// because its stream's lock stayed busy past the flusher's lock timeout.
+func TestGroupCommitMetrics(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	s, pool := newStore(t, espg.WithMeterProvider(mp))
+	espg.SetGroupLockTimeout(s, time.Minute)
+	c := ctx(t)
+	mustAppend(t, s, "held", eventstore.NoStream, events(1)...)
+
+	// X waits for the lock of "held" alone on the flusher's connection;
+	// three appends queue behind it and go in one batch.
+	holder, err := pool.Begin(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	go func() {
+		_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)
+		errs <- err
+	}()
+	waitForLockWait(t, pool, s.Schema(), "held")
+	for i := range 3 {
+		go func() {
+			_, err := s.Append(c, fmt.Sprintf("queued-%d", i), eventstore.NoStream, events(1)...)
+			errs <- err
+		}()
+	}
+	waitForQueued(t, s, 3)
+	if err := holder.Rollback(c); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.GroupCommitStats()
+	appends := sums(t, reader, "chronicle.eventstore.group_commit.appends", "chronicle.group.kind")
+	batches := sums(t, reader, "chronicle.eventstore.group_commit.batches", "")
+	if st.Alone != 2 || st.Batches != 1 || st.Batched != 3 || st.Fallback != 0 {
+		t.Fatalf("GroupCommitStats %+v; want 2 alone, 1 batch of 3, none sent back", st)
+	}
+	if appends["alone"] != 2 || appends["batched"] != 3 || batches[""] != 1 {
+		t.Fatalf("metrics: appends by kind %v, batches %v; want alone 2, batched 3, 1 batch", appends, batches)
+	}
+	if appends["fallback"] != 0 {
+		t.Fatalf("metrics: %d appends sent back, want none yet", appends["fallback"])
+	}
+}
+
+// An append whose stream's lock another transaction holds past the
+// flusher's lock timeout is sent back to run alone on a pool connection:
+// counted as a fallback, and written once the lock is free.
+func TestGroupCommitFallbackMetric(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	s, pool := newStore(t, espg.WithMeterProvider(mp))
+	espg.SetGroupLockTimeout(s, 20*time.Millisecond)
+	c := ctx(t)
+	mustAppend(t, s, "held", eventstore.NoStream, events(1)...)
+	holder, err := pool.Begin(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 1)
+	go func() {
+		_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)
+		errs <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.GroupCommitStats().Fallback == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no append sent back after 10s: %+v", s.GroupCommitStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := holder.Rollback(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if got := sums(t, reader, "chronicle.eventstore.group_commit.appends", "chronicle.group.kind"); got["fallback"] != 1 {
+		t.Fatalf("appends by kind %v, want 1 fallback", got)
+	}
+	if recs := collect(t, s.ReadStream(c, "held", eventstore.ReadStreamOptions{})); len(recs) != 2 {
+		t.Fatalf("held: %d events, want the fallback append written after the lock was freed", len(recs))
 	}
 }

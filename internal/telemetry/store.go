@@ -25,7 +25,29 @@ type Store struct {
 	retries   metric.Int64Counter
 	outcome   map[string][]metric.RecordOption
 	addOpts   []metric.AddOption
+	// group commit and group loads: batches, and the appends or loads by
+	// kind (see Group).
+	commitBatches, commitAppends metric.Int64Counter
+	loadBatches, loadLoads       metric.Int64Counter
+	kindOpts                     map[string][]metric.AddOption
 }
+
+// KeyGroupKind says how an append or a load of a group commit or group
+// loads went: GroupAlone, GroupBatched or GroupFallback.
+const KeyGroupKind = attribute.Key("chronicle.group.kind")
+
+// The values of KeyGroupKind.
+const (
+	// GroupAlone: in a transaction or query of its own, on a flusher's
+	// connection or at once (nothing else was waiting).
+	GroupAlone = "alone"
+	// GroupBatched: in a flusher's batch (of two appends or more; of the
+	// loads that queued behind another read).
+	GroupBatched = "batched"
+	// GroupFallback: sent back by a flusher to run alone outside the group
+	// (a refused batch, a busy stream lock, no connection, closing).
+	GroupFallback = "fallback"
+)
 
 // NewStore returns the instrumentation of an event store; system is the
 // db.system.name of its database ("postgresql"). When on is false it
@@ -45,7 +67,51 @@ func NewStore(p Providers, system string, on bool) *Store {
 			"Appends whose events were stored already, at the same versions: the original result was returned and nothing written."),
 		outcome: outcomeOpts(sys),
 		addOpts: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(sys))},
+		commitBatches: counter(m, "chronicle.eventstore.group_commit.batches", "{transaction}",
+			"Group commit transactions that carried two appends or more."),
+		commitAppends: counter(m, "chronicle.eventstore.group_commit.appends", "{append}",
+			"Appends through group commit, by kind: alone (a transaction of its own), batched, or fallback (sent back to run alone on a pool connection)."),
+		loadBatches: counter(m, "chronicle.eventstore.group_load.batches", "{query}",
+			"Group load queries a flusher sent for the loads queued behind another read."),
+		loadLoads: counter(m, "chronicle.eventstore.group_load.loads", "{load}",
+			"Loads through group loads, by kind: alone (a query of its own) or batched."),
+		kindOpts: kindOpts(sys),
 	}
+}
+
+// kindOpts returns one precomputed option per KeyGroupKind value.
+func kindOpts(extra ...attribute.KeyValue) map[string][]metric.AddOption {
+	m := map[string][]metric.AddOption{}
+	for _, k := range []string{GroupAlone, GroupBatched, GroupFallback} {
+		m[k] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{KeyGroupKind.String(k)}, extra...)...))}
+	}
+	return m
+}
+
+// GroupCommit counts n appends of a group commit of kind GroupAlone,
+// GroupBatched (one batch of n) or GroupFallback.
+func (s *Store) GroupCommit(kind string, n int) {
+	if s == nil {
+		return
+	}
+	ctx := context.Background()
+	if kind == GroupBatched {
+		s.commitBatches.Add(ctx, 1, s.addOpts...)
+	}
+	s.commitAppends.Add(ctx, int64(n), s.kindOpts[kind]...)
+}
+
+// GroupLoad counts n loads of group loads of kind GroupAlone or
+// GroupBatched (one flusher's query for n queued loads).
+func (s *Store) GroupLoad(kind string, n int) {
+	if s == nil {
+		return
+	}
+	ctx := context.Background()
+	if kind == GroupBatched {
+		s.loadBatches.Add(ctx, 1, s.addOpts...)
+	}
+	s.loadLoads.Add(ctx, int64(n), s.kindOpts[kind]...)
 }
 
 // AppendOp is an append under way; End it with the append's result.
