@@ -68,7 +68,7 @@ func main() {
 	natsURL := flag.String("nats", os.Getenv("NATS_URL"), "NATS URL; empty starts an in-process NATS server with JetStream")
 	only := flag.String("only", "", "comma-separated sections to run (store, aggregate, relay, projection, horizon, otel); empty runs all")
 	scale := flag.Float64("scale", 1, "scale event counts (0.1 for a quick run)")
-	match := flag.String("match", "", "run only the append figures of the store section whose name contains this (and none of its reads), and only the many-aggregate Update figures of the aggregate section")
+	match := flag.String("match", "", "run only the append figures of the store section whose name contains this (and none of its reads), and only the Update figures of the aggregate section")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
