@@ -49,7 +49,8 @@
 // context ends before its append was sent gets the context's error and
 // nothing is written; once sent, the error says the outcome is unknown,
 // as for a lost connection: appending the same event IDs again tells.
-// See ADR 0013.
+// [Store.GroupCommitStats] counts the transactions appends took (and the
+// store's metrics count them too; see [WithMeterProvider]). See ADR 0013.
 //
 // # Group loads
 //
