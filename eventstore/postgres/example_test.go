@@ -115,3 +115,29 @@ func ExampleStore_Status() {
 		fmt.Printf("oldest open transaction: pid %d, open for %s (%s)\n", st.Oldest.PID, st.Oldest.Age, st.Oldest.State)
 	}
 }
+
+// GroupCommitStats tells how well concurrent appends share transactions:
+// appends per transaction, and how many a flusher sent back to run alone
+// (a refused batch, or a stream lock that AppendTx transactions hold for
+// long). The same counts are OpenTelemetry metrics (WithMeterProvider).
+func ExampleStore_GroupCommitStats() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := espg.New(pool)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close() // stops the flushers and gives back their connections
+
+	// ... appends from many goroutines ...
+
+	st := store.GroupCommitStats()
+	if tx := st.Alone + st.Batches; tx > 0 {
+		fmt.Printf("%.1f appends per transaction, %d sent back to run alone\n",
+			float64(st.Alone+st.Batched)/float64(tx), st.Fallback)
+	}
+}
