@@ -26,7 +26,7 @@ type Store struct {
 	outcome   map[string][]metric.RecordOption
 	addOpts   []metric.AddOption
 	// group commit and group loads: batches, and the appends or loads by
-	// kind (see Group).
+	// kind (see GroupCommit and GroupLoad).
 	commitBatches, commitAppends metric.Int64Counter
 	loadBatches, loadLoads       metric.Int64Counter
 	kindOpts                     map[string][]metric.AddOption
