@@ -56,6 +56,8 @@ func TestGroupCommitIsExact(t *testing.T) {
 	})
 }
 
+// proveGroupCommit runs TestGroupCommitIsExact's proof over total appends;
+// mixed gives every fourth append two events.
 func proveGroupCommit(t *testing.T, total int, mixed bool) {
 	s, pool := newStore(t)
 	t.Cleanup(s.Close)
