@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chronicle-go/chronicle/eventstore"
 	espg "github.com/chronicle-go/chronicle/eventstore/postgres"
@@ -246,16 +247,7 @@ func TestGroupCommitContextEnds(t *testing.T) {
 	for _, stream := range held {
 		mustAppend(t, s, stream, eventstore.NoStream, events(1)...)
 	}
-	holder, err := pool.Begin(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(context.Background())
-	for _, stream := range held {
-		if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), stream)+`)`); err != nil {
-			t.Fatal(err)
-		}
-	}
+	holder := holdStreamLocks(t, pool, s.Schema(), held...)
 	// X, alone, waits for held-1 on the flusher's connection.
 	ctxX, cancelX := context.WithCancel(c)
 	defer cancelX()
@@ -342,6 +334,24 @@ func lockKey(schema, stream string) string {
 		strings.ReplaceAll(stream, `'`, `''`) + `', 7157402093)`
 }
 
+// holdStreamLocks takes the advisory locks of streams in a transaction of
+// its own, as an appender would, and returns it; rolling it back (which
+// the test's cleanup also does) frees them.
+func holdStreamLocks(t *testing.T, pool *pgxpool.Pool, schema string, streams ...string) pgx.Tx {
+	t.Helper()
+	holder, err := pool.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Rollback(context.Background()) })
+	for _, stream := range streams {
+		if _, err := holder.Exec(ctx(t), `SELECT pg_advisory_xact_lock(`+lockKey(schema, stream)+`)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return holder
+}
+
 // waitForLockWait waits until a transaction waits for stream's advisory
 // lock.
 func waitForLockWait(t *testing.T, pool interface {
@@ -413,14 +423,7 @@ func TestGroupCommitBatchAnswersEachAppend(t *testing.T) {
 
 			// X, alone on the first flusher's connection, waits for the
 			// lock of "held" while the batch's appends queue behind it.
-			holder, err := pool.Begin(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer holder.Rollback(context.Background())
-			if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
-				t.Fatal(err)
-			}
+			holder := holdStreamLocks(t, pool, s.Schema(), "held")
 			errX := make(chan error, 1)
 			go func() {
 				_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)

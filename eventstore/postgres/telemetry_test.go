@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -223,14 +222,7 @@ func TestGroupCommitMetrics(t *testing.T) {
 
 	// X waits for the lock of "held" alone on the flusher's connection;
 	// three appends queue behind it and go in one batch.
-	holder, err := pool.Begin(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(context.Background())
-	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
-		t.Fatal(err)
-	}
+	holder := holdStreamLocks(t, pool, s.Schema(), "held")
 	errs := make(chan error, 4)
 	go func() {
 		_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)
@@ -277,14 +269,7 @@ func TestGroupCommitFallbackMetric(t *testing.T) {
 	espg.SetGroupLockTimeout(s, 20*time.Millisecond)
 	c := ctx(t)
 	mustAppend(t, s, "held", eventstore.NoStream, events(1)...)
-	holder, err := pool.Begin(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(context.Background())
-	if _, err := holder.Exec(c, `SELECT pg_advisory_xact_lock(`+lockKey(s.Schema(), "held")+`)`); err != nil {
-		t.Fatal(err)
-	}
+	holder := holdStreamLocks(t, pool, s.Schema(), "held")
 	errs := make(chan error, 1)
 	go func() {
 		_, err := s.Append(c, "held", eventstore.Exact(1), events(1)...)
